@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class LiveOAuthMailConfig(AppConfig):
+    name = "django_live_oauth_mail"
+    label = "live_oauth_mail"
+    verbose_name = _("Microsoft mailboxes (OAuth)")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,309 @@
+"""Django's SMTP email backend, authenticating as the sender's linked mailbox.
+
+Only three things differ from ``django.core.mail.backends.smtp.EmailBackend``:
+which mailbox logs in (chosen per message from the sender), how it logs in
+(XOAUTH2 with a token from :mod:`.tokens`), and that one ``send_messages()``
+call opens one SMTP session per mailbox. Everything else, including
+``open()``'s contract and ``fail_silently``, is Django's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.utils import parseaddr
+from typing import Any
+
+from django.core.mail.backends import smtp
+from django.core.mail.message import EmailMessage
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from .conf import conf
+from .exceptions import (
+    AccountNotFound,
+    ConfigurationError,
+    LiveOAuthMailError,
+    SendAsDenied,
+)
+from .models import MailAccount, normalize_email
+from .tokens import get_access_token
+from .xoauth2 import XOAuth2SMTP, XOAuth2SMTP_SSL, reply_bytes
+
+
+class _AccountCredentials:
+    """Gives the SMTP connection a token for one account, on demand."""
+
+    def __init__(self, account: MailAccount) -> None:
+        self.account = account
+        self.mailbox = account.email
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        return get_access_token(self.account, force_refresh=force_refresh).value
+
+    def __repr__(self) -> str:
+        return f"<credentials for {self.mailbox}>"
+
+
+class EmailBackend(smtp.EmailBackend):
+    """Send through Microsoft's SMTP as the linked mailbox of each sender.
+
+    The mailbox for a message is, in order: the ``account`` (a ``MailAccount``,
+    its pk, or its address) or ``user`` given to the backend; the active
+    linked mailbox whose address is the message's ``from_email``;
+    ``LIVE_OAUTH_MAIL['DEFAULT_ACCOUNT']``; else :class:`AccountNotFound`.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        *,
+        account: MailAccount | int | str | None = None,
+        user: Model | int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool | None = None,
+        use_ssl: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if password:
+            raise ConfigurationError(
+                "django_live_oauth_mail.backends.EmailBackend signs in with OAuth; "
+                "do not give it a password (auth_password, EMAIL_HOST_PASSWORD "
+                "is ignored). Link the mailbox instead."
+            )
+        use_ssl = bool(use_ssl)
+        use_tls = not use_ssl if use_tls is None else bool(use_tls)
+        if not (use_tls or use_ssl):
+            raise ConfigurationError(
+                "Refusing to send OAuth tokens over an unencrypted SMTP connection: "
+                "use_tls must stay True (Microsoft requires STARTTLS on port 587)."
+            )
+        super().__init__(
+            host=host or conf.SMTP_HOST,
+            port=port or conf.SMTP_PORT,
+            username=None,
+            password=None,
+            use_tls=use_tls,
+            use_ssl=use_ssl,
+            timeout=conf.SMTP_TIMEOUT if timeout is None else timeout,
+            **kwargs,
+        )
+        # `username` (what send_mail's auth_user sets) names a mailbox, too.
+        self.account_selector = account if account is not None else username
+        self.user_selector = user
+        self.username, self.password = None, None  # type: ignore[assignment]
+        self._current: MailAccount | None = None
+        self._held_open = False
+
+    # -- Django's hooks ------------------------------------------------------------
+
+    @property
+    def connection_class(self) -> type[smtplib.SMTP]:
+        return XOAuth2SMTP_SSL if self.use_ssl else XOAuth2SMTP
+
+    @cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        if conf.CA_BUNDLE and not (self.ssl_certfile or self.ssl_keyfile):
+            return ssl.create_default_context(cafile=conf.CA_BUNDLE)
+        context: ssl.SSLContext = super().ssl_context
+        return context
+
+    def open(self) -> bool | None:
+        """Open an SMTP session for the mailbox in use, as Django's ``open()``.
+
+        Returns True if it opened one, False if one was already open, None if
+        it failed silently. With no fixed mailbox the mailbox is only known
+        per message: then ``open()`` just keeps the sessions that
+        ``send_messages()`` opens until ``close()``, and returns True the
+        first time.
+        """
+        if self.connection:
+            return False
+        account = self._current
+        if account is None:
+            try:
+                account = self._fixed_account()
+            except LiveOAuthMailError:
+                if self.fail_silently:
+                    return None
+                raise
+            if account is None:
+                first_time = not self._held_open
+                self._held_open = True
+                return first_time
+            self._current = account
+        # Django's open() calls connection.login(username, password); our
+        # connection class reads "password" as where to get a token from.
+        self.username = account.email
+        self.password = _AccountCredentials(account)  # type: ignore[assignment]
+        try:
+            opened = super().open()
+        except BaseException as error:
+            self._discard_failed_session()
+            if self.fail_silently and isinstance(error, (LiveOAuthMailError, OSError)):
+                return None
+            raise
+        finally:
+            self.password = None  # type: ignore[assignment]
+        if opened is None:
+            self._discard_failed_session()
+        return opened
+
+    def close(self) -> None:
+        self._held_open = False
+        try:
+            super().close()
+        finally:
+            if self.connection is None:
+                self._current = self._fixed if hasattr(self, "_fixed") else None
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Send in one SMTP session per mailbox; return how many were accepted."""
+        if not email_messages:
+            return 0
+        with self._lock:
+            try:
+                batches = self._route(email_messages)
+            except LiveOAuthMailError:
+                if self.fail_silently:
+                    return 0
+                raise
+            sent_by: dict[int, int] = {}
+            try:
+                for account, messages in batches:
+                    if self.connection and self._current != account:
+                        self._close_quietly()
+                    self._current = account
+                    new_conn_created = self.open()
+                    if not self.connection or new_conn_created is None:
+                        continue
+                    try:
+                        for message in messages:
+                            if self._send(message):
+                                sent_by[account.pk] = sent_by.get(account.pk, 0) + 1
+                    finally:
+                        if new_conn_created and not self._held_open:
+                            self.close()
+            finally:
+                self._mark_used(sent_by)
+        return sum(sent_by.values())
+
+    def _send(self, email_message: EmailMessage) -> bool:
+        try:
+            return bool(super()._send(email_message))  # type: ignore[misc]
+        except smtplib.SMTPResponseException as error:
+            if error.smtp_code == 554 and b"5.2.252" in reply_bytes(error.smtp_error):
+                mailbox = self._current.email if self._current else "the mailbox"
+                raise SendAsDenied(
+                    f"Exchange refused to send as {email_message.from_email!r} from "
+                    f"{mailbox} (554 5.2.252 SendAsDenied). Send from {mailbox} "
+                    "itself, or have an Exchange administrator grant it Send As "
+                    "permission for that address.",
+                    mailbox=mailbox,
+                    smtp_code=error.smtp_code,
+                    smtp_error=reply_bytes(error.smtp_error),
+                ) from None
+            raise
+
+    # -- choosing the mailbox -------------------------------------------------------
+
+    def _fixed_account(self) -> MailAccount | None:
+        """The mailbox given to the backend itself, if any (looked up once)."""
+        if not hasattr(self, "_fixed"):
+            self._fixed: MailAccount | None = None
+            selector = self.account_selector
+            if isinstance(selector, MailAccount):
+                self._fixed = selector
+            elif selector is not None:
+                lookup = (
+                    {"pk": selector}
+                    if isinstance(selector, int)
+                    else {"email": normalize_email(str(selector))}
+                )
+                self._fixed = (
+                    MailAccount.objects.active()
+                    .filter(**lookup)
+                    .order_by("-created_at")
+                    .first()
+                )
+                if self._fixed is None:
+                    del self._fixed
+                    raise AccountNotFound(
+                        f"No active linked mailbox matches {selector!r}. Link it on "
+                        "the mailboxes page (or re-link it if it needs reconnecting).",
+                        mailbox=str(selector),
+                    )
+        return self._fixed
+
+    def _route(
+        self, messages: Sequence[EmailMessage]
+    ) -> list[tuple[MailAccount, list[EmailMessage]]]:
+        """Group messages by the mailbox that sends them, in first-seen order.
+
+        One query finds every candidate mailbox, whatever the batch size. A
+        message with no mailbox raises before anything is sent, unless
+        ``fail_silently`` is set, in which case only that message is dropped.
+        """
+        fixed = self._fixed_account()
+        if fixed is not None:
+            return [(fixed, list(messages))]
+        senders = [normalize_email(parseaddr(str(m.from_email))[1]) for m in messages]
+        default = (
+            normalize_email(conf.DEFAULT_ACCOUNT) if conf.DEFAULT_ACCOUNT else None
+        )
+        candidates = MailAccount.objects.active().order_by("created_at")
+        if self.user_selector is not None:
+            candidates = candidates.filter(user=self.user_selector)  # type: ignore[misc]
+        else:
+            candidates = candidates.filter(email__in={*senders, default} - {None})
+        by_email: dict[str, MailAccount] = {}
+        for candidate in candidates:
+            by_email[candidate.email] = candidate  # the newest link wins
+        fallback = by_email.get(default) if default else None
+        if self.user_selector is not None and fallback is None and by_email:
+            fallback = list(by_email.values())[-1]
+
+        batches: dict[int, tuple[MailAccount, list[EmailMessage]]] = {}
+        for message, sender in zip(messages, senders, strict=True):
+            account = by_email.get(sender) or fallback
+            if account is None:
+                if self.fail_silently:
+                    continue
+                raise AccountNotFound(
+                    f"No active linked mailbox for the sender {sender or '(none)'}. "
+                    "Link that mailbox, send from a linked one, or set "
+                    "LIVE_OAUTH_MAIL['DEFAULT_ACCOUNT'].",
+                    mailbox=sender or None,
+                )
+            batches.setdefault(account.pk, (account, []))[1].append(message)
+        return list(batches.values())
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _mark_used(self, sent_by: dict[int, int]) -> None:
+        if sent_by:
+            MailAccount.objects.filter(pk__in=sent_by).update(
+                last_used_at=timezone.now()
+            )
+
+    def _discard_failed_session(self) -> None:
+        # Django 4.2 leaves a half-open connection in `connection` after a
+        # failed login (5.0+ keeps it in `_partial_connection`); drop both.
+        with contextlib.suppress(Exception):
+            self.fail_silently, saved = True, self.fail_silently
+            try:
+                smtp.EmailBackend.close(self)
+            finally:
+                self.fail_silently = saved
+        self.connection = None
+
+    def _close_quietly(self) -> None:
+        held = self._held_open
+        self.close()
+        self._held_open = held

@@ -1,0 +1,103 @@
+"""System checks for the LIVE_OAUTH_MAIL settings (IDs live_oauth_mail.*)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import SETTINGS_NAME, conf
+
+BACKEND = "django_live_oauth_mail.backends.EmailBackend"
+
+
+@register(Tags.compatibility)
+def check_settings(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if not conf.CLIENT_ID:
+        messages.append(
+            Error(
+                f"{SETTINGS_NAME}['CLIENT_ID'] is not set.",
+                hint="Copy the Application (client) ID of your app registration "
+                "from the Azure portal.",
+                id="live_oauth_mail.E001",
+            )
+        )
+    if not conf.CLIENT_SECRET:
+        messages.append(
+            Error(
+                f"{SETTINGS_NAME}['CLIENT_SECRET'] is not set.",
+                hint="Create a client secret under Certificates & secrets in the app "
+                "registration, and keep it out of version control.",
+                id="live_oauth_mail.E002",
+            )
+        )
+    if not apps.is_installed("django.contrib.sessions") or not any(
+        m.endswith("SessionMiddleware") for m in settings.MIDDLEWARE
+    ):
+        messages.append(
+            Error(
+                "The connect flow keeps its state in the session, but sessions are "
+                "not enabled.",
+                hint="Add 'django.contrib.sessions' to INSTALLED_APPS and "
+                "'django.contrib.sessions.middleware.SessionMiddleware' to MIDDLEWARE.",
+                id="live_oauth_mail.E003",
+            )
+        )
+    keys = conf.ENCRYPTION_KEYS
+    for position, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            messages.append(
+                Error(
+                    f"{SETTINGS_NAME}['ENCRYPTION_KEYS'][{position}] is not a valid "
+                    "Fernet key.",
+                    hint='Generate one with: python -c "from cryptography.fernet '
+                    'import Fernet; print(Fernet.generate_key().decode())"',
+                    id="live_oauth_mail.E004",
+                )
+            )
+    if not keys:
+        messages.append(
+            Warning(
+                f"{SETTINGS_NAME}['ENCRYPTION_KEYS'] is empty, so stored tokens are "
+                "encrypted with a key derived from SECRET_KEY.",
+                hint="Changing SECRET_KEY without keeping the old one in "
+                "SECRET_KEY_FALLBACKS would make every linked mailbox unreadable. Set "
+                "ENCRYPTION_KEYS to your own Fernet keys, newest first.",
+                id="live_oauth_mail.W001",
+            )
+        )
+    if urlsplit(conf.AUTHORITY).scheme != "https":
+        messages.append(
+            Warning(
+                f"{SETTINGS_NAME}['AUTHORITY'] is not https: {conf.AUTHORITY!r}.",
+                hint="Use https://login.microsoftonline.com/common (or /organizations, "
+                "/consumers, /<tenant id>); msal refuses plain http.",
+                id="live_oauth_mail.W002",
+            )
+        )
+    mailers = getattr(settings, "MAILERS", None) or {}
+    uses_backend = getattr(settings, "EMAIL_BACKEND", None) == BACKEND or any(
+        isinstance(config, dict) and config.get("BACKEND") == BACKEND
+        for config in mailers.values()
+    )
+    if not uses_backend:
+        messages.append(
+            Warning(
+                "No email backend uses django-live-oauth-mail, so linked mailboxes "
+                "are never used to send.",
+                hint=f"Set EMAIL_BACKEND = {BACKEND!r}, or use it as the BACKEND of a "
+                "MAILERS entry (Django 6.1+).",
+                id="live_oauth_mail.W003",
+            )
+        )
+    return messages

@@ -1,0 +1,112 @@
+"""The errors this app raises.
+
+Every message names the mailbox it is about and says what to do next. None of
+them ever contains a token: they are built from error codes and descriptions,
+never from request or response bodies that could carry one.
+
+``fail_silently`` swallows :class:`LiveOAuthMailError` and its subclasses,
+never :class:`ConfigurationError`: a broken setup must not lose mail quietly.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Sequence
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class ConfigurationError(ImproperlyConfigured):
+    """The ``LIVE_OAUTH_MAIL`` settings are missing or wrong."""
+
+
+class LiveOAuthMailError(Exception):
+    """Base class for every runtime error of this app."""
+
+    def __init__(self, message: str, *, mailbox: str | None = None) -> None:
+        # Exception's own __init__, not super(): subclasses that also inherit
+        # an smtplib exception must not have it called with our arguments.
+        Exception.__init__(self, message)
+        self.mailbox = mailbox
+
+
+class AccountNotFound(LiveOAuthMailError, LookupError):
+    """No linked, active mailbox can send for the requested address."""
+
+
+class TokenError(LiveOAuthMailError):
+    """The identity platform did not give an access token.
+
+    ``error`` and ``error_codes`` are the platform's own (``invalid_grant``,
+    ``[70000]``); ``description`` is its text, which holds no secrets.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mailbox: str | None = None,
+        error: str | None = None,
+        error_codes: Sequence[int] = (),
+        description: str | None = None,
+    ) -> None:
+        super().__init__(message, mailbox=mailbox)
+        self.error = error
+        self.error_codes = list(error_codes)
+        self.description = description
+
+
+class ReconnectRequired(TokenError):
+    """The grant is gone (revoked, expired, or new consent needed): link again."""
+
+
+class IdentityPlatformUnavailable(TokenError):
+    """The identity platform failed or throttled us; retrying later may work."""
+
+
+class AppCredentialsError(TokenError):
+    """The app registration's client id or secret was refused.
+
+    This is the site operator's problem, not the user's: the account keeps its
+    status and nobody is asked to link again.
+    """
+
+
+class AuthorizationFailed(LiveOAuthMailError):
+    """A connect flow could not be completed; nothing was stored."""
+
+
+class AuthorizationDeclined(AuthorizationFailed):
+    """The user cancelled the sign-in or declined consent."""
+
+
+class MailboxRejected(LiveOAuthMailError, smtplib.SMTPResponseException):
+    """Exchange refused the mailbox or the message.
+
+    It is also an :class:`smtplib.SMTPResponseException` (and so an
+    ``OSError``), so code that already handles SMTP failures keeps working, and
+    Django's SMTP backend treats it as any other SMTP error.
+    """
+
+    def __init__(
+        self, message: str, *, mailbox: str | None, smtp_code: int, smtp_error: bytes
+    ) -> None:
+        LiveOAuthMailError.__init__(self, message, mailbox=mailbox)
+        self.smtp_code = smtp_code
+        self.smtp_error = smtp_error
+        self.args = (message,)  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SMTPAuthDisabled(MailboxRejected, smtplib.SMTPAuthenticationError):
+    """``535 5.7.139``: SMTP AUTH is switched off for the tenant or mailbox."""
+
+
+class TokenRejected(MailboxRejected, smtplib.SMTPAuthenticationError):
+    """``535 5.7.3`` even with a freshly refreshed token: scope or audience."""
+
+
+class SendAsDenied(MailboxRejected, smtplib.SMTPDataError):
+    """``554 5.2.252``: the From address is not the authenticated mailbox."""

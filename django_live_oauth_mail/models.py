@@ -1,0 +1,89 @@
+"""A linked Microsoft mailbox and its encrypted token cache."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import crypto
+
+
+class MailAccountQuerySet(models.QuerySet["MailAccount"]):
+    def active(self) -> MailAccountQuerySet:
+        return self.filter(status=MailAccount.Status.ACTIVE)
+
+    def for_address(self, address: str) -> MailAccountQuerySet:
+        return self.filter(email=normalize_email(address))
+
+
+def normalize_email(address: str) -> str:
+    """Exchange treats mailbox addresses case-insensitively; so do we."""
+    return address.strip().lower()
+
+
+class MailAccount(models.Model):
+    """A user's Microsoft mailbox, linked once with OAuth and used to send."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        RECONNECT_REQUIRED = "reconnect_required", _("Reconnect required")
+
+    class Kind(models.TextChoices):
+        PERSONAL = "personal", _("Personal (Outlook.com)")
+        WORK = "work", _("Work or school (Microsoft 365)")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="mail_accounts",
+        verbose_name=_("user"),
+    )
+    email = models.EmailField(_("mailbox"), max_length=254, db_index=True)
+    display_name = models.CharField(_("display name"), max_length=255, blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    tenant_id = models.CharField(_("tenant id"), max_length=64, blank=True)
+    # msal's account key ("<object id>.<tenant id>"); not a secret.
+    home_account_id = models.CharField(_("home account id"), max_length=255)
+    status = models.CharField(
+        _("status"), max_length=32, choices=Status.choices, default=Status.ACTIVE
+    )
+    # A Fernet token wrapping msal's serialized token cache. Never plaintext.
+    encrypted_token_cache = models.TextField(editable=False)
+    created_at = models.DateTimeField(_("linked at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
+    token_expires_at = models.DateTimeField(
+        _("access token expires"), null=True, blank=True
+    )
+    last_error = models.TextField(_("last error"), blank=True)
+
+    objects = MailAccountQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("linked mailbox")
+        verbose_name_plural = _("linked mailboxes")
+        ordering = ["email", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "email"], name="live_oauth_mail_one_link_per_mailbox"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def read_token_cache(self) -> str:
+        """The decrypted msal cache, as JSON text. Keep it out of logs."""
+        if not self.encrypted_token_cache:
+            return ""
+        return crypto.decrypt(self.encrypted_token_cache)
+
+    def write_token_cache(self, serialized: str) -> None:
+        """Encrypt and set the msal cache; the caller saves."""
+        self.encrypted_token_cache = crypto.encrypt(serialized)

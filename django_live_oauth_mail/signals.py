@@ -1,0 +1,27 @@
+"""Signals, each sent after the transaction that caused it commits.
+
+``account_connected``
+    A mailbox was linked or re-linked. ``sender``: ``MailAccount``;
+    ``user``: who linked it; ``account``: the ``MailAccount``;
+    ``created``: False when an existing link was renewed.
+
+``account_disconnected``
+    A mailbox link was removed. ``sender``: ``MailAccount``; ``user``;
+    ``account``: the deleted instance (its ``pk`` is already None).
+
+``token_refreshed``
+    A refresh token was redeemed and the rotated cache stored.
+    ``sender``: ``MailAccount``; ``account``.
+
+``reconnect_required``
+    The grant is gone and the user must link the mailbox again.
+    ``sender``: ``MailAccount``; ``account``; ``error``: the
+    ``ReconnectRequired`` exception, whose message says why.
+"""
+
+from django.dispatch import Signal
+
+account_connected = Signal()
+account_disconnected = Signal()
+token_refreshed = Signal()
+reconnect_required = Signal()

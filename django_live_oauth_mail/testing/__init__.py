@@ -1,0 +1,55 @@
+"""Real local servers that stand in for Microsoft in tests.
+
+* :class:`FakeIdentityPlatform` - an HTTPS OAuth 2.0 / OpenID Connect server
+  that MSAL can talk to (authorization code + PKCE, refresh, device code).
+* :class:`XOAuth2SMTPServer` - an SMTP server that behaves like
+  smtp.office365.com:587 (STARTTLS, XOAUTH2, Exchange reply codes). It needs
+  ``aiosmtpd``: ``pip install "django-live-oauth-mail[testing]"``.
+
+Both use a throwaway CA (:func:`make_test_certificate`), so clients keep TLS
+verification on. Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .accounts import PERSONAL_TENANT_ID, FakeIdentity
+from .certs import TestCertificate, make_test_certificate
+from .consent import AuthorizationResponse, ConsentPageError
+from .identity import FakeIdentityPlatform, TokenRequest
+from .ports import find_free_port
+from .records import AuthAttempt, ReceivedMessage
+
+if TYPE_CHECKING:
+    from .smtp import XOAuth2SMTPServer
+
+__all__ = [
+    "PERSONAL_TENANT_ID",
+    "AuthAttempt",
+    "AuthorizationResponse",
+    "ConsentPageError",
+    "FakeIdentity",
+    "FakeIdentityPlatform",
+    "ReceivedMessage",
+    "TestCertificate",
+    "TokenRequest",
+    "XOAuth2SMTPServer",
+    "find_free_port",
+    "make_test_certificate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The SMTP server needs the optional aiosmtpd dependency: import it lazily
+    # so the identity platform works without it.
+    if name == "XOAuth2SMTPServer":
+        try:
+            from .smtp import XOAuth2SMTPServer
+        except ImportError as error:
+            raise ImportError(
+                "XOAuth2SMTPServer needs aiosmtpd: "
+                'pip install "django-live-oauth-mail[testing]"'
+            ) from error
+        return XOAuth2SMTPServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

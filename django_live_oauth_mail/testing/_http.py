@@ -1,0 +1,185 @@
+"""A small threaded HTTPS server that hands parsed requests to an app object.
+
+Only the standard library is used so the fake identity platform works without
+extra dependencies. The server never logs query strings or bodies, because
+those carry codes and tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from .ports import bind_listening_socket
+
+__all__ = ["App", "HTTPSServer", "Reply", "Request"]
+
+logger = logging.getLogger("django_live_oauth_mail.testing.http")
+
+_QUERY = re.compile(r"\?\S*")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    form: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        return cls(
+            status,
+            json.dumps(payload).encode(),
+            "application/json; charset=utf-8",
+            {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})},
+        )
+
+    @classmethod
+    def html(cls, status: int, page: str) -> Reply:
+        return cls(status, page.encode(), "text/html; charset=utf-8")
+
+    @classmethod
+    def redirect(cls, location: str) -> Reply:
+        return cls(302, b"", headers={"Location": location})
+
+
+class App(Protocol):
+    def dispatch(self, request: Request) -> Reply: ...
+
+
+class HTTPSServer:
+    """Serve ``app`` over TLS on a background daemon thread."""
+
+    def __init__(self, app: App, host: str, port: int, context: ssl.SSLContext):
+        self._server = _Server(bind_listening_socket(host, port), app, context)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeIdentityPlatform:{port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.drop_connections()
+        self._thread.join(timeout=5)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket, app: App, context: ssl.SSLContext):
+        # Adopt an already-bound socket so the caller controls port selection.
+        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.app = app
+        self.tls = context
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        # Handshake later, on the handler thread, so a slow client can't
+        # block the accept loop.
+        tls_sock = self.tls.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        with self._open_lock:
+            self._open.add(tls_sock)
+        return tls_sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close kept-alive connections so a stopped server really is gone."""
+        with self._open_lock:
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeIdentityPlatform/1.0"
+    sys_version = ""
+    timeout = 30
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        assert isinstance(self.request, ssl.SSLSocket)
+        self.request.do_handshake()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        form: dict[str, str] = {}
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            form = _first_values(self.rfile.read(length).decode("utf-8", "replace"))
+        request = Request(
+            method=self.command,
+            path=url.path,
+            query=_first_values(url.query),
+            form=form,
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+        try:
+            reply = self.server.app.dispatch(request)
+        except Exception:
+            logger.exception("fake identity platform failed on %s", url.path)
+            reply = Reply(500, b"internal error in FakeIdentityPlatform")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines may carry codes in their query strings: drop those.
+        logger.debug(_QUERY.sub("?...", format % args))
+
+
+def _first_values(query: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}

@@ -1,0 +1,185 @@
+"""Connect, callback, disconnect, and the list of the user's mailboxes.
+
+Only the errors we expect are caught, and each renders a page that says what
+happened and what to do; nothing is stored unless the whole flow succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import flows, msal_client
+from .accounts import link_mailbox, unlink_mailbox
+from .conf import conf
+from .exceptions import (
+    AuthorizationDeclined,
+    AuthorizationFailed,
+    IdentityPlatformUnavailable,
+    LiveOAuthMailError,
+)
+from .models import MailAccount
+
+logger = logging.getLogger(__name__)
+
+# Authorization codes are about 1-2 KB; nothing legitimate comes near this.
+MAX_PARAM_LENGTH = 8192
+MAX_PARAMS = 20
+RESUBMITTED = "_live_oauth_mail_resubmitted"
+
+
+def _success_url() -> str:
+    return conf.SUCCESS_URL or reverse("live_oauth_mail:accounts")
+
+
+def _safe_next(request: HttpRequest, candidate: str | None) -> str | None:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return None
+
+
+def _failure(
+    request: HttpRequest, title: str, message: str, *, status: int = 400, **extra: Any
+) -> HttpResponse:
+    response = render(
+        request,
+        "live_oauth_mail/error.html",
+        {"title": title, "message": message, **extra},
+        status=status,
+    )
+    if status == 503:
+        response["Retry-After"] = "10"
+    return response
+
+
+@login_required
+@require_http_methods(["GET"])
+def accounts(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's linked mailboxes."""
+    user: Any = request.user  # login_required: never anonymous here
+    mailboxes = MailAccount.objects.filter(user=user).order_by("email")
+    return render(request, "live_oauth_mail/accounts.html", {"mailboxes": mailboxes})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def connect(request: HttpRequest) -> HttpResponse:
+    """GET: a page with a button. POST: start the flow and go to Microsoft."""
+    login_hint = (
+        request.POST.get("login_hint") or request.GET.get("login_hint") or ""
+    )[:254]
+    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    if request.method == "GET":
+        return render(
+            request,
+            "live_oauth_mail/connect.html",
+            {"login_hint": login_hint, "next": next_url or ""},
+        )
+    redirect_uri = conf.REDIRECT_URI or request.build_absolute_uri(
+        reverse("live_oauth_mail:callback")
+    )
+    try:
+        flow = msal_client.start_link(redirect_uri, login_hint=login_hint or None)
+    except IdentityPlatformUnavailable as error:
+        return _unavailable(request, error)
+    flows.remember(request, flow, next_url=next_url)
+    return HttpResponseRedirect(flow["auth_uri"])
+
+
+@csrf_exempt  # The single-use state bound to this session protects it instead.
+@require_http_methods(["GET", "POST"])
+def callback(request: HttpRequest) -> HttpResponse:
+    """Finish the flow Microsoft redirected back from, then link the mailbox."""
+    source = request.POST if request.method == "POST" else request.GET
+    if len(source) > MAX_PARAMS or any(
+        len(value) > MAX_PARAM_LENGTH
+        for values in source.lists()
+        for value in values[1]
+    ):
+        return _failure(
+            request,
+            _("That sign-in response was not valid"),
+            _("The response was too large. Please start linking again."),
+        )
+    if not request.user.is_authenticated:
+        if request.method == "POST" and RESUBMITTED not in source:
+            # A cross-site form_post carries no SameSite=Lax session cookie;
+            # posting once more from our own page brings it along.
+            return render(
+                request,
+                "live_oauth_mail/resubmit.html",
+                {"fields": source.items(), "marker": RESUBMITTED},
+            )
+        return redirect_to_login(request.get_full_path())
+    params = {key: source.get(key, "") for key in source if key != RESUBMITTED}
+    entry = flows.take(request, params.get("state", ""))
+    if entry is None:
+        return _failure(
+            request,
+            _("That sign-in link has expired"),
+            _(
+                "This sign-in response does not belong to a sign-in you started "
+                "here, or it was already used. Please start linking again."
+            ),
+        )
+    try:
+        identity = msal_client.finish_link(entry["flow"], params)
+    except AuthorizationDeclined as error:
+        return _failure(request, _("No mailbox was linked"), str(error), declined=True)
+    except IdentityPlatformUnavailable as error:
+        return _unavailable(request, error)
+    except (AuthorizationFailed, LiveOAuthMailError) as error:
+        logger.warning("Linking a mailbox failed: %s", error)
+        return _failure(request, _("The mailbox could not be linked"), str(error))
+    account, created = link_mailbox(request.user, identity)
+    messages.success(
+        request,
+        _("%(mailbox)s is linked. Mail from it will now be sent through Microsoft.")
+        % {"mailbox": account.email}
+        if created
+        else _("%(mailbox)s is linked again.") % {"mailbox": account.email},
+    )
+    return HttpResponseRedirect(entry.get("next") or _success_url())
+
+
+@login_required
+@require_POST
+def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove one of the user's own links (another user's gives 404)."""
+    account = get_object_or_404(MailAccount, pk=pk, user=request.user)
+    mailbox = account.email
+    unlink_mailbox(account)
+    messages.success(
+        request, _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox}
+    )
+    next_url = _safe_next(request, request.POST.get("next"))
+    return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))
+
+
+def _unavailable(
+    request: HttpRequest, error: IdentityPlatformUnavailable
+) -> HttpResponse:
+    logger.warning("%s", error)
+    return _failure(
+        request,
+        _("Microsoft is not answering right now"),
+        _(
+            "The Microsoft sign-in service did not respond properly. Nothing was "
+            "changed. Please try again in a moment."
+        ),
+        status=503,
+        retry=True,
+    )

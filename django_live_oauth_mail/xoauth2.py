@@ -1,0 +1,128 @@
+"""SASL XOAUTH2 for smtplib, with Exchange Online's replies made readable.
+
+Django's SMTP backend calls ``connection.login(username, password)``. Our
+connection classes accept a :class:`MailboxCredentials` in place of the
+password and answer with ``AUTH XOAUTH2`` instead, so the backend itself
+keeps Django's ``open()`` unchanged.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from typing import Any, Protocol
+
+from .exceptions import SMTPAuthDisabled, TokenRejected
+
+
+class MailboxCredentials(Protocol):
+    """Where the SMTP connection gets the mailbox's access token from."""
+
+    mailbox: str
+
+    def token(self, *, force_refresh: bool = False) -> str: ...
+
+
+def xoauth2_response(mailbox: str, access_token: str) -> str:
+    """The XOAUTH2 initial client response (before base64, which smtplib adds)."""
+    return f"user={mailbox}\x01auth=Bearer {access_token}\x01\x01"
+
+
+def reply_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode(errors="replace")
+
+
+def _is_reply(error: smtplib.SMTPResponseException, enhanced_code: bytes) -> bool:
+    message = error.smtp_error
+    if isinstance(message, str):
+        message = message.encode()
+    return message.lstrip().startswith(enhanced_code)
+
+
+class XOAuth2Mixin:
+    """Turns ``login(user, credentials)`` into ``AUTH XOAUTH2``.
+
+    Exchange answers ``535 5.7.3`` for a bad or expired token: the token is
+    refreshed once and AUTH retried on the same connection. ``535 5.7.139``
+    means SMTP AUTH is off for the tenant or mailbox, which no token fixes.
+    """
+
+    def login(
+        self, user: str, password: Any, *, initial_response_ok: bool = True
+    ) -> Any:
+        if not hasattr(password, "token"):
+            return super().login(  # type: ignore[misc]
+                user, password, initial_response_ok=initial_response_ok
+            )
+        smtp: smtplib.SMTP = self  # type: ignore[assignment]
+        smtp.ehlo_or_helo_if_needed()
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "XOAUTH2" not in offered:
+            raise smtplib.SMTPNotSupportedError(
+                f"The SMTP server {getattr(smtp, '_host', '')!s} does not offer AUTH "
+                "XOAUTH2 (it offers: " + (" ".join(offered) or "nothing") + "). "
+                "Use smtp.office365.com on port 587."
+            )
+        try:
+            return self._xoauth2(smtp, password, password.token())
+        except smtplib.SMTPAuthenticationError as error:
+            if not _is_reply(error, b"5.7.3"):
+                raise self._explain(error, password.mailbox) from None
+        try:
+            return self._xoauth2(smtp, password, password.token(force_refresh=True))
+        except smtplib.SMTPAuthenticationError as error:
+            raise self._explain(error, password.mailbox, refreshed=True) from None
+
+    @staticmethod
+    def _xoauth2(
+        smtp: smtplib.SMTP, credentials: MailboxCredentials, access_token: str
+    ) -> tuple[int, bytes]:
+        def respond(challenge: bytes | None = None) -> str:
+            # On failure Exchange sends a 334 with a JSON error; an empty reply
+            # asks for the final 535.
+            if challenge is not None:
+                return ""
+            return xoauth2_response(credentials.mailbox, access_token)
+
+        return smtp.auth("XOAUTH2", respond, initial_response_ok=True)
+
+    @staticmethod
+    def _explain(
+        error: smtplib.SMTPAuthenticationError, mailbox: str, *, refreshed: bool = False
+    ) -> smtplib.SMTPAuthenticationError:
+        code, reply = error.smtp_code, error.smtp_error
+        text = (
+            reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        )
+        if _is_reply(error, b"5.7.139"):
+            return SMTPAuthDisabled(
+                f"Exchange refused SMTP AUTH for {mailbox}: it is disabled for the "
+                f"tenant or the mailbox ({code} {text}). This is not a token problem, "
+                "and linking again will not help. An Exchange administrator must "
+                "enable authenticated SMTP, e.g. `Set-CASMailbox -Identity "
+                f"{mailbox} -SmtpClientAuthenticationDisabled $false`, or clear "
+                "'Turn off SMTP AUTH protocol for your organization' in the "
+                "Microsoft 365 admin center (Settings > Org settings > Mail flow).",
+                mailbox=mailbox,
+                smtp_code=code,
+                smtp_error=reply_bytes(reply),
+            )
+        if refreshed and _is_reply(error, b"5.7.3"):
+            return TokenRejected(
+                f"Exchange rejected a freshly refreshed token for {mailbox} ({code} "
+                f"{text}). The token is not for SMTP: check that "
+                "LIVE_OAUTH_MAIL['SCOPES'] holds https://outlook.office.com/SMTP.Send "
+                "and that the app registration has that delegated permission, then "
+                "link the mailbox again.",
+                mailbox=mailbox,
+                smtp_code=code,
+                smtp_error=reply_bytes(reply),
+            )
+        return error
+
+
+class XOAuth2SMTP(XOAuth2Mixin, smtplib.SMTP):
+    """``smtplib.SMTP`` that can log in with XOAUTH2."""
+
+
+class XOAuth2SMTP_SSL(XOAuth2Mixin, smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` that can log in with XOAUTH2."""

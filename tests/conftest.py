@@ -1,0 +1,143 @@
+"""Fixtures: real local stand-ins for Microsoft, and linked mailboxes.
+
+The identity platform and SMTP server start once per session and are reset
+before each test; msal's process-wide application cache is reset too, so a
+fault injected in one test can never be replayed into the next.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.test import Client
+
+from django_live_oauth_mail import msal_client
+from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.testing import (
+    FakeIdentity,
+    FakeIdentityPlatform,
+    XOAuth2SMTPServer,
+)
+
+from .mailers import BACKEND, USES_MAILERS
+
+IDENTITIES = [
+    FakeIdentity("alice@outlook.com", name="Alice Personal", kind="personal"),
+    FakeIdentity("bob@contoso.com", name="Bob Work", kind="work"),
+    FakeIdentity(
+        "carol@contoso.com", name="Carol NoEmailClaim", kind="work", email_claim=False
+    ),
+    FakeIdentity("dave@fabrikam.com", name="Dave Work", kind="work"),
+]
+
+
+@pytest.fixture(scope="session")
+def _identity_platform() -> Iterator[FakeIdentityPlatform]:
+    with FakeIdentityPlatform(
+        IDENTITIES, client_id="test-client-id", client_secret="test-client-secret"
+    ) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="session")
+def _smtp_server(
+    _identity_platform: FakeIdentityPlatform,
+) -> Iterator[XOAuth2SMTPServer]:
+    with XOAuth2SMTPServer(_identity_platform) as server:
+        yield server
+
+
+@pytest.fixture
+def identity_platform(_identity_platform: FakeIdentityPlatform) -> FakeIdentityPlatform:
+    _identity_platform.reset()
+    _identity_platform.access_token_lifetime = 3600
+    return _identity_platform
+
+
+@pytest.fixture
+def smtp_server(_smtp_server: XOAuth2SMTPServer) -> XOAuth2SMTPServer:
+    _smtp_server.reset()
+    return _smtp_server
+
+
+@pytest.fixture(autouse=True)
+def live_settings(
+    settings: Any,
+    identity_platform: FakeIdentityPlatform,
+    smtp_server: XOAuth2SMTPServer,
+) -> dict[str, Any]:
+    """Point the app at the stand-ins, with a clean msal state."""
+    msal_client.reset()
+    # Django's test set-up swaps every backend for locmem; put ours back so
+    # mail really travels to the SMTP stand-in.
+    if USES_MAILERS:
+        settings.MAILERS = {"default": {"BACKEND": BACKEND}}
+    else:
+        settings.EMAIL_BACKEND = BACKEND
+    settings.LIVE_OAUTH_MAIL = {
+        **settings.LIVE_OAUTH_MAIL,
+        "AUTHORITY": identity_platform.authority,
+        "CA_BUNDLE": identity_platform.ca_bundle,
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": smtp_server.port,
+        "SMTP_TIMEOUT": 10,
+    }
+    yield settings.LIVE_OAUTH_MAIL
+    msal_client.reset()
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("ann", "ann@example.com", "pw")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("zed", "zed@example.com", "pw")
+
+
+class Linker:
+    """Links mailboxes through the real views, msal, and the fake platform."""
+
+    def __init__(self, platform: FakeIdentityPlatform) -> None:
+        self.platform = platform
+
+    def start(self, client: Client, **data: str) -> str:
+        response = client.post("/mail/connect/", data)
+        assert response.status_code == 302, response.content[:500]
+        return str(response["Location"])
+
+    def __call__(
+        self, user: Any, email: str, *, client: Client | None = None
+    ) -> MailAccount:
+        client = client or Client()
+        client.force_login(user)
+        authorize_url = self.start(client)
+        answer = self.platform.approve(authorize_url, email)
+        callback = urlsplit(answer.url)
+        response = client.get(callback.path, dict(answer.params))
+        assert response.status_code == 302, response.content[:1000]
+        return MailAccount.objects.get(user=user, email=email.lower())
+
+
+@pytest.fixture
+def link(db: None, identity_platform: FakeIdentityPlatform) -> Linker:
+    return Linker(identity_platform)
+
+
+@pytest.fixture
+def alice_account(link: Linker, user: Any) -> MailAccount:
+    return link(user, "alice@outlook.com")
+
+
+@pytest.fixture
+def bob_account(link: Linker, user: Any) -> MailAccount:
+    return link(user, "bob@contoso.com")
+
+
+def postgres_required() -> bool:
+    return os.environ.get("LIVE_OAUTH_MAIL_REQUIRE_POSTGRES") == "1"

@@ -1,0 +1,315 @@
+"""Sending through the backend: which mailbox, how many sessions, what arrives."""
+
+from __future__ import annotations
+
+import smtplib
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMessage, send_mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_live_oauth_mail.exceptions import (
+    AccountNotFound,
+    ConfigurationError,
+    ReconnectRequired,
+    SendAsDenied,
+    SMTPAuthDisabled,
+)
+from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+
+from .mailers import make_backend
+
+pytestmark = pytest.mark.django_db
+
+
+def message(
+    sender: str, to: str = "rcpt@example.org", subject: str = "Hi"
+) -> EmailMessage:
+    return EmailMessage(subject, f"Body from {sender}", sender, [to])
+
+
+def test_send_mail_goes_out_as_the_linked_mailbox(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    sent = send_mail(
+        "Hello", "Plain body", "Alice <alice@outlook.com>", ["x@example.org"]
+    )
+
+    assert sent == 1
+    [received] = smtp_server.messages
+    assert received.authenticated_as == "alice@outlook.com"
+    assert received.mechanism == "XOAUTH2"
+    assert received.mail_from == "alice@outlook.com"
+    assert received.rcpt_tos == ["x@example.org"]
+    assert received.subject == "Hello"
+    assert "Plain body" in received.text
+
+
+def test_sender_match_ignores_case_and_display_name(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    assert message('"Alice A." <ALICE@Outlook.COM>').send() == 1
+    assert smtp_server.messages[0].authenticated_as == "alice@outlook.com"
+
+
+def test_batch_with_mixed_senders_opens_one_session_per_mailbox(
+    alice_account: MailAccount, bob_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    batch = [
+        message("alice@outlook.com", subject="a1"),
+        message("bob@contoso.com", subject="b1"),
+        message("alice@outlook.com", subject="a2"),
+        message("bob@contoso.com", subject="b2"),
+        message("alice@outlook.com", subject="a3"),
+    ]
+
+    assert make_backend().send_messages(batch) == 5
+
+    assert smtp_server.sessions == 2
+    by_mailbox: dict[str, list[str]] = {}
+    for received in smtp_server.messages:
+        by_mailbox.setdefault(received.authenticated_as or "", []).append(
+            received.subject
+        )
+    assert by_mailbox == {
+        "alice@outlook.com": ["a1", "a2", "a3"],
+        "bob@contoso.com": ["b1", "b2"],
+    }
+    assert len({m.session_id for m in smtp_server.messages}) == 2
+
+
+def test_queries_per_batch_do_not_grow_with_its_size(
+    alice_account: MailAccount, bob_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    def queries_for(n: int) -> int:
+        batch = [
+            message("alice@outlook.com" if i % 2 else "bob@contoso.com")
+            for i in range(n)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            assert make_backend().send_messages(batch) == n
+        return len(queries)
+
+    assert queries_for(2) == queries_for(20) == 2  # find mailboxes, mark them used
+
+
+def test_last_used_at_is_set_once_per_batch(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    assert alice_account.last_used_at is None
+    make_backend().send_messages([message("alice@outlook.com") for _ in range(3)])
+    alice_account.refresh_from_db()
+    assert alice_account.last_used_at is not None
+
+
+def test_account_option_overrides_the_sender(
+    alice_account: MailAccount, bob_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    backend = make_backend(account="bob@contoso.com")
+    assert backend.send_messages([message("bob@contoso.com")]) == 1
+    assert smtp_server.messages[0].authenticated_as == "bob@contoso.com"
+
+
+def test_account_given_by_pk(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    backend = make_backend(account=alice_account.pk)
+    assert backend.send_messages([message("alice@outlook.com")]) == 1
+    assert smtp_server.messages[0].authenticated_as == "alice@outlook.com"
+
+
+def test_user_option_uses_that_users_mailbox(
+    alice_account: MailAccount, user: Any, smtp_server: XOAuth2SMTPServer
+) -> None:
+    backend = make_backend(user=user)
+    # The sender matches none of the user's links, so their newest link is used.
+    assert backend.send_messages([message("alice@outlook.com")]) == 1
+    assert smtp_server.messages[0].authenticated_as == "alice@outlook.com"
+
+
+def test_default_account_is_used_for_unknown_senders(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["DEFAULT_ACCOUNT"] = "Alice@Outlook.com"
+    # Exchange then refuses the From, and says so in our words.
+    with pytest.raises(SendAsDenied) as caught:
+        message("noreply@example.com").send()
+    assert "alice@outlook.com" in str(caught.value)
+    assert "Send As" in str(caught.value)
+    assert smtp_server.auth_attempts[-1].user == "alice@outlook.com"
+    assert smtp_server.messages == []
+
+
+def test_unknown_sender_raises_naming_the_address(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    batch = [message("alice@outlook.com"), message("nobody@example.com")]
+    with pytest.raises(AccountNotFound, match=r"nobody@example\.com"):
+        make_backend().send_messages(batch)
+    # Routing fails before anything is sent, so nothing goes out half-done.
+    assert smtp_server.sessions == 0
+
+
+def test_unknown_sender_with_fail_silently_sends_the_rest(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    batch = [message("alice@outlook.com"), message("nobody@example.com")]
+    assert make_backend(fail_silently=True).send_messages(batch) == 1
+    assert [m.authenticated_as for m in smtp_server.messages] == ["alice@outlook.com"]
+
+
+def test_mailbox_needing_reconnect_is_not_used(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        status=MailAccount.Status.RECONNECT_REQUIRED
+    )
+    with pytest.raises(AccountNotFound):
+        message("alice@outlook.com").send()
+    assert smtp_server.sessions == 0
+
+
+def test_smtp_auth_disabled_explains_the_admin_fix(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    smtp_server.smtp_auth_disabled.add("alice@outlook.com")
+    try:
+        with pytest.raises(SMTPAuthDisabled) as caught:
+            message("alice@outlook.com").send()
+    finally:
+        smtp_server.smtp_auth_disabled.discard("alice@outlook.com")
+    text = str(caught.value)
+    assert "5.7.139" in text and "SmtpClientAuthenticationDisabled" in text
+    assert isinstance(caught.value, smtplib.SMTPAuthenticationError)
+    alice_account.refresh_from_db()
+    assert alice_account.status == MailAccount.Status.ACTIVE  # not a token problem
+
+
+def test_smtp_auth_disabled_with_fail_silently_returns_zero(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    smtp_server.smtp_auth_disabled.add("alice@outlook.com")
+    try:
+        assert (
+            make_backend(fail_silently=True).send_messages(
+                [message("alice@outlook.com")]
+            )
+            == 0
+        )
+    finally:
+        smtp_server.smtp_auth_disabled.discard("alice@outlook.com")
+    assert smtp_server.messages == []
+
+
+def test_rejected_token_is_refreshed_once_and_the_send_retried(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    identity_platform.expire_access_tokens("alice@outlook.com")
+
+    assert message("alice@outlook.com").send() == 1
+
+    refreshes = [
+        r for r in identity_platform.token_requests if r.grant_type == "refresh_token"
+    ]
+    assert len(refreshes) == 1
+    assert [a.success for a in smtp_server.auth_attempts] == [False, True]
+    assert smtp_server.sessions == 1  # the retry reuses the connection
+    assert smtp_server.messages[0].authenticated_as == "alice@outlook.com"
+
+
+def test_revoked_grant_marks_the_account_and_raises(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    identity_platform.expire_access_tokens("alice@outlook.com")
+    identity_platform.revoke("alice@outlook.com")
+
+    with pytest.raises(ReconnectRequired, match=r"alice@outlook\.com"):
+        message("alice@outlook.com").send()
+
+    alice_account.refresh_from_db()
+    assert alice_account.status == MailAccount.Status.RECONNECT_REQUIRED
+    assert "Link the mailbox again" in alice_account.last_error
+    assert smtp_server.messages == []
+
+
+def test_revoked_grant_with_fail_silently_returns_zero_but_still_records(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    identity_platform.expire_access_tokens("alice@outlook.com")
+    identity_platform.revoke("alice@outlook.com")
+
+    assert (
+        make_backend(fail_silently=True).send_messages([message("alice@outlook.com")])
+        == 0
+    )
+
+    alice_account.refresh_from_db()
+    assert alice_account.status == MailAccount.Status.RECONNECT_REQUIRED
+
+
+def test_explicitly_opened_backend_reuses_its_session(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    backend = make_backend(account="alice@outlook.com")
+    assert backend.open() is True
+    assert backend.open() is False
+    backend.send_messages([message("alice@outlook.com")])
+    backend.send_messages([message("alice@outlook.com")])
+    backend.close()
+    assert smtp_server.sessions == 1
+    assert len(smtp_server.messages) == 2
+
+
+def test_context_manager_without_fixed_mailbox_keeps_sessions_until_exit(
+    alice_account: MailAccount, bob_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    with make_backend() as backend:
+        backend.send_messages([message("alice@outlook.com")])
+        backend.send_messages([message("alice@outlook.com")])
+        backend.send_messages([message("bob@contoso.com")])
+    assert backend.connection is None
+    assert smtp_server.sessions == 2
+    assert [m.authenticated_as for m in smtp_server.messages] == [
+        "alice@outlook.com",
+        "alice@outlook.com",
+        "bob@contoso.com",
+    ]
+
+
+def test_attachments_and_html_arrive_intact(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    email = mail.EmailMultiAlternatives(
+        "Report", "text", "alice@outlook.com", ["r@example.org"]
+    )
+    email.attach_alternative("<p>html</p>", "text/html")
+    email.attach("report.csv", b"a,b\n1,2\n", "text/csv")
+    assert email.send() == 1
+    assert smtp_server.messages[0].attachments == [("report.csv", b"a,b\n1,2\n")]
+
+
+def test_empty_batch_opens_nothing(smtp_server: XOAuth2SMTPServer) -> None:
+    assert make_backend().send_messages([]) == 0
+    assert smtp_server.sessions == 0
+
+
+def test_password_is_refused_at_configuration_time() -> None:
+    with pytest.raises(ConfigurationError, match="OAuth"):
+        make_backend(password="hunter2")
+
+
+def test_plaintext_smtp_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unencrypted"):
+        make_backend(use_tls=False)

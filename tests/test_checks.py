@@ -1,0 +1,52 @@
+"""Each system check fires when, and only when, its problem is present."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_live_oauth_mail.checks import check_settings
+
+from .mailers import USES_MAILERS
+
+
+def ids() -> set[str]:
+    return {str(message.id) for message in check_settings()}
+
+
+def test_the_test_settings_pass(live_settings: dict[str, Any]) -> None:
+    assert ids() == set()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"CLIENT_ID": ""}, "live_oauth_mail.E001"),
+        ({"CLIENT_SECRET": ""}, "live_oauth_mail.E002"),
+        ({"ENCRYPTION_KEYS": ["nope"]}, "live_oauth_mail.E004"),
+        ({"ENCRYPTION_KEYS": []}, "live_oauth_mail.W001"),
+        ({"AUTHORITY": "http://login.example/common"}, "live_oauth_mail.W002"),
+    ],
+)
+def test_setting_checks(
+    live_settings: dict[str, Any], change: dict[str, Any], expected: str
+) -> None:
+    live_settings.update(change)
+    assert ids() == {expected}
+
+
+def test_sessions_missing(live_settings: dict[str, Any], settings: Any) -> None:
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "Session" not in m]
+    assert ids() == {"live_oauth_mail.E003"}
+
+
+def test_backend_not_used(live_settings: dict[str, Any], settings: Any) -> None:
+    smtp = "django.core.mail.backends.smtp.EmailBackend"
+    if USES_MAILERS:
+        settings.MAILERS = {
+            "default": {"BACKEND": smtp, "OPTIONS": {"host": "localhost"}}
+        }
+    else:
+        settings.EMAIL_BACKEND = smtp
+    assert ids() == {"live_oauth_mail.W003"}

@@ -1,0 +1,103 @@
+"""No token in any column, log line, repr, exception or admin page."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from django_live_oauth_mail.exceptions import ReconnectRequired
+from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.tokens import get_access_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def secrets_of(account: MailAccount) -> list[str]:
+    """Every token held in the account's (decrypted) cache."""
+    cache = json.loads(MailAccount.objects.get(pk=account.pk).read_token_cache())
+    found = [
+        entry["secret"]
+        for section in ("AccessToken", "RefreshToken", "IdToken")
+        for entry in cache.get(section, {}).values()
+    ]
+    assert len(found) >= 3
+    return found
+
+
+def every_stored_value() -> str:
+    chunks = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            chunks.extend(repr(row) for row in cursor.fetchall())
+    return "\n".join(chunks)
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    for name in ("msal", "urllib3", "mail.log", "django_live_oauth_mail", "requests"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    return caplog
+
+
+def test_no_token_appears_anywhere(
+    link: Any,
+    user: Any,
+    admin_user: Any,
+    debug_logs: pytest.LogCaptureFixture,
+    identity_platform: FakeIdentityPlatform,
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    account = link(user, "alice@outlook.com")
+    identity_platform.expire_access_tokens("alice@outlook.com")  # forces 535 + refresh
+    from django.core.mail import send_mail
+
+    assert send_mail("s", "b", "alice@outlook.com", ["r@example.org"]) == 1
+    token = get_access_token(account, force_refresh=True)
+    secrets = [*secrets_of(account), token.value]
+
+    admin = Client()
+    admin.force_login(admin_user)
+    pages = [
+        admin.get("/admin/live_oauth_mail/mailaccount/").content.decode(),
+        admin.get(
+            f"/admin/live_oauth_mail/mailaccount/{account.pk}/change/"
+        ).content.decode(),
+    ]
+    account.refresh_from_db()
+    places = {
+        "logs": debug_logs.text + "\n".join(r.getMessage() for r in debug_logs.records),
+        "database": every_stored_value(),
+        "repr": repr(account) + str(account) + repr(token) + repr(vars(account)),
+        "admin": "\n".join(pages),
+    }
+    assert "alice@outlook.com" in places["admin"]
+    assert smtp_server.messages  # the refresh and the send really happened
+    for place, text in places.items():
+        for secret in secrets:
+            assert secret not in text, f"a token leaked into {place}"
+
+
+def test_no_token_in_a_reconnect_error(
+    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+) -> None:
+    secrets = secrets_of(alice_account)
+    identity_platform.revoke("alice@outlook.com")
+    with pytest.raises(ReconnectRequired) as caught:
+        get_access_token(alice_account, force_refresh=True)
+    text = str(caught.value) + repr(caught.value) + repr(vars(caught.value))
+    assert all(secret not in text for secret in secrets)
+
+
+def test_token_cache_is_encrypted_at_rest(alice_account: MailAccount) -> None:
+    stored = alice_account.encrypted_token_cache
+    assert stored.startswith("gAAAAA")  # a Fernet token
+    assert "RefreshToken" not in stored
+    assert "RefreshToken" in alice_account.read_token_cache()
