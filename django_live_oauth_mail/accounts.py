@@ -29,6 +29,7 @@ def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool
         )
         account.tenant_id = identity.tenant_id
         account.home_account_id = identity.home_account_id
+        account.public_client = identity.public_client
         account.status = MailAccount.Status.ACTIVE
         account.token_expires_at = identity.expires_at
         account.last_error = ""

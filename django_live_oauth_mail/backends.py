@@ -28,24 +28,11 @@ from .exceptions import (
     ConfigurationError,
     LiveOAuthMailError,
     SendAsDenied,
+    SubmissionQuotaExceeded,
 )
 from .models import MailAccount, normalize_email
-from .tokens import get_access_token
+from .tokens import AccountCredentials
 from .xoauth2 import XOAuth2SMTP, XOAuth2SMTP_SSL, reply_bytes
-
-
-class _AccountCredentials:
-    """Gives the SMTP connection a token for one account, on demand."""
-
-    def __init__(self, account: MailAccount) -> None:
-        self.account = account
-        self.mailbox = account.email
-
-    def token(self, *, force_refresh: bool = False) -> str:
-        return get_access_token(self.account, force_refresh=force_refresh).value
-
-    def __repr__(self) -> str:
-        return f"<credentials for {self.mailbox}>"
 
 
 class EmailBackend(smtp.EmailBackend):
@@ -141,7 +128,7 @@ class EmailBackend(smtp.EmailBackend):
         # Django's open() calls connection.login(username, password); our
         # connection class reads "password" as where to get a token from.
         self.username = account.email
-        self.password = _AccountCredentials(account)  # type: ignore[assignment]
+        self.password = AccountCredentials(account)  # type: ignore[assignment]
         try:
             opened = super().open()
         except BaseException as error:
@@ -198,18 +185,11 @@ class EmailBackend(smtp.EmailBackend):
         try:
             return bool(super()._send(email_message))  # type: ignore[misc]
         except smtplib.SMTPResponseException as error:
-            if error.smtp_code == 554 and b"5.2.252" in reply_bytes(error.smtp_error):
-                mailbox = self._current.email if self._current else "the mailbox"
-                raise SendAsDenied(
-                    f"Exchange refused to send as {email_message.from_email!r} from "
-                    f"{mailbox} (554 5.2.252 SendAsDenied). Send from {mailbox} "
-                    "itself, or have an Exchange administrator grant it Send As "
-                    "permission for that address.",
-                    mailbox=mailbox,
-                    smtp_code=error.smtp_code,
-                    smtp_error=reply_bytes(error.smtp_error),
-                ) from None
-            raise
+            mailbox = self._current.email if self._current else "the mailbox"
+            explained = explain_rejection(error, mailbox, email_message.from_email)
+            if explained is None:
+                raise
+            raise explained from None
 
     # -- choosing the mailbox -------------------------------------------------------
 
@@ -307,3 +287,30 @@ class EmailBackend(smtp.EmailBackend):
         held = self._held_open
         self.close()
         self._held_open = held
+
+
+def explain_rejection(
+    error: smtplib.SMTPResponseException, mailbox: str, from_email: str
+) -> Exception | None:
+    """Our explanation of Exchange's refusal of a message, if we have one."""
+    reply = reply_bytes(error.smtp_error)
+    if error.smtp_code == 554 and b"5.2.252" in reply:
+        return SendAsDenied(
+            f"Exchange refused to send as {from_email!r} from {mailbox} (554 5.2.252 "
+            f"SendAsDenied). Send from {mailbox} itself, or have an Exchange "
+            "administrator grant it Send As permission for that address.",
+            mailbox=mailbox,
+            smtp_code=error.smtp_code,
+            smtp_error=reply,
+        )
+    if error.smtp_code == 554 and b"SubmissionQuotaExceeded" in reply:
+        return SubmissionQuotaExceeded(
+            f"{mailbox} has reached Microsoft's daily sending limit (554 5.2.0 "
+            "SubmissionQuotaExceeded). Sending works again once the 24-hour window "
+            "has passed; spread bulk mail over several mailboxes or use a bulk "
+            "mail service.",
+            mailbox=mailbox,
+            smtp_code=error.smtp_code,
+            smtp_error=reply,
+        )
+    return None

@@ -110,3 +110,11 @@ class TokenRejected(MailboxRejected, smtplib.SMTPAuthenticationError):
 
 class SendAsDenied(MailboxRejected, smtplib.SMTPDataError):
     """``554 5.2.252``: the From address is not the authenticated mailbox."""
+
+
+class SubmissionQuotaExceeded(MailboxRejected, smtplib.SMTPDataError):
+    """``554 5.2.0 ...SubmissionQuotaExceeded``: the mailbox hit its daily limit."""
+
+
+class BasicAuthRejected(MailboxRejected, smtplib.SMTPAuthenticationError):
+    """``550 5.7.30``: a password was sent where Microsoft requires OAuth."""

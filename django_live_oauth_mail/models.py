@@ -48,6 +48,9 @@ class MailAccount(models.Model):
     status = models.CharField(
         _("status"), max_length=32, choices=Status.choices, default=Status.ACTIVE
     )
+    # Linked through the device-code flow: its refresh token belongs to a public
+    # client, and Microsoft refuses a client secret when redeeming it.
+    public_client = models.BooleanField(_("linked with a device code"), default=False)
     # A Fernet token wrapping msal's serialized token cache. Never plaintext.
     encrypted_token_cache = models.TextField(editable=False)
     created_at = models.DateTimeField(_("linked at"), auto_now_add=True)

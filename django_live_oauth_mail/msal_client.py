@@ -108,6 +108,7 @@ class LinkedIdentity:
     is_personal: bool
     expires_at: datetime.datetime | None
     serialized_cache: str = dataclasses.field(repr=False)
+    public_client: bool = False
 
 
 @dataclasses.dataclass
@@ -271,6 +272,16 @@ def finish_link(
         accounts = app.get_accounts() if "error" not in result else []
     if "error" in result:
         raise _flow_error(result)
+    return _identity(result, accounts, cache)
+
+
+def _identity(
+    result: Mapping[str, Any],
+    accounts: list[dict[str, Any]],
+    cache: msal.SerializableTokenCache,
+    *,
+    public_client: bool = False,
+) -> LinkedIdentity:
     claims = result.get("id_token_claims") or {}
     email = claims.get("email") or claims.get("preferred_username") or ""
     if not accounts or "@" not in email:
@@ -288,7 +299,60 @@ def finish_link(
         is_personal=tenant_id == PERSONAL_TENANT_ID,
         expires_at=_expires_at(result),
         serialized_cache=cache.serialize(),
+        public_client=public_client,
     )
+
+
+# --- device code flow ----------------------------------------------------------
+
+
+def start_device_link() -> dict[str, Any]:
+    """Begin a device-code flow; ``flow["message"]`` tells the user what to do.
+
+    It uses a public client application (no secret), which the app
+    registration must allow ("Allow public client flows").
+    """
+    entry = _get_app(public=True)
+    with entry.using(msal.SerializableTokenCache()) as app:
+        try:
+            flow: dict[str, Any] = app.initiate_device_flow(scopes=conf.LOGIN_SCOPES)
+        except _TRANSPORT_ERRORS as error:
+            raise _unavailable(None, error) from None
+    if "user_code" not in flow:
+        raise _flow_error(flow)
+    return flow
+
+
+def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
+    """Poll until the user finishes signing in (or the code expires)."""
+    cache = msal.SerializableTokenCache()
+    # Polling can take minutes, so this uses an application object of its own
+    # rather than holding the shared one's lock all that time; the shared
+    # http_cache still spares it the discovery requests.
+    app = msal.PublicClientApplication(
+        conf.CLIENT_ID,
+        authority=conf.AUTHORITY,
+        http_client=_http_client(conf.HTTP_TIMEOUT, conf.CA_BUNDLE),
+        http_cache=_http_cache,
+        token_cache=cache,
+        instance_discovery=None if uses_instance_discovery(conf.AUTHORITY) else False,
+    )
+    try:
+        result = app.acquire_token_by_device_flow(flow)
+    except _TRANSPORT_ERRORS as error:
+        raise _unavailable(None, error) from None
+    if "error" in result:
+        if result.get("error") in {"authorization_declined", "access_denied"}:
+            raise AuthorizationDeclined(
+                "The sign-in was declined; no mailbox was linked."
+            )
+        if result.get("error") == "expired_token":
+            raise AuthorizationFailed(
+                "The device code expired before the sign-in finished. Run the "
+                "command again and enter the new code."
+            )
+        raise _flow_error(result)
+    return _identity(result, app.get_accounts(), cache, public_client=True)
 
 
 # --- tokens --------------------------------------------------------------------
@@ -340,6 +404,7 @@ def acquire_token(
     *,
     mailbox: str,
     force_refresh: bool = False,
+    public_client: bool = False,
 ) -> AccessToken:
     """An access token for SMTP from the mailbox's cache, refreshing if needed.
 
@@ -348,7 +413,7 @@ def acquire_token(
     which Microsoft rotates, so the caller must persist ``serialized_cache``.
     """
     cache = _load_cache(serialized_cache)
-    entry = _get_app()
+    entry = _get_app(public=public_client)
     with entry.using(cache) as app:
         account = next(
             (a for a in app.get_accounts() if a["home_account_id"] == home_account_id),

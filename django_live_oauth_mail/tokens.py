@@ -50,6 +50,24 @@ def get_access_token(
     return _refresh_locked(account, force_refresh=force_refresh)
 
 
+class AccountCredentials:
+    """Hands an SMTP connection a token for one account, on demand.
+
+    Our connection classes accept it in place of a password (see
+    :mod:`.xoauth2`); it never holds a token itself.
+    """
+
+    def __init__(self, account: MailAccount) -> None:
+        self.account = account
+        self.mailbox = account.email
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        return get_access_token(self.account, force_refresh=force_refresh).value
+
+    def __repr__(self) -> str:
+        return f"<AccountCredentials for {self.mailbox}>"
+
+
 def _lock(account: MailAccount, using: str) -> MailAccount:
     if connections[using].vendor == "sqlite":
         # SQLite ignores SELECT ... FOR UPDATE; a write takes its database
@@ -86,6 +104,7 @@ def _refresh_locked(account: MailAccount, *, force_refresh: bool) -> AccessToken
                     locked.home_account_id,
                     mailbox=locked.email,
                     force_refresh=force_refresh,
+                    public_client=locked.public_client,
                 )
             except TokenError as error:
                 failure = error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import smtplib
 from typing import Any, Protocol
 
-from .exceptions import SMTPAuthDisabled, TokenRejected
+from .exceptions import BasicAuthRejected, SMTPAuthDisabled, TokenRejected
 
 
 class MailboxCredentials(Protocol):
@@ -29,6 +29,10 @@ def xoauth2_response(mailbox: str, access_token: str) -> str:
 
 def reply_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode(errors="replace")
+
+
+def reply_text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _is_reply(error: smtplib.SMTPResponseException, enhanced_code: bytes) -> bool:
@@ -102,6 +106,16 @@ class XOAuth2Mixin:
                 f"{mailbox} -SmtpClientAuthenticationDisabled $false`, or clear "
                 "'Turn off SMTP AUTH protocol for your organization' in the "
                 "Microsoft 365 admin center (Settings > Org settings > Mail flow).",
+                mailbox=mailbox,
+                smtp_code=code,
+                smtp_error=reply_bytes(reply),
+            )
+        if _is_reply(error, b"5.7.30"):
+            return BasicAuthRejected(
+                f"Microsoft refused a password for {mailbox} ({code} {text}): basic "
+                "authentication is switched off. Send through "
+                "django_live_oauth_mail.backends.EmailBackend, which signs in with "
+                "OAuth, and link the mailbox.",
                 mailbox=mailbox,
                 smtp_code=code,
                 smtp_error=reply_bytes(reply),

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -154,6 +155,16 @@ def test_certificate_is_cached_and_verifiable() -> None:
 def test_find_free_port_is_bindable() -> None:
     port = find_free_port()
     assert 0 < port < 65536
+
+
+def test_servers_move_off_a_taken_port_only_if_auto_picked() -> None:
+    platform = FakeIdentityPlatform()
+    squatter = socket.create_server((platform.host, platform.port))
+    with squatter, platform:
+        assert platform.port != squatter.getsockname()[1]
+        assert platform.authority.endswith(f":{platform.port}/common")
+        with pytest.raises(OSError):
+            FakeIdentityPlatform(port=platform.port).start()
 
 
 # -- identity platform with MSAL -------------------------------------------------
@@ -349,6 +360,35 @@ def test_device_code_flow(fake: FakeIdentityPlatform) -> None:
     assert app.get_accounts()[0]["username"] == ALICE
 
 
+def test_device_login_page(fake: FakeIdentityPlatform) -> None:
+    client = http_client(fake.ca_bundle)
+    flow = client.post(
+        f"{fake.authority}/oauth2/v2.0/devicecode",
+        data={"client_id": fake.client_id, "scope": f"{SMTP_SEND} offline_access"},
+    ).json()
+    page = client.get(flow["verification_uri"])
+    assert page.status_code == 200 and f'data-identity="{BOB}"' in page.text
+    wrong = client.post(
+        flow["verification_uri"], data={"user_code": "NOPE", "identity": BOB}
+    )
+    assert wrong.status_code == 400
+    right = client.post(
+        flow["verification_uri"],
+        data={"user_code": flow["user_code"].lower(), "identity": BOB},
+    )
+    assert right.status_code == 200
+    token = client.post(
+        f"{fake.authority}/oauth2/v2.0/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "client_id": fake.client_id,
+            "device_code": flow["device_code"],
+        },
+    ).json()
+    assert fake.validate_access_token(token["access_token"]) == BOB
+    assert "refresh_token" in token and "id_token" not in token  # no openid scope
+
+
 def test_token_endpoint_fault_injection(fake: FakeIdentityPlatform) -> None:
     client = http_client(fake.ca_bundle)
     token_url = f"{fake.authority}/oauth2/v2.0/token"
@@ -437,6 +477,20 @@ def test_smtp_auth_rejections(
     assert err.value.smtp_code == 535
     assert err.value.smtp_error.decode().startswith(expected)
     assert smtp.auth_attempts[-1].success is False
+
+
+def test_smtp_rules_can_change_while_running(
+    smtp: XOAuth2SMTPServer, bob_token: str
+) -> None:
+    smtp.smtp_auth_disabled.add(BOB.upper())
+    with connect(smtp) as client, pytest.raises(smtplib.SMTPAuthenticationError):
+        client.auth("XOAUTH2", lambda _=None: xoauth2(BOB, bob_token))
+    smtp.smtp_auth_disabled.clear()
+    smtp.enforce_send_as = False
+    with connect(smtp) as client:
+        client.auth("XOAUTH2", lambda _=None: xoauth2(BOB, bob_token))
+        client.send_message(message(), from_addr="shared@contoso.com")
+    assert smtp.messages[0].mail_from == "shared@contoso.com"
 
 
 def test_smtp_malformed_xoauth2(smtp: XOAuth2SMTPServer) -> None:

@@ -1,4 +1,4 @@
-"""OAuth errors in the shape Microsoft Entra ID returns them.
+"""OAuth errors (and injected faults) in the shape Microsoft Entra ID sends.
 
 Client code branches on ``error``, ``error_codes`` and ``suberror``, so the
 fakes must produce the same fields (and the ``AADSTSnnnn:`` prefix people grep
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AADError", "describe"]
+from ._http import Reply
+
+__all__ = ["AADError", "TokenFault", "describe"]
 
 _MFA = (
     "Due to a configuration change made by your administrator, or because you "
@@ -136,3 +139,37 @@ class AADError(Exception):
         if self.code in _SUBERRORS:
             body["suberror"] = _SUBERRORS[self.code]
         return body
+
+
+@dataclass(frozen=True)
+class TokenFault:
+    """A queued failure for the token endpoint (see ``fail_next_token_requests``)."""
+
+    status: int
+    error: str | None
+    error_code: int | None
+    body: str | None
+    headers: dict[str, str]
+
+    def reply(self, client_id: str, correlation_id: str | None) -> Reply:
+        if self.body is not None:
+            kind = "text/html" if self.body.lstrip().startswith("<") else "text/plain"
+            content_type = f"{kind}; charset=utf-8"
+            return Reply(self.status, self.body.encode(), content_type, self.headers)
+        error, code = _fault_defaults(self.status)
+        fault = AADError(
+            self.error or error, self.error_code or code, client_id, status=self.status
+        )
+        return Reply.json(self.status, fault.body(correlation_id), self.headers)
+
+
+def _fault_defaults(status: int) -> tuple[str, int]:
+    if status == 401:
+        return "invalid_client", 7000215
+    if status == 400:
+        return "invalid_grant", 70000
+    if status == 429:
+        return "temporarily_unavailable", 90100
+    if status >= 500:
+        return "temporarily_unavailable", 90033
+    return "invalid_request", 9002313

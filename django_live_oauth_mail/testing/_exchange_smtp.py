@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
-from ._mailroom import UNKNOWN_MECHANISM, Login, Mailroom, Stage
+from ._mailroom import NOT_AUTHENTICATED, UNKNOWN_MECHANISM, Login, Mailroom, Stage
 
 __all__ = ["LINE_LIMIT", "ExchangeController", "ExchangeHandler", "ExchangeSMTP"]
 
@@ -145,7 +145,7 @@ class ExchangeHandler:
         if reply is not None:
             return reply
         if not session.authenticated:
-            return "530 5.7.57 Client not authenticated to send mail."
+            return NOT_AUTHENTICATED
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"

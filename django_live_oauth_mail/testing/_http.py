@@ -20,8 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from .ports import bind_listening_socket
-
 __all__ = ["App", "HTTPSServer", "Reply", "Request"]
 
 logger = logging.getLogger("django_live_oauth_mail.testing.http")
@@ -73,14 +71,14 @@ class App(Protocol):
 
 
 class HTTPSServer:
-    """Serve ``app`` over TLS on a background daemon thread."""
+    """Serve ``app`` over TLS on ``sock`` from a background daemon thread."""
 
-    def __init__(self, app: App, host: str, port: int, context: ssl.SSLContext):
-        self._server = _Server(bind_listening_socket(host, port), app, context)
+    def __init__(self, app: App, sock: socket.socket, context: ssl.SSLContext):
+        self._server = _Server(sock, app, context)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"FakeIdentityPlatform:{port}",
+            name=f"FakeIdentityPlatform:{sock.getsockname()[1]}",
             daemon=True,
         )
         self._thread.start()

@@ -8,9 +8,6 @@ purpose: revoked grants, failing token endpoints, expired access tokens.
 
 from __future__ import annotations
 
-import base64
-import errno
-import hashlib
 import logging
 import secrets
 import threading
@@ -20,15 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn
-from urllib.parse import urlencode, urlsplit
 
-from . import _pages, _tokens
-from ._aad_errors import AADError, describe
+from . import _authorize, _pages, _tokens
+from ._aad_errors import AADError, TokenFault
+from ._grants import AuthorizationCode, DeviceCode, GrantStore, RefreshGrant
 from ._http import HTTPSServer, Reply, Request
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .consent import AuthorizationResponse, drive_consent
-from .ports import find_free_port
+from .ports import find_free_port, listen
 
 __all__ = [
     "PERSONAL_TENANT_ID",
@@ -41,7 +38,6 @@ __all__ = [
 logger = logging.getLogger("django_live_oauth_mail.testing.identity")
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_RESPONSE_MODES = ("query", "fragment", "form_post")
 _USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CLAIMS = ["sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "name", "oid", "tid"]
 _CLAIMS += ["preferred_username", "email", "ver"]
@@ -56,58 +52,6 @@ class TokenRequest:
     client_id: str
     scope: str
     status: int
-
-
-@dataclass
-class _AuthorizationCode:
-    email: str
-    client_id: str
-    redirect_uri: str
-    code_challenge: str
-    scopes: tuple[str, ...]
-    nonce: str
-    expires_at: float
-    redeemed: bool = False
-
-
-@dataclass
-class _RefreshGrant:
-    email: str
-    client_id: str
-    scopes: tuple[str, ...]
-    rotated: bool = False
-    revoked_code: int | None = None
-
-
-@dataclass
-class _DeviceCode:
-    user_code: str
-    client_id: str
-    scopes: tuple[str, ...]
-    expires_at: float
-    email: str | None = None
-
-
-@dataclass(frozen=True)
-class _TokenFault:
-    status: int
-    error: str | None
-    error_code: int | None
-    body: str | None
-    headers: dict[str, str]
-
-    def reply(self, client_id: str, correlation_id: str | None) -> Reply:
-        if self.body is not None:
-            html = self.body.lstrip().startswith("<")
-            kind = "text/html" if html else "text/plain"
-            return Reply(
-                self.status, self.body.encode(), f"{kind}; charset=utf-8", self.headers
-            )
-        error, code = _default_fault(self.status)
-        fault = AADError(
-            self.error or error, self.error_code or code, client_id, status=self.status
-        )
-        return Reply.json(self.status, fault.body(correlation_id), self.headers)
 
 
 class FakeIdentityPlatform:
@@ -158,12 +102,8 @@ class FakeIdentityPlatform:
 
         self._lock = threading.Lock()
         self._identities: dict[str, FakeIdentity] = {}
-        self._codes: dict[str, _AuthorizationCode] = {}
-        self._refresh_grants: dict[str, _RefreshGrant] = {}
-        self._access_tokens: dict[str, tuple[str, float]] = {}
-        self._device_codes: dict[str, _DeviceCode] = {}
-        self._consents: dict[tuple[str, str], set[str]] = {}
-        self._faults: deque[_TokenFault] = deque()
+        self._grants = GrantStore()
+        self._faults: deque[TokenFault] = deque()
         self._requests: list[tuple[str, str]] = []
         self._token_requests: list[TokenRequest] = []
         for identity in identities:
@@ -175,16 +115,9 @@ class FakeIdentityPlatform:
         """Start serving on a background thread (returns ``self``)."""
         if self._server is not None:
             raise RuntimeError("FakeIdentityPlatform is already running")
-        context = self._certificate.server_context()
-        for attempt in range(5):
-            try:
-                self._server = HTTPSServer(self, self._host, self._port, context)
-                break
-            except OSError as error:
-                retry = error.errno == errno.EADDRINUSE and self._auto_port
-                if not retry or attempt == 4:
-                    raise
-                self._port = find_free_port(self._host)
+        sock = listen(self._host, self._port, may_move=self._auto_port)
+        self._port = sock.getsockname()[1]
+        self._server = HTTPSServer(self, sock, self._certificate.server_context())
         logger.debug("fake identity platform listening on %s", self.base_url)
         return self
 
@@ -295,18 +228,7 @@ class FakeIdentityPlatform:
         identity = self._find(email)
         if identity is None:
             raise KeyError(f"no identity {email!r} on this FakeIdentityPlatform")
-        now = time.time()
-        with self._lock:
-            pending = [
-                entry
-                for entry in self._device_codes.values()
-                if entry.email is None
-                and entry.expires_at > now
-                and (user_code is None or entry.user_code == user_code.strip().upper())
-            ]
-            if not pending:
-                raise LookupError(f"no pending device code matches {user_code!r}")
-            pending[-1].email = identity.email
+        self._grants.approve_device_code(user_code, identity.email)
 
     def revoke(self, email: str, *, error_code: int = 70000) -> None:
         """Make the identity's refresh tokens fail with ``AADSTS<error_code>``.
@@ -314,10 +236,7 @@ class FakeIdentityPlatform:
         70000 is a revoked/invalid grant, 700082 an expired one, 50076/50079/
         53003 need MFA or hit Conditional Access (they carry a ``suberror``).
         """
-        with self._lock:
-            for grant in self._refresh_grants.values():
-                if grant.email.casefold() == email.casefold():
-                    grant.revoked_code = error_code
+        self._grants.revoke(email, error_code)
 
     def fail_next_token_requests(
         self,
@@ -336,22 +255,17 @@ class FakeIdentityPlatform:
         verbatim, as HTML if it starts with ``<``. Add ``headers`` such as
         ``{"Retry-After": "1"}`` for throttling.
         """
-        fault = _TokenFault(status, error, error_code, body, dict(headers or {}))
+        fault = TokenFault(status, error, error_code, body, dict(headers or {}))
         with self._lock:
             self._faults.extend([fault] * count)
 
     def expire_access_tokens(self, email: str | None = None) -> None:
         """Invalidate issued access tokens server-side (clients still trust them)."""
-        with self._lock:
-            for token, (owner, _) in self._access_tokens.items():
-                if email is None or owner.casefold() == email.casefold():
-                    self._access_tokens[token] = (owner, 0.0)
+        self._grants.expire_access_tokens(email)
 
     def validate_access_token(self, token: str) -> str | None:
         """The mailbox ``token`` was issued for, or ``None`` if invalid/expired."""
-        with self._lock:
-            owner, expires_at = self._access_tokens.get(token, ("", 0.0))
-        return owner if expires_at > time.time() else None
+        return self._grants.mailbox_for(token)
 
     # -- HTTP dispatch -----------------------------------------------------
 
@@ -397,7 +311,7 @@ class FakeIdentityPlatform:
                 "end_session_endpoint": f"{prefix}/oauth2/v2.0/logout",
                 "jwks_uri": f"{prefix}/discovery/v2.0/keys",
                 "token_endpoint_auth_methods_supported": ["client_secret_post"],
-                "response_modes_supported": list(_RESPONSE_MODES),
+                "response_modes_supported": list(_authorize.RESPONSE_MODES),
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["HS256"],
@@ -412,99 +326,64 @@ class FakeIdentityPlatform:
             },
         )
 
-    # -- authorization endpoint ---------------------------------------------
+    # -- authorization endpoint ----------------------------------------------
 
     def _authorize(self, tenant: str, request: Request) -> Reply:
         params = request.query if request.method == "GET" else request.form
-        problem = self._authorize_problem(params)
+        problem = _authorize.request_problem(
+            params,
+            client_id=self.client_id,
+            allowed_redirect_uris=self.allowed_redirect_uris,
+        )
         if problem:
             return Reply.html(400, _pages.error_page(problem))
         state = params["state"]
         if request.method == "GET":
-            if params.get("prompt") == "none":
-                return _respond(
-                    params, {"error": "login_required", "state": state}, 50058
-                )
-            return Reply.html(
-                200,
-                _pages.consent_page(
-                    action=request.path,
-                    hidden=params,
-                    identities=self.identities.values(),
-                    login_hint=params.get("login_hint", ""),
-                    scopes=params["scope"].split(),
-                    client_id=self.client_id,
-                ),
+            if params.get("prompt") == "none":  # no UI allowed, and no session
+                answer = {"error": "login_required", "state": state}
+                return _authorize.respond(params, answer, 50058)
+            page = _pages.consent_page(
+                action=request.path,
+                hidden=params,
+                identities=self.identities.values(),
+                login_hint=params.get("login_hint", ""),
+                scopes=params["scope"].split(),
+                client_id=self.client_id,
             )
+            return Reply.html(200, page)
         if params.get("decision") == "decline":
-            return _respond(params, {"error": "access_denied", "state": state}, 65004)
+            answer = {"error": "access_denied", "state": state}
+            return _authorize.respond(params, answer, 65004)
         identity = self._find(params.get("identity", ""))
         if identity is None:
             unknown = params.get("identity", "")
             return Reply.html(
                 400,
                 _pages.error_page(
-                    f"AADSTS50034: The user account {unknown} does not exist in "
+                    f"AADSTS50034: The user account {unknown!r} does not exist in "
                     "the directory. Pick one of the configured test accounts."
                 ),
             )
-        problem = _tenant_problem(tenant, identity)
+        problem = _authorize.tenant_problem(tenant, identity)
         if problem:
             return Reply.html(400, _pages.error_page(problem))
         code = _tokens.authorization_code(identity)
-        with self._lock:
-            self._codes[code] = _AuthorizationCode(
+        self._grants.add_code(
+            code,
+            AuthorizationCode(
                 email=identity.email,
                 client_id=params["client_id"],
                 redirect_uri=params["redirect_uri"],
                 code_challenge=params["code_challenge"],
                 scopes=tuple(params["scope"].split()),
-                nonce=params.get("nonce", ""),
+                nonce=params["nonce"],
                 expires_at=time.time() + self.authorization_code_lifetime,
-            )
+            ),
+        )
         answer = {"code": code, "state": state}
         if params.get("client_info") == "1":
             answer["client_info"] = _tokens.client_info(identity)
-        return _respond(params, answer)
-
-    def _authorize_problem(self, params: dict[str, str]) -> str | None:
-        """Why an authorization request must be refused (``None``: it's fine)."""
-        for name in ("client_id", "response_type", "redirect_uri", "scope", "state"):
-            if not params.get(name):
-                return describe(900144, name)
-        if params["client_id"] != self.client_id:
-            return describe(700016, params["client_id"])
-        if params["response_type"] != "code":
-            return (
-                f"AADSTS700054: response_type '{params['response_type']}' is not "
-                "enabled for the application; use 'code'."
-            )
-        redirect_uri = params["redirect_uri"]
-        url = urlsplit(redirect_uri)
-        allowed = self.allowed_redirect_uris
-        if (
-            url.scheme not in ("http", "https")
-            or not url.netloc
-            or url.fragment
-            or (allowed is not None and redirect_uri not in allowed)
-        ):
-            return (
-                f"AADSTS50011: The redirect URI '{redirect_uri}' specified in the "
-                "request does not match the redirect URIs configured for the "
-                f"application '{self.client_id}'."
-            )
-        if params.get("response_mode", "query") not in _RESPONSE_MODES:
-            mode = params["response_mode"]
-            return f"{describe(9002313)} Unsupported response_mode {mode!r}."
-        pkce = params.get("code_challenge"), params.get("code_challenge_method")
-        if not pkce[0] or pkce[1] != "S256":
-            return (
-                "AADSTS9002325: Proof Key for Code Exchange is required: send "
-                "code_challenge with code_challenge_method=S256."
-            )
-        if not params.get("nonce"):
-            return describe(900144, "nonce")
-        return None
+        return _authorize.respond(params, answer)
 
     def _logout(self, tenant: str, request: Request) -> Reply:
         target = request.query.get("post_logout_redirect_uri")
@@ -512,46 +391,41 @@ class FakeIdentityPlatform:
             return Reply.redirect(target)
         return Reply.html(200, _pages.message_page("Signed out", "You signed out."))
 
-    # -- token endpoint ----------------------------------------------------
+    # -- token endpoint --------------------------------------------------------
 
     def _token(self, tenant: str, request: Request) -> Reply:
         form = request.form
-        grant_type = form.get("grant_type", "")
-        client_id = form.get("client_id", "")
+        correlation_id = request.headers.get("client-request-id")
         email: str | None = None
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
         if fault is not None:
-            reply = fault.reply(
-                self.client_id, request.headers.get("client-request-id")
-            )
+            reply = fault.reply(self.client_id, correlation_id)
         else:
             try:
-                identity, payload = self._grant(tenant, form)
+                identity, payload = self._redeem(form)
                 email = identity.email
                 reply = Reply.json(200, payload)
             except AADError as error:
                 email = error.email
-                reply = Reply.json(
-                    error.status,
-                    error.body(request.headers.get("client-request-id")),
-                    error.headers,
-                )
+                body = error.body(correlation_id)
+                reply = Reply.json(error.status, body, error.headers)
+        grant_type = form.get("grant_type", "")
         logger.debug("token request grant_type=%s status=%s", grant_type, reply.status)
+        record = TokenRequest(
+            grant_type,
+            email,
+            form.get("client_id", ""),
+            form.get("scope", ""),
+            reply.status,
+        )
         with self._lock:
-            self._token_requests.append(
-                TokenRequest(
-                    grant_type, email, client_id, form.get("scope", ""), reply.status
-                )
-            )
+            self._token_requests.append(record)
         return reply
 
-    def _grant(
-        self, tenant: str, form: dict[str, str]
-    ) -> tuple[FakeIdentity, dict[str, Any]]:
-        client_id = form.get("client_id", "")
-        if not client_id:
-            raise AADError("invalid_request", 900144, "client_id")
+    def _redeem(self, form: dict[str, str]) -> tuple[FakeIdentity, dict[str, Any]]:
+        """Check the client, redeem the grant and mint the token response."""
+        client_id = form.get("client_id") or _missing("client_id")
         if client_id != self.client_id:
             raise AADError("unauthorized_client", 700016, client_id)
         secret = form.get("client_secret")
@@ -560,74 +434,36 @@ class FakeIdentityPlatform:
             secret, self.client_secret
         ):
             raise AADError("invalid_client", 7000215, client_id, status=401)
-        grants = {
-            "authorization_code": self._redeem_code,
-            "refresh_token": self._redeem_refresh_token,
-            DEVICE_CODE_GRANT: self._redeem_device_code,
-        }
-        grant_type = form.get("grant_type", "")
-        if not grant_type:
-            raise AADError("invalid_request", 900144, "grant_type")
-        if grant_type not in grants:
-            raise AADError("unsupported_grant_type", 70003, grant_type)
-        identity, scopes, nonce = grants[grant_type](form)
-        return identity, self._issue(identity, scopes, nonce, form)
-
-    def _redeem_code(self, form: dict[str, str]) -> tuple[FakeIdentity, list[str], str]:
-        code = form.get("code") or _missing("code")
-        verifier = form.get("code_verifier") or _missing("code_verifier")
-        with self._lock:
-            entry = self._codes.get(code)
-            if entry is None:
-                raise AADError("invalid_grant", 9002313)
-            failure = _code_problem(entry, form, verifier)
-            if failure is not None:
-                raise failure
-            entry.redeemed = True
-        scopes = form.get("scope", "").split() or list(entry.scopes)
-        identity = self._identity_for(entry.email)
-        self._consent(identity, form["client_id"], entry.scopes)
-        return identity, scopes, entry.nonce
-
-    def _redeem_refresh_token(
-        self, form: dict[str, str]
-    ) -> tuple[FakeIdentity, list[str], str]:
-        token = form.get("refresh_token") or _missing("refresh_token")
-        with self._lock:
-            grant = self._refresh_grants.get(token)
-            if grant is None:
-                raise AADError("invalid_grant", 9002313)
-            if grant.revoked_code is not None:
-                raise AADError("invalid_grant", grant.revoked_code, email=grant.email)
-            if grant.rotated or grant.client_id != form["client_id"]:
-                raise AADError("invalid_grant", 70000, email=grant.email)
-            grant.rotated = True
-            consented = self._consents.get(
-                (grant.email.casefold(), grant.client_id), set()
+        grant_type = form.get("grant_type") or _missing("grant_type")
+        requested = form.get("scope", "").split()
+        nonce = ""
+        if grant_type == "authorization_code":
+            code = self._grants.redeem_code(
+                form.get("code") or _missing("code"),
+                client_id=client_id,
+                redirect_uri=form.get("redirect_uri", ""),
+                verifier=form.get("code_verifier") or _missing("code_verifier"),
             )
-        scopes = form.get("scope", "").split() or list(grant.scopes)
-        if not set(_tokens.resource_scopes(scopes)) <= consented:
-            raise AADError("invalid_grant", 65001, email=grant.email)
-        return self._identity_for(grant.email), scopes, ""
-
-    def _redeem_device_code(
-        self, form: dict[str, str]
-    ) -> tuple[FakeIdentity, list[str], str]:
-        device_code = form.get("device_code") or _missing("device_code")
-        with self._lock:
-            entry = self._device_codes.get(device_code)
-            if entry is None:
-                raise AADError("bad_verification_code", 9002313)
-            if entry.expires_at <= time.time():
-                raise AADError("expired_token", 70019)
-            if entry.client_id != form["client_id"]:
-                raise AADError("invalid_grant", 70000)
-            if entry.email is None:
-                raise AADError("authorization_pending", 70016)
-            del self._device_codes[device_code]
-        identity = self._identity_for(entry.email)
-        self._consent(identity, entry.client_id, entry.scopes)
-        return identity, list(entry.scopes), ""
+            email, granted, nonce = code.email, code.scopes, code.nonce
+            self._grants.grant_consent(email, client_id, granted)
+        elif grant_type == "refresh_token":
+            token = form.get("refresh_token") or _missing("refresh_token")
+            refresh = self._grants.rotate_refresh_token(token, client_id)
+            email, granted = refresh.email, refresh.scopes
+            if not self._grants.has_consent(email, client_id, requested):
+                raise AADError("invalid_grant", 65001, email=email)
+        elif grant_type == DEVICE_CODE_GRANT:
+            device_code = form.get("device_code") or _missing("device_code")
+            device = self._grants.redeem_device_code(device_code, client_id)
+            email, granted = str(device.email), device.scopes
+            self._grants.grant_consent(email, client_id, granted)
+        else:
+            raise AADError("unsupported_grant_type", 70003, grant_type)
+        identity = self._find(email)
+        if identity is None:  # pragma: no cover - identities are never removed
+            raise AADError("invalid_grant", 70000, email=email)
+        scopes = requested or list(granted)
+        return identity, self._issue(identity, scopes, nonce, form)
 
     def _issue(
         self,
@@ -639,6 +475,9 @@ class FakeIdentityPlatform:
         client_id = form["client_id"]
         lifetime = self.access_token_lifetime
         access_token = _tokens.access_token(identity, client_id, scopes, lifetime)
+        self._grants.add_access_token(
+            access_token, identity.email, time.time() + lifetime
+        )
         payload: dict[str, Any] = {
             "token_type": "Bearer",
             "scope": " ".join(_tokens.resource_scopes(scopes)),
@@ -647,14 +486,11 @@ class FakeIdentityPlatform:
             "access_token": access_token,
         }
         lowered = {scope.lower() for scope in scopes}
-        with self._lock:
-            self._access_tokens[access_token] = (identity.email, time.time() + lifetime)
-            if "offline_access" in lowered:
-                refresh_token = _tokens.refresh_token(identity)
-                self._refresh_grants[refresh_token] = _RefreshGrant(
-                    identity.email, client_id, tuple(scopes)
-                )
-                payload["refresh_token"] = refresh_token
+        if "offline_access" in lowered:  # like Microsoft: no refresh token otherwise
+            refresh_token = _tokens.refresh_token(identity)
+            grant = RefreshGrant(identity.email, client_id, tuple(scopes))
+            self._grants.add_refresh_token(refresh_token, grant)
+            payload["refresh_token"] = refresh_token
         if "openid" in lowered:
             payload["id_token"] = _tokens.id_token(
                 identity,
@@ -668,42 +504,23 @@ class FakeIdentityPlatform:
             payload["client_info"] = _tokens.client_info(identity)
         return payload
 
-    def _identity_for(self, email: str) -> FakeIdentity:
-        identity = self._find(email)
-        if identity is None:  # pragma: no cover - identities are never removed
-            raise AADError("invalid_grant", 70000, email=email)
-        return identity
-
-    def _consent(
-        self, identity: FakeIdentity, client_id: str, scopes: Sequence[str]
-    ) -> None:
-        with self._lock:
-            granted = self._consents.setdefault(
-                (identity.email.casefold(), client_id), set()
-            )
-            granted.update(_tokens.resource_scopes(scopes))
-
-    # -- device code flow --------------------------------------------------
+    # -- device code flow ------------------------------------------------------
 
     def _device_authorization(self, tenant: str, request: Request) -> Reply:
         form = request.form
         client_id = form.get("client_id", "")
-        try:
-            if client_id != self.client_id:
-                raise AADError("unauthorized_client", 700016, client_id)
-            if not form.get("scope"):
-                raise AADError("invalid_request", 900144, "scope")
-        except AADError as error:
+        if client_id != self.client_id:
+            error = AADError("unauthorized_client", 700016, client_id)
+            return Reply.json(error.status, error.body())
+        if not form.get("scope"):
+            error = AADError("invalid_request", 900144, "scope")
             return Reply.json(error.status, error.body())
         device_code = secrets.token_urlsafe(96)
         user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(9))
-        with self._lock:
-            self._device_codes[device_code] = _DeviceCode(
-                user_code=user_code,
-                client_id=client_id,
-                scopes=tuple(form["scope"].split()),
-                expires_at=time.time() + 900,
-            )
+        entry = DeviceCode(
+            user_code, client_id, tuple(form["scope"].split()), time.time() + 900
+        )
+        self._grants.add_device_code(device_code, entry)
         verification_uri = f"{self.base_url}/devicelogin"
         return Reply.json(
             200,
@@ -722,12 +539,11 @@ class FakeIdentityPlatform:
         )
 
     def _device_login(self, request: Request) -> Reply:
+        """The page behind ``verification_uri``: enter the code, pick an account."""
         identities = self.identities.values()
         if request.method == "GET":
-            return Reply.html(
-                200,
-                _pages.device_login_page(action=request.path, identities=identities),
-            )
+            page = _pages.device_login_page(action=request.path, identities=identities)
+            return Reply.html(200, page)
         try:
             self.approve_device_code(
                 request.form.get("user_code", ""), request.form.get("identity", "")
@@ -747,74 +563,5 @@ class FakeIdentityPlatform:
         )
 
 
-def _respond(
-    params: dict[str, str], answer: dict[str, str], error_code: int = 0
-) -> Reply:
-    """Send the authorization response back to the app's redirect URI."""
-    if error_code:
-        answer = {**answer, "error_description": describe(error_code)}
-    redirect_uri = params["redirect_uri"]
-    mode = params.get("response_mode") or "query"
-    if mode == "form_post":
-        return Reply.html(200, _pages.form_post_page(redirect_uri, answer))
-    if mode == "fragment":
-        return Reply.redirect(f"{redirect_uri}#{urlencode(answer)}")
-    separator = "&" if "?" in redirect_uri else "?"
-    return Reply.redirect(f"{redirect_uri}{separator}{urlencode(answer)}")
-
-
-def _tenant_problem(tenant: str, identity: FakeIdentity) -> str | None:
-    """Refuse accounts the authority's tenant segment would not accept."""
-    tenant = tenant.lower()
-    domain = identity.email.rsplit("@", 1)[1].lower()
-    if tenant == "common":
-        return None
-    if tenant == "consumers":
-        ok = identity.kind == "personal"
-    elif tenant == "organizations":
-        ok = identity.kind == "work"
-    else:
-        ok = tenant in (identity.tid.lower(), domain)
-    if ok:
-        return None
-    return (
-        f"AADSTS50020: User account '{identity.email}' ({identity.account_label}) "
-        f"cannot sign in through the '{tenant}' authority."
-    )
-
-
-def _code_problem(
-    entry: _AuthorizationCode, form: dict[str, str], verifier: str
-) -> AADError | None:
-    if entry.redeemed:
-        return AADError("invalid_grant", 54005, email=entry.email)
-    if entry.expires_at <= time.time():
-        return AADError("invalid_grant", 70008, email=entry.email)
-    if entry.client_id != form["client_id"]:
-        return AADError("invalid_grant", 70000, email=entry.email)
-    redirect_uri = form.get("redirect_uri", "")
-    if redirect_uri != entry.redirect_uri:
-        return AADError(
-            "invalid_grant", 500112, redirect_uri, entry.redirect_uri, email=entry.email
-        )
-    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
-    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    if not secrets.compare_digest(challenge, entry.code_challenge):
-        return AADError("invalid_grant", 501481, email=entry.email)
-    return None
-
-
 def _missing(parameter: str) -> NoReturn:
     raise AADError("invalid_request", 900144, parameter)
-
-
-def _default_fault(status: int) -> tuple[str, int]:
-    if status == 401:
-        return "invalid_client", 7000215
-    if status == 400:
-        return "invalid_grant", 70000
-    if status == 429:
-        return "temporarily_unavailable", 90100
-    if status >= 500:
-        return "temporarily_unavailable", 90033
-    return "invalid_request", 9002313

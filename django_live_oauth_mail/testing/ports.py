@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
-__all__ = ["bind_listening_socket", "find_free_port"]
+__all__ = ["find_free_port", "listen"]
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -20,9 +21,18 @@ def find_free_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-def bind_listening_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen on ``host:port`` (``SO_REUSEADDR`` on POSIX)."""
-    return socket.create_server((host, port), family=_family_for(host))
+def listen(host: str, port: int, *, may_move: bool = False) -> socket.socket:
+    """A listening socket on ``host:port`` (``SO_REUSEADDR`` on POSIX).
+
+    With ``may_move``, a port taken in the meantime is replaced by one the
+    operating system picks; read the real port from ``getsockname()``.
+    """
+    try:
+        return socket.create_server((host, port), family=_family_for(host))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE or not may_move:
+            raise
+        return socket.create_server((host, 0), family=_family_for(host))
 
 
 def _family_for(host: str) -> socket.AddressFamily:

@@ -8,8 +8,6 @@ it received, and can fail on demand. Needs the ``aiosmtpd`` extra.
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
@@ -18,7 +16,7 @@ from ._exchange_smtp import ExchangeController
 from ._mailroom import Fault, Mailroom, Stage
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .identity import FakeIdentityPlatform
-from .ports import bind_listening_socket, find_free_port
+from .ports import find_free_port, listen
 from .records import AuthAttempt, ReceivedMessage
 
 __all__ = ["AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"]
@@ -80,9 +78,11 @@ class XOAuth2SMTPServer:
         if self._controller is not None:
             raise RuntimeError("XOAuth2SMTPServer is already running")
         _redaction.install()
+        sock = listen(self._host, self._port, may_move=self._auto_port)
+        self._port = sock.getsockname()[1]
         controller = ExchangeController(
             self._mailroom,
-            self._bind(),
+            sock,
             server_hostname="smtp.office365.test",
             ident="Microsoft ESMTP MAIL Service ready (fake, for tests)",
             tls_context=self._certificate.server_context(),
@@ -94,7 +94,11 @@ class XOAuth2SMTPServer:
             data_size_limit=_MAX_MESSAGE_SIZE,
             enable_SMTPUTF8=True,
         )
-        controller.start()
+        try:
+            controller.start()
+        except BaseException:
+            sock.close()
+            raise
         self._controller = controller
         return self
 
@@ -114,17 +118,6 @@ class XOAuth2SMTPServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _bind(self) -> socket.socket:
-        for attempt in range(5):
-            try:
-                return bind_listening_socket(self._host, self._port)
-            except OSError as error:
-                retry = error.errno == errno.EADDRINUSE and self._auto_port
-                if not retry or attempt == 4:
-                    raise
-                self._port = find_free_port(self._host)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- addresses ---------------------------------------------------------
 

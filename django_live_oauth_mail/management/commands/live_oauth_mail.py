@@ -1,0 +1,203 @@
+"""``manage.py live_oauth_mail``: status, refresh, connect, test, rotate-keys."""
+
+from __future__ import annotations
+
+import datetime
+from argparse import ArgumentParser
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+from django.utils import timezone
+
+from ... import crypto, msal_client
+from ...accounts import link_mailbox
+from ...diagnostics import Step, send_test_message
+from ...exceptions import LiveOAuthMailError
+from ...models import MailAccount, normalize_email
+from ...tokens import get_access_token
+
+
+class Command(BaseCommand):
+    help = "Inspect and maintain linked Microsoft mailboxes."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        commands = parser.add_subparsers(dest="subcommand", required=True)
+        commands.add_parser(
+            "status",
+            help="Show every linked mailbox; exit 1 if any needs reconnecting.",
+        )
+        refresh = commands.add_parser(
+            "refresh",
+            help="Refresh the grants of active mailboxes idle for N days, so they "
+            "do not expire (Microsoft drops refresh tokens unused for 90 days).",
+        )
+        refresh.add_argument("--idle-days", type=int, default=30, metavar="N")
+        connect = commands.add_parser(
+            "connect", help="Link a mailbox from a terminal with a device code."
+        )
+        connect.add_argument("--device-code", action="store_true", required=True)
+        connect.add_argument("--user", required=True, metavar="USERNAME")
+        test = commands.add_parser(
+            "test", help="Send one message, reporting every step."
+        )
+        test.add_argument("mailbox")
+        test.add_argument("--to", required=True, metavar="ADDRESS")
+        commands.add_parser(
+            "rotate-keys", help="Re-encrypt every token cache with the newest key."
+        )
+
+    def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        handler = getattr(self, "handle_" + subcommand.replace("-", "_"))
+        handler(**options)
+
+    # -- status ----------------------------------------------------------------------
+
+    def handle_status(self, **options: Any) -> None:
+        accounts = list(MailAccount.objects.select_related("user").order_by("email"))
+        if not accounts:
+            self.stdout.write("No mailbox is linked.")
+            return
+        header = (
+            "USER",
+            "MAILBOX",
+            "KIND",
+            "STATUS",
+            "LAST USED",
+            "LAST REFRESHED",
+            "TOKEN EXPIRES",
+            "LAST ERROR",
+        )
+        rows = [
+            (
+                account.user.get_username(),
+                account.email,
+                account.kind,
+                account.status,
+                _when(account.last_used_at),
+                _when(account.last_refreshed_at),
+                _when(account.token_expires_at),
+                _short(account.last_error),
+            )
+            for account in accounts
+        ]
+        widths = [
+            max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))
+        ]
+        for number, row in enumerate([header, *rows]):
+            line = "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            )
+            style = (
+                self.style.MIGRATE_HEADING
+                if number == 0
+                else (self.style.ERROR if row[3] != MailAccount.Status.ACTIVE else str)
+            )
+            self.stdout.write(style(line.rstrip()))
+        broken = [a.email for a in accounts if not a.is_active]
+        if broken:
+            raise CommandError(
+                f"{len(broken)} mailbox(es) must be linked again: {', '.join(broken)}.",
+                returncode=1,
+            )
+
+    # -- refresh ---------------------------------------------------------------------
+
+    def handle_refresh(self, idle_days: int, **options: Any) -> None:
+        cutoff = timezone.now() - datetime.timedelta(days=idle_days)
+        due = list(
+            MailAccount.objects.active()
+            .filter(
+                Q(last_refreshed_at__lt=cutoff)
+                | Q(last_refreshed_at__isnull=True, created_at__lt=cutoff)
+            )
+            .order_by("email")
+        )
+        interactive = self.stdout.isatty()
+        failures: list[str] = []
+        for number, account in enumerate(due, start=1):
+            prefix = f"[{number}/{len(due)}] {account.email}"
+            if interactive:
+                self.stdout.write(f"{prefix} ...", ending="\r")
+            try:
+                get_access_token(account, force_refresh=True)
+            except LiveOAuthMailError as error:
+                failures.append(account.email)
+                self.stdout.write(self.style.ERROR(f"{prefix}: {error}"))
+            else:
+                self.stdout.write(f"{prefix}: refreshed")
+        self.stdout.write(
+            f"Refreshed {len(due) - len(failures)} of {len(due)} mailbox(es) idle for "
+            f"{idle_days}+ days; {len(failures)} failed."
+        )
+        if failures:
+            raise CommandError(
+                f"Could not refresh: {', '.join(failures)}.", returncode=1
+            )
+
+    # -- connect ---------------------------------------------------------------------
+
+    def handle_connect(self, user: str, **options: Any) -> None:
+        User = get_user_model()
+        try:
+            owner = User.objects.get(**{User.USERNAME_FIELD: user})
+        except User.DoesNotExist:
+            raise CommandError(f"No user named {user!r}.") from None
+        try:
+            flow = msal_client.start_device_link()
+            self.stdout.write(self.style.MIGRATE_HEADING(flow["message"]))
+            self.stdout.write(
+                "Waiting for the sign-in to finish (Ctrl-C to give up)..."
+            )
+            identity = msal_client.finish_device_link(flow)
+        except LiveOAuthMailError as error:
+            raise CommandError(str(error)) from None
+        account, created = link_mailbox(owner, identity)
+        verb = "Linked" if created else "Linked again"
+        self.stdout.write(self.style.SUCCESS(f"{verb} {account.email} for {user}."))
+
+    # -- test ------------------------------------------------------------------------
+
+    def handle_test(self, mailbox: str, to: str, **options: Any) -> None:
+        account = (
+            MailAccount.objects.filter(email=normalize_email(mailbox))
+            .order_by("-created_at")
+            .first()
+        )
+        if account is None:
+            raise CommandError(
+                f"No linked mailbox {mailbox!r}. See `live_oauth_mail status`."
+            )
+
+        def report(step: Step) -> None:
+            mark = self.style.SUCCESS("ok  ") if step.ok else self.style.ERROR("FAIL")
+            self.stdout.write(f"{mark} {step.name:<8} {step.detail}")
+
+        steps = send_test_message(account, to, report=report)
+        if not steps[-1].ok:
+            raise CommandError(
+                f"Sending through {account.email} failed at {steps[-1].name}."
+            )
+
+    # -- rotate-keys -----------------------------------------------------------------
+
+    def handle_rotate_keys(self, **options: Any) -> None:
+        rotated = 0
+        for account in MailAccount.objects.exclude(encrypted_token_cache="").iterator():
+            if crypto.needs_rotation(account.encrypted_token_cache):
+                account.encrypted_token_cache = crypto.rotate(
+                    account.encrypted_token_cache
+                )
+                account.save(update_fields=["encrypted_token_cache", "updated_at"])
+                rotated += 1
+        self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
+
+
+def _when(value: datetime.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
