@@ -10,9 +10,11 @@ call opens one SMTP session per mailbox. Everything else, including
 from __future__ import annotations
 
 import contextlib
+import logging
 import smtplib
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from email.utils import parseaddr
 from typing import Any
 
@@ -22,17 +24,21 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from . import retry
 from .conf import conf
 from .exceptions import (
     AccountNotFound,
     ConfigurationError,
     LiveOAuthMailError,
+    PartialDelivery,
     SendAsDenied,
     SubmissionQuotaExceeded,
 )
 from .models import MailAccount, normalize_email
 from .tokens import AccountCredentials
-from .xoauth2 import XOAuth2SMTP, XOAuth2SMTP_SSL, reply_bytes
+from .xoauth2 import XOAuth2SMTP, XOAuth2SMTP_SSL, reply_bytes, reply_text
+
+logger = logging.getLogger(__name__)
 
 
 class EmailBackend(smtp.EmailBackend):
@@ -132,14 +138,14 @@ class EmailBackend(smtp.EmailBackend):
         try:
             opened = super().open()
         except BaseException as error:
-            self._discard_failed_session()
+            self._drop_connection()
             if self.fail_silently and isinstance(error, (LiveOAuthMailError, OSError)):
                 return None
             raise
         finally:
             self.password = None  # type: ignore[assignment]
         if opened is None:
-            self._discard_failed_session()
+            self._drop_connection()
         return opened
 
     def close(self) -> None:
@@ -151,7 +157,15 @@ class EmailBackend(smtp.EmailBackend):
                 self._current = self._fixed if hasattr(self, "_fixed") else None
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        """Send in one SMTP session per mailbox; return how many were accepted."""
+        """Send in one SMTP session per mailbox; return how many were accepted.
+
+        A temporary failure (4xx, a dropped connection, a timeout) is retried
+        on a new connection, up to ``SMTP_RETRIES`` times with backoff; a 5xx
+        never is, and an accepted message is never sent again. Without
+        ``fail_silently`` the first lasting failure is raised: as it is when
+        nothing was sent yet, else as :class:`PartialDelivery`, which lists
+        what was and was not sent.
+        """
         if not email_messages:
             return 0
         with self._lock:
@@ -161,25 +175,105 @@ class EmailBackend(smtp.EmailBackend):
                 if self.fail_silently:
                     return 0
                 raise
+            sent: list[EmailMessage] = []
             sent_by: dict[int, int] = {}
             try:
                 for account, messages in batches:
                     if self.connection and self._current != account:
-                        self._close_quietly()
+                        self._drop_connection()
                     self._current = account
-                    new_conn_created = self.open()
-                    if not self.connection or new_conn_created is None:
-                        continue
+                    opened_here = False
                     try:
                         for message in messages:
-                            if self._send(message):
+                            accepted, opened = self._deliver(message)
+                            opened_here = opened_here or opened
+                            if accepted is None:
+                                break  # this mailbox cannot send; skip its rest
+                            if accepted:
+                                sent.append(message)
                                 sent_by[account.pk] = sent_by.get(account.pk, 0) + 1
+                    except Exception as error:
+                        if not sent or isinstance(error, ConfigurationError):
+                            raise
+                        raise self._partial(
+                            error, email_messages, sent, message
+                        ) from error
                     finally:
-                        if new_conn_created and not self._held_open:
-                            self.close()
+                        if opened_here and not self._held_open:
+                            self._drop_connection()
             finally:
                 self._mark_used(sent_by)
-        return sum(sent_by.values())
+        return len(sent)
+
+    def _deliver(self, message: EmailMessage) -> tuple[bool | None, bool]:
+        """Send one message, retrying temporary failures on a new connection.
+
+        Returns (accepted, opened a connection): accepted is True or False as
+        Django's ``_send()``, or None when the mailbox could not connect at all
+        and failed silently. Lasting failures raise unless ``fail_silently``.
+        """
+        opened = False
+        pauses = retry.delays()
+        for attempt in range(len(pauses) + 1):
+            try:
+                with self._raising():
+                    if not self.connection:
+                        opened = bool(self.open()) or opened
+                    return self._send(message), opened
+            except Exception as error:
+                if not isinstance(error, (OSError, LiveOAuthMailError)):
+                    raise
+                transient = retry.is_transient(error)
+                if transient or self.connection is None:
+                    self._drop_connection()
+                if transient and attempt < len(pauses):
+                    logger.warning(
+                        "Temporary SMTP failure for %s (%s); retrying in %.1f s.",
+                        self._current.email if self._current else "?",
+                        _describe(error),
+                        pauses[attempt],
+                    )
+                    time.sleep(pauses[attempt])
+                    continue
+                if not self.fail_silently:
+                    raise
+                logger.warning("Sending failed silently: %s", _describe(error))
+                return (None if self.connection is None else False), opened
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def _raising(self) -> Iterator[None]:
+        """Let Django's open()/_send() raise, so retries can see the error.
+
+        ``fail_silently`` is applied by :meth:`_deliver` once retries are spent.
+        """
+        saved, self.fail_silently = self.fail_silently, False
+        try:
+            yield
+        finally:
+            self.fail_silently = saved
+
+    def _partial(
+        self,
+        error: Exception,
+        batch: Sequence[EmailMessage],
+        sent: list[EmailMessage],
+        failed: EmailMessage,
+    ) -> PartialDelivery:
+        position = {id(m): number for number, m in enumerate(batch, start=1)}
+        done = {id(m) for m in sent}
+        unsent = [m for m in batch if id(m) not in done and m is not failed]
+        numbers = ", ".join(f"#{position[id(m)]}" for m in sent)
+        return PartialDelivery(
+            f"{len(sent)} of {len(batch)} messages were sent ({numbers}) before "
+            f"#{position[id(failed)]} failed: {error} The {len(unsent)} message(s) "
+            "after it were not attempted; the sent ones must not be sent again.",
+            mailbox=self._current.email if self._current else None,
+            error=error,
+            sent=sent,
+            failed=failed,
+            unsent=unsent,
+        )
 
     def _send(self, email_message: EmailMessage) -> bool:
         try:
@@ -272,21 +366,19 @@ class EmailBackend(smtp.EmailBackend):
                 last_used_at=timezone.now()
             )
 
-    def _discard_failed_session(self) -> None:
-        # Django 4.2 leaves a half-open connection in `connection` after a
-        # failed login (5.0+ keeps it in `_partial_connection`); drop both.
-        with contextlib.suppress(Exception):
-            self.fail_silently, saved = True, self.fail_silently
-            try:
-                smtp.EmailBackend.close(self)
-            finally:
-                self.fail_silently = saved
-        self.connection = None
+    def _drop_connection(self) -> None:
+        """Close the SMTP connection, ignoring errors, keeping the mailbox choice.
 
-    def _close_quietly(self) -> None:
-        held = self._held_open
-        self.close()
-        self._held_open = held
+        Also covers Django 4.2, which leaves a half-open connection in
+        ``connection`` after a failed login (5.0+ uses ``_partial_connection``).
+        """
+        saved, self.fail_silently = self.fail_silently, True
+        try:
+            with contextlib.suppress(Exception):
+                smtp.EmailBackend.close(self)
+        finally:
+            self.fail_silently = saved
+            self.connection = None
 
 
 def explain_rejection(
@@ -314,3 +406,9 @@ def explain_rejection(
             smtp_error=reply,
         )
     return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {reply_text(error.smtp_error)}"
+    return str(error) or type(error).__name__

@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_HOST": "smtp.office365.com",
     "SMTP_PORT": 587,
     "SMTP_TIMEOUT": 30,
+    "SMTP_RETRIES": 2,
+    "SMTP_RETRY_BACKOFF": 1.0,
     "ENCRYPTION_KEYS": [],
     "DEFAULT_ACCOUNT": None,
     "HTTP_TIMEOUT": 15,
@@ -104,6 +106,16 @@ class Settings:
     def SMTP_TIMEOUT(self) -> float | None:
         timeout = self._get("SMTP_TIMEOUT")
         return None if timeout is None else float(timeout)
+
+    @property
+    def SMTP_RETRIES(self) -> int:
+        """Extra attempts per message after a temporary SMTP failure."""
+        return max(0, int(self._get("SMTP_RETRIES")))
+
+    @property
+    def SMTP_RETRY_BACKOFF(self) -> float:
+        """Seconds before the first retry; each further retry waits twice as long."""
+        return max(0.0, float(self._get("SMTP_RETRY_BACKOFF")))
 
     @property
     def ENCRYPTION_KEYS(self) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Sequence
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -28,6 +29,31 @@ class LiveOAuthMailError(Exception):
         # an smtplib exception must not have it called with our arguments.
         Exception.__init__(self, message)
         self.mailbox = mailbox
+
+
+class PartialDelivery(LiveOAuthMailError):
+    """A batch stopped part-way: some messages were accepted, then one failed.
+
+    ``sent`` are the messages the server accepted (never to be sent again),
+    ``failed`` the one that failed, ``unsent`` those not attempted; the
+    original error is ``error`` (and ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mailbox: str | None,
+        error: BaseException,
+        sent: Sequence[Any],
+        failed: Any,
+        unsent: Sequence[Any],
+    ) -> None:
+        super().__init__(message, mailbox=mailbox)
+        self.error = error
+        self.sent = list(sent)
+        self.failed = failed
+        self.unsent = list(unsent)
 
 
 class AccountNotFound(LiveOAuthMailError, LookupError):

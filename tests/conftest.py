@@ -85,6 +85,7 @@ def live_settings(
         "SMTP_HOST": smtp_server.host,
         "SMTP_PORT": smtp_server.port,
         "SMTP_TIMEOUT": 10,
+        "SMTP_RETRY_BACKOFF": 0,
     }
     yield settings.LIVE_OAUTH_MAIL
     msal_client.reset()

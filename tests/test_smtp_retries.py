@@ -1,0 +1,154 @@
+"""Temporary SMTP failures are retried; permanent ones and accepted mail never are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.mail import EmailMessage
+
+from django_live_oauth_mail import backends
+from django_live_oauth_mail.exceptions import PartialDelivery
+from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
+
+from .mailers import make_backend
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the backoff pauses instead of sleeping through them."""
+    slept: list[float] = []
+    monkeypatch.setattr(backends.time, "sleep", slept.append)
+    return slept
+
+
+def batch(n: int, sender: str = "alice@outlook.com") -> list[EmailMessage]:
+    return [
+        EmailMessage(f"m{i}", "body", sender, ["r@example.org"])
+        for i in range(1, n + 1)
+    ]
+
+
+def subjects(server: XOAuth2SMTPServer) -> list[str]:
+    return [m.subject for m in server.messages]
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "disconnect"),
+    [
+        (
+            "data",
+            "421 4.3.2 Service not available, closing transmission channel",
+            False,
+        ),
+        (
+            "data",
+            "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
+            False,
+        ),
+        ("data", "451 4.7.0 Temporary server error. Please try again later", False),
+        ("mail", "451 4.4.0 Temporary failure", False),
+        ("rcpt", "452 4.5.3 Too many recipients for now", False),
+        ("data", "", True),
+        ("connect", "421 4.3.2 Too many connections", False),
+        ("auth", "454 4.7.0 Temporary authentication failure", False),
+    ],
+)
+def test_temporary_failure_is_retried_and_nothing_is_lost_or_doubled(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    pauses: list[float],
+    live_settings: dict[str, Any],
+    stage: str,
+    reply: str,
+    disconnect: bool,
+) -> None:
+    live_settings["SMTP_RETRY_BACKOFF"] = 0.5
+    smtp_server.fail_next(
+        stage=stage, reply=reply or "421 4.3.2 x", disconnect=disconnect
+    )
+
+    assert make_backend().send_messages(batch(3)) == 3
+
+    assert subjects(smtp_server) == ["m1", "m2", "m3"]
+    assert pauses == [0.5]
+    assert smtp_server.sessions == 2  # the retry used a new connection
+
+
+def test_backoff_doubles_and_retries_are_bounded(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    pauses: list[float],
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings.update(SMTP_RETRIES=3, SMTP_RETRY_BACKOFF=1.0)
+    smtp_server.fail_next(4, stage="data", reply="451 4.3.0 busy")
+
+    with pytest.raises(Exception) as caught:
+        make_backend().send_messages(batch(1))
+
+    assert "451" in str(caught.value)
+    assert pauses == [1.0, 2.0, 4.0]
+    assert smtp_server.messages == []
+
+
+def test_permanent_failure_is_not_retried(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, pauses: list[float]
+) -> None:
+    smtp_server.fail_next(stage="data", reply="550 5.7.1 Message rejected")
+    with pytest.raises(Exception, match="550"):
+        make_backend().send_messages(batch(1))
+    assert pauses == []
+    assert smtp_server.messages == []
+
+
+def test_accepted_messages_are_not_resent_and_the_error_says_which_were_sent(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, pauses: list[float]
+) -> None:
+    messages = batch(4)
+    messages[2].from_email = "someone.else@example.com"  # Exchange: SendAsDenied
+
+    with pytest.raises(PartialDelivery) as caught:
+        make_backend(account="alice@outlook.com").send_messages(messages)
+
+    error = caught.value
+    assert [m.subject for m in error.sent] == ["m1", "m2"]
+    assert error.failed.subject == "m3"
+    assert [m.subject for m in error.unsent] == ["m4"]
+    assert "2 of 4 messages were sent (#1, #2) before #3 failed" in str(error)
+    assert "5.2.252" in str(error.error)
+    assert subjects(smtp_server) == ["m1", "m2"]
+    assert pauses == []
+
+
+def test_fail_silently_counts_exactly_what_was_accepted(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, pauses: list[float]
+) -> None:
+    smtp_server.fail_next(stage="data", reply="550 5.1.1 Recipient unknown")
+    # The first message fails for good; the others still go out.
+    assert make_backend(fail_silently=True).send_messages(batch(3)) == 2
+    assert subjects(smtp_server) == ["m2", "m3"]
+
+
+def test_mailbox_that_cannot_connect_is_skipped_silently_after_its_retries(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    pauses: list[float],
+) -> None:
+    smtp_server.smtp_auth_disabled.add("alice@outlook.com")
+    try:
+        mixed = [*batch(3), *batch(2, sender="bob@contoso.com")]
+        assert make_backend(fail_silently=True).send_messages(mixed) == 2
+    finally:
+        smtp_server.smtp_auth_disabled.discard("alice@outlook.com")
+    assert [m.authenticated_as for m in smtp_server.messages] == ["bob@contoso.com"] * 2
+    # 5.7.139 is permanent: alice is tried once, not once per message.
+    alice_attempts = [
+        a for a in smtp_server.auth_attempts if a.user == "alice@outlook.com"
+    ]
+    assert len(alice_attempts) == 1
+    assert pauses == []
