@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from .accounts import unlink_mailbox
+from .diagnostics import send_test_message
+from .exceptions import LiveOAuthMailError
 from .models import MailAccount
+from .tokens import get_access_token
 
 
 @admin.register(MailAccount)
@@ -42,6 +49,83 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "last_error",
     )
     readonly_fields = fields
+    actions = ("send_test_message", "refresh_now", "disconnect")
+
+    @admin.action(description=_("Send a test message to me"))
+    def send_test_message(
+        self, request: HttpRequest, queryset: QuerySet[MailAccount]
+    ) -> None:
+        to = getattr(request.user, "email", "")
+        if not to:
+            self.message_user(
+                request,
+                _("Your user has no email address to send the test message to."),
+                messages.ERROR,
+            )
+            return
+        for account in queryset:
+            steps = send_test_message(account, to)
+            last = steps[-1]
+            if last.ok:
+                self.message_user(
+                    request,
+                    _("%(mailbox)s: test message sent to %(to)s.")
+                    % {"mailbox": account.email, "to": to},
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    _("%(mailbox)s: failed at %(step)s: %(detail)s")
+                    % {
+                        "mailbox": account.email,
+                        "step": last.name,
+                        "detail": last.detail,
+                    },
+                    messages.ERROR,
+                )
+
+    @admin.action(description=_("Refresh the token now"))
+    def refresh_now(
+        self, request: HttpRequest, queryset: QuerySet[MailAccount]
+    ) -> None:
+        refreshed = 0
+        for account in queryset:
+            try:
+                get_access_token(account, force_refresh=True)
+            except LiveOAuthMailError as error:
+                self.message_user(request, f"{account.email}: {error}", messages.ERROR)
+            else:
+                refreshed += 1
+        if refreshed:
+            self.message_user(
+                request,
+                ngettext("Refreshed %d mailbox.", "Refreshed %d mailboxes.", refreshed)
+                % refreshed,
+                messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Disconnect (delete the link and its tokens)"))
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[MailAccount]) -> None:
+        count = 0
+        for account in queryset.select_related("user"):
+            unlink_mailbox(account)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Disconnected %d mailbox.", "Disconnected %d mailboxes.", count)
+            % count,
+            messages.SUCCESS,
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # "Disconnect" replaces bulk delete, so account_disconnected is sent.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: MailAccount) -> None:
+        unlink_mailbox(obj)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # Mailboxes are linked through the OAuth flow only.

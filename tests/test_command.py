@@ -1,0 +1,144 @@
+"""manage.py live_oauth_mail: status, refresh, connect, test."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("live_oauth_mail", *args, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_status_lists_every_account(
+    alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    output = run("status")
+    assert "MAILBOX" in output
+    assert "alice@outlook.com" in output and "personal" in output
+    assert "bob@contoso.com" in output and "work" in output
+
+
+def test_status_fails_when_a_mailbox_needs_reconnecting(
+    alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    MailAccount.objects.filter(pk=bob_account.pk).update(
+        status=MailAccount.Status.RECONNECT_REQUIRED, last_error="The sign-in expired."
+    )
+    with pytest.raises(CommandError, match=r"bob@contoso\.com") as caught:
+        run("status")
+    assert caught.value.returncode == 1
+
+
+def test_refresh_touches_only_idle_accounts(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    long_ago = timezone.now() - datetime.timedelta(days=45)
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        created_at=long_ago, last_refreshed_at=long_ago
+    )
+    identity_platform.reset()
+
+    output = run("refresh", "--idle-days", "30")
+
+    assert [r.email for r in identity_platform.token_requests] == ["alice@outlook.com"]
+    assert "Refreshed 1 of 1" in output
+    assert MailAccount.objects.get(pk=alice_account.pk).last_refreshed_at > long_ago
+
+
+def test_refresh_fails_and_says_which(
+    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        created_at=timezone.now() - datetime.timedelta(days=40)
+    )
+    identity_platform.revoke("alice@outlook.com", error_code=700082)
+    with pytest.raises(CommandError, match=r"alice@outlook\.com"):
+        run("refresh")
+    assert MailAccount.objects.get(pk=alice_account.pk).status == "reconnect_required"
+
+
+def test_connect_with_a_device_code(
+    user: Any, identity_platform: FakeIdentityPlatform, smtp_server: XOAuth2SMTPServer
+) -> None:
+    identity_platform.device_code_interval = 1
+    outcome: dict[str, Any] = {}
+
+    def command() -> None:
+        try:
+            outcome["output"] = run("connect", "--device-code", "--user", user.username)
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=command)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not any(p.endswith("/devicecode") for _, p in identity_platform.requests):
+            assert time.monotonic() < deadline, "the command never asked for a code"
+            time.sleep(0.05)
+        identity_platform.approve_device_code(None, "bob@contoso.com")
+        worker.join(15)
+    finally:
+        identity_platform.device_code_interval = 5
+    assert "error" not in outcome, outcome.get("error")
+    assert "enter the code" in outcome["output"]
+    assert "Linked bob@contoso.com" in outcome["output"]
+    account = MailAccount.objects.get(user=user)
+    assert (account.email, account.public_client) == ("bob@contoso.com", True)
+    # A device-code link refreshes as a public client and sends like any other.
+    from django.core.mail import send_mail
+
+    identity_platform.expire_access_tokens("bob@contoso.com")
+    assert send_mail("s", "b", "bob@contoso.com", ["r@example.org"]) == 1
+    assert smtp_server.messages[0].authenticated_as == "bob@contoso.com"
+
+
+def test_connect_unknown_user() -> None:
+    with pytest.raises(CommandError, match="No user named"):
+        run("connect", "--device-code", "--user", "ghost")
+
+
+def test_test_subcommand_reports_each_step(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    output = run("test", "alice@outlook.com", "--to", "me@example.org")
+    for step in ("token", "tcp", "starttls", "auth", "send"):
+        assert f"ok   {step}" in output
+    assert smtp_server.messages[0].rcpt_tos == ["me@example.org"]
+
+
+def test_test_subcommand_shows_the_servers_reply_on_failure(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    smtp_server.fail_next(
+        stage="rcpt", reply="550 5.1.10 RESOLVER.ADR.RecipientNotFound"
+    )
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="failed at send"):
+        call_command(
+            "live_oauth_mail",
+            "test",
+            "alice@outlook.com",
+            "--to",
+            "x@y.org",
+            stdout=out,
+        )
+    assert "550 5.1.10 RESOLVER.ADR.RecipientNotFound" in out.getvalue()
+    assert smtp_server.messages == []
