@@ -271,7 +271,7 @@ def finish_link(
             ) from None
         accounts = app.get_accounts() if "error" not in result else []
     if "error" in result:
-        raise _flow_error(result)
+        raise _flow_error(result, redirect_uri=flow.get("redirect_uri"))
     return _identity(result, accounts, cache)
 
 
@@ -538,7 +538,9 @@ def token_error(result: Mapping[str, Any], *, mailbox: str | None) -> TokenError
     )
 
 
-def _flow_error(result: Mapping[str, Any]) -> LiveOAuthMailError:
+def _flow_error(
+    result: Mapping[str, Any], *, redirect_uri: str | None = None
+) -> LiveOAuthMailError:
     """Errors from the code exchange, seen only in the connect views."""
     codes = {int(c) for c in result.get("error_codes") or [] if str(c).isdigit()}
     description = _first_line(result.get("error_description"))
@@ -551,9 +553,10 @@ def _flow_error(result: Mapping[str, Any]) -> LiveOAuthMailError:
         )
     if 50011 in codes:
         return AuthorizationFailed(
-            f"The redirect URI does not match the app registration ({description}). "
-            "Add the exact URI shown there to the registration's redirect URIs, or "
-            "set LIVE_OAUTH_MAIL['REDIRECT_URI']."
+            f"The redirect URI {redirect_uri or '(unknown)'} is not registered for "
+            f"this app ({description}). Add exactly that URI under Authentication > "
+            "Redirect URIs in the app registration, or set "
+            "LIVE_OAUTH_MAIL['REDIRECT_URI'] to one that is registered."
         )
     error = token_error(result, mailbox=None)
     if isinstance(error, ReconnectRequired) and not codes & _CONSENT:
