@@ -106,8 +106,8 @@ def callback(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     if len(source) > MAX_PARAMS or any(
         len(value) > MAX_PARAM_LENGTH
-        for values in source.lists()
-        for value in values[1]
+        for _name, values in source.lists()
+        for value in values
     ):
         return _failure(
             request,

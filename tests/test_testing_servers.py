@@ -196,6 +196,21 @@ def test_auth_code_flow_with_msal(fake: FakeIdentityPlatform) -> None:
     )
 
 
+def test_sign_in_pages_over_plain_http_for_demos() -> None:
+    with FakeIdentityPlatform(
+        [FakeIdentity(BOB, name="Bob Builder")], pages_over_http=True
+    ) as fake:
+        app = confidential_app(fake)
+        flow = app.initiate_auth_code_flow([SMTP_SEND], redirect_uri=REDIRECT_URI)
+        assert flow["auth_uri"].startswith(fake.pages_url + "/common/oauth2/v2.0/")
+        assert fake.pages_url.startswith("http://") and fake.authority.startswith(
+            "https"
+        )
+        response = fake.approve(flow["auth_uri"], BOB)
+        result = app.acquire_token_by_auth_code_flow(flow, response.params)
+        assert fake.validate_access_token(result["access_token"]) == BOB
+
+
 def test_personal_account_tokens(fake: FakeIdentityPlatform) -> None:
     result = sign_in(fake, confidential_app(fake), ALICE)
 

@@ -71,9 +71,13 @@ class App(Protocol):
 
 
 class HTTPSServer:
-    """Serve ``app`` over TLS on ``sock`` from a background daemon thread."""
+    """Serve ``app`` over TLS on ``sock`` from a background daemon thread.
 
-    def __init__(self, app: App, sock: socket.socket, context: ssl.SSLContext):
+    With ``context=None`` it serves plain HTTP (only for pages a browser
+    shows; see ``FakeIdentityPlatform(pages_over_http=True)``).
+    """
+
+    def __init__(self, app: App, sock: socket.socket, context: ssl.SSLContext | None):
         self._server = _Server(sock, app, context)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -93,7 +97,7 @@ class HTTPSServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, app: App, context: ssl.SSLContext):
+    def __init__(self, sock: socket.socket, app: App, context: ssl.SSLContext | None):
         # Adopt an already-bound socket so the caller controls port selection.
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
@@ -105,14 +109,15 @@ class _Server(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = self.socket.accept()
-        # Handshake later, on the handler thread, so a slow client can't
-        # block the accept loop.
-        tls_sock = self.tls.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
+        if self.tls is not None:
+            # Handshake later, on the handler thread, so a slow client can't
+            # block the accept loop.
+            sock = self.tls.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
         with self._open_lock:
-            self._open.add(tls_sock)
-        return tls_sock, address
+            self._open.add(sock)
+        return sock, address
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
@@ -139,8 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        assert isinstance(self.request, ssl.SSLSocket)
-        self.request.do_handshake()
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
 
     def do_GET(self) -> None:
         self._serve()

@@ -61,8 +61,8 @@ def drive_consent(
 ) -> AuthorizationResponse:
     """Open ``authorize_url``, submit ``choice`` and capture the redirect."""
     url = urlsplit(authorize_url)
-    if url.scheme != "https":
-        raise ValueError(f"expected an https:// authorize URL, got {authorize_url!r}")
+    if url.scheme not in {"https", "http"}:
+        raise ValueError(f"expected an http(s):// authorize URL, got {authorize_url!r}")
     opener = urllib.request.build_opener(
         urllib.request.HTTPSHandler(context=context), _KeepRedirects()
     )

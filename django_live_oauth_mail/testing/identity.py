@@ -76,7 +76,14 @@ class FakeIdentityPlatform:
         tenant: str = "common",
         access_token_lifetime: int = 3600,
         certificate: TestCertificate | None = None,
+        pages_over_http: bool = False,
+        pages_port: int | None = None,
     ) -> None:
+        """``pages_over_http`` serves the sign-in pages a person's browser sees
+        (authorize, device login) from a second, plain-HTTP port, so a demo
+        shows no certificate warning. msal only ever talks to the HTTPS port:
+        discovery and the token endpoint stay on TLS, as msal requires.
+        """
         self.client_id = client_id
         self.client_secret = client_secret
         self.tenant = tenant
@@ -99,6 +106,9 @@ class FakeIdentityPlatform:
         self._certificate = certificate
         self._signing_key = secrets.token_bytes(32)
         self._server: HTTPSServer | None = None
+        self._pages_over_http = pages_over_http
+        self._pages_port = pages_port
+        self._pages_server: HTTPSServer | None = None
 
         self._lock = threading.Lock()
         self._identities: dict[str, FakeIdentity] = {}
@@ -118,6 +128,12 @@ class FakeIdentityPlatform:
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
         self._server = HTTPSServer(self, sock, self._certificate.server_context())
+        if self._pages_over_http:
+            pages = listen(
+                self._host, self._pages_port or 0, may_move=not self._pages_port
+            )
+            self._pages_port = pages.getsockname()[1]
+            self._pages_server = HTTPSServer(self, pages, None)
         logger.debug("fake identity platform listening on %s", self.base_url)
         return self
 
@@ -126,6 +142,9 @@ class FakeIdentityPlatform:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._pages_server is not None:
+            self._pages_server.close()
+            self._pages_server = None
 
     def __enter__(self) -> FakeIdentityPlatform:
         return self.start()
@@ -152,6 +171,14 @@ class FakeIdentityPlatform:
     def base_url(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"https://{host}:{self._port}"
+
+    @property
+    def pages_url(self) -> str:
+        """Base URL of the browser-facing pages (plain HTTP if so configured)."""
+        if not self._pages_over_http or self._pages_port is None:
+            return self.base_url
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._pages_port}"
 
     @property
     def authority(self) -> str:
@@ -305,7 +332,9 @@ class FakeIdentityPlatform:
             200,
             {
                 "issuer": f"{self.base_url}/{issuer_tenant}/v2.0",
-                "authorization_endpoint": f"{prefix}/oauth2/v2.0/authorize",
+                "authorization_endpoint": (
+                    f"{self.pages_url}/{tenant}/oauth2/v2.0/authorize"
+                ),
                 "token_endpoint": f"{prefix}/oauth2/v2.0/token",
                 "device_authorization_endpoint": f"{prefix}/oauth2/v2.0/devicecode",
                 "end_session_endpoint": f"{prefix}/oauth2/v2.0/logout",
@@ -521,7 +550,7 @@ class FakeIdentityPlatform:
             user_code, client_id, tuple(form["scope"].split()), time.time() + 900
         )
         self._grants.add_device_code(device_code, entry)
-        verification_uri = f"{self.base_url}/devicelogin"
+        verification_uri = f"{self.pages_url}/devicelogin"
         return Reply.json(
             200,
             {

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from email.utils import formataddr
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
+from django.core.validators import validate_email
+
+from django_live_oauth_mail.models import MailAccount
+
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+
+
+class MailboxChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        if obj.display_name:
+            return f"{obj.display_name} <{obj.email}>"
+        return str(obj.email)
+
+
+class ComposeForm(forms.Form):
+    """A message from one of the user's active linked mailboxes."""
+
+    sender = MailboxChoiceField(
+        label="From",
+        queryset=MailAccount.objects.none(),
+        empty_label=None,
+        help_text="Your linked mailboxes that can send right now.",
+    )
+    to = forms.CharField(
+        label="To",
+        max_length=1000,
+        help_text="One or more addresses, separated by commas.",
+        widget=forms.TextInput(attrs={"placeholder": "someone@example.com"}),
+    )
+    subject = forms.CharField(max_length=200)
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 7}))
+    attachment = forms.FileField(
+        required=False, help_text="Optional, up to 5 MB.", allow_empty_file=True
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["sender"]
+        assert isinstance(field, MailboxChoiceField)
+        field.queryset = MailAccount.objects.active().filter(user=user)
+
+    def clean_to(self) -> list[str]:
+        addresses = [a.strip() for a in self.cleaned_data["to"].split(",")]
+        addresses = [a for a in addresses if a]
+        if not addresses:
+            raise ValidationError("Enter at least one address.")
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(
+                    f"{address!r} is not a valid e-mail address."
+                ) from None
+        return addresses
+
+    def clean_attachment(self) -> Any:
+        upload = self.cleaned_data.get("attachment")
+        if upload and upload.size > MAX_ATTACHMENT_BYTES:
+            raise ValidationError("The attachment is larger than 5 MB.")
+        return upload
+
+    def build_message(self) -> EmailMessage:
+        data = self.cleaned_data
+        account: MailAccount = data["sender"]
+        message = EmailMessage(
+            subject=data["subject"],
+            body=data["body"],
+            # The backend picks the linked mailbox from this address.
+            from_email=formataddr((account.display_name, account.email)),
+            to=data["to"],
+        )
+        upload = data.get("attachment")
+        if upload:
+            message.attach(upload.name, upload.read(), upload.content_type or None)
+        return message

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import smtplib
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from django_live_oauth_mail.exceptions import LiveOAuthMailError
+from django_live_oauth_mail.models import MailAccount
+
+from . import standins
+from .forms import ComposeForm
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """What to try next: link a mailbox, send a message, see it arrive."""
+    context: dict[str, Any] = {"linked": False, "sent": False, "received": 0}
+    if request.user.is_authenticated:
+        mailboxes = MailAccount.objects.filter(user=request.user)
+        context["linked"] = mailboxes.active().exists()
+        context["sent"] = mailboxes.filter(last_used_at__isnull=False).exists()
+    running = standins.running()
+    if running is not None:
+        context["received"] = len(running.smtp.messages)
+    return render(request, "demo/home.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def compose(request: HttpRequest) -> HttpResponse:
+    """Send a message from one of the user's linked mailboxes."""
+    form = ComposeForm(request.POST or None, request.FILES or None, user=request.user)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        message = form.build_message()
+        try:
+            message.send()
+        except LiveOAuthMailError as exc:
+            error = str(exc)  # written to be shown to the user
+        except smtplib.SMTPException as exc:
+            error = f"The mail server refused the message: {_describe(exc)}"
+        except OSError as exc:
+            config = settings.LIVE_OAUTH_MAIL
+            where = f"{config.get('SMTP_HOST', 'smtp.office365.com')}:"
+            where += str(config.get("SMTP_PORT", 587))
+            error = f"Could not reach the mail server at {where} ({exc})."
+        else:
+            messages.success(
+                request,
+                f"Sent “{message.subject}” from {form.cleaned_data['sender'].email} "
+                f"to {', '.join(message.to)}.",
+            )
+            return redirect("compose")
+    has_mailbox = form.fields["sender"].queryset.exists()  # type: ignore[attr-defined]
+    needs_reconnect = MailAccount.objects.filter(
+        user=request.user, status=MailAccount.Status.RECONNECT_REQUIRED
+    ).exists()
+    return render(
+        request,
+        "demo/compose.html",
+        {
+            "form": form,
+            "error": error,
+            "has_mailbox": has_mailbox,
+            "needs_reconnect": needs_reconnect,
+        },
+    )
+
+
+@login_required
+@require_GET
+def dev_inbox(request: HttpRequest) -> HttpResponse:
+    """Every message the local SMTP stand-in received, newest first."""
+    running = standins.running()
+    received = running.smtp.messages if running is not None else []
+    inbox = [_summary(number, item) for number, item in enumerate(received, 1)]
+    inbox.reverse()
+    return render(
+        request, "demo/inbox.html", {"inbox": inbox, "running": running is not None}
+    )
+
+
+def _summary(number: int, received: Any) -> dict[str, Any]:
+    parsed = received.message
+    return {
+        "number": number,
+        "subject": received.subject or "(no subject)",
+        "from": str(parsed.get("From", "")),
+        "to": str(parsed.get("To", "")),
+        "cc": str(parsed.get("Cc", "")),
+        "date": str(parsed.get("Date", "")),
+        "envelope_from": received.mail_from,
+        "envelope_to": ", ".join(received.rcpt_tos),
+        "authenticated_as": received.authenticated_as,
+        "mechanism": received.mechanism,
+        "body": received.text,
+        "attachments": [
+            {"name": name or "(unnamed)", "size": len(content)}
+            for name, content in received.attachments
+        ],
+    }
+
+
+def _describe(error: smtplib.SMTPException) -> str:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "; ".join(
+            f"{address}: {code} {_text(reply)}"
+            for address, (code, reply) in error.recipients.items()
+        )
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
+    return str(error) or type(error).__name__
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply

@@ -1,0 +1,157 @@
+"""Settings of the example project, read from the environment with django-environ.
+
+Real environment variables win; ``example_project/.env`` fills in the rest if
+it exists (it is optional and gitignored; ``.env.example`` documents every
+variable). Empty values count as unset.
+
+Two modes, chosen by ``LIVE_OAUTH_MAIL_CLIENT_ID``:
+
+* empty (the default): **stand-ins**. ``manage.py demo`` runs local stand-ins
+  for Microsoft's identity platform and SMTP server (from
+  ``django_live_oauth_mail.testing``) in the same process, and the app talks
+  to them with their demo client id and secret. No network needed.
+* set: **real Microsoft**, with your app registration, the real authority and
+  smtp.office365.com.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import django
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # example_project/
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")  # never overrides real environment variables
+
+
+def _value(name: str, default: str = "") -> str:
+    """The variable's value, or ``default`` when it is unset or empty."""
+    return env.str(name, default="").strip() or default
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = _value(name)
+    if not value:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}
+
+
+SECRET_KEY = _value(
+    "SECRET_KEY", "django-insecure-example-project-only-never-use-in-production"
+)
+DEBUG = _flag("DEBUG", True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[]) or ["127.0.0.1", "localhost"]
+
+DATABASES = {
+    "default": env.db_url_config(
+        _value("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_live_oauth_mail",
+    "demo",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "mailsite.urls"
+WSGI_APPLICATION = "mailsite.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Project templates come first, so templates/live_oauth_mail/base.html
+        # restyles the app's pages to match the rest of the site.
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "demo.context_processors.demo_site",
+            ]
+        },
+    }
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_TZ = True
+
+# The user `manage.py demo` creates (and prints) so you can sign in at once.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - a local demo account
+
+# -- django-live-oauth-mail -----------------------------------------------------
+
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django_live_oauth_mail.backends.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django_live_oauth_mail.backends.EmailBackend"
+
+# The From address is the linked mailbox chosen on the compose page; this is
+# only the fallback for mail that names no sender.
+DEFAULT_FROM_EMAIL = "webmaster@localhost"
+
+ENCRYPTION_KEYS = [
+    key for key in env.list("LIVE_OAUTH_MAIL_ENCRYPTION_KEYS", default=[]) if key
+]
+
+USE_STANDINS = not _value("LIVE_OAUTH_MAIL_CLIENT_ID")
+
+# Where `manage.py demo` runs the stand-ins (ignored with real Microsoft).
+DEMO_STANDIN_HOST = "127.0.0.1"
+DEMO_IDENTITY_PORT = int(_value("DEMO_IDENTITY_PORT", "8001"))
+DEMO_SMTP_PORT = int(_value("DEMO_SMTP_PORT", "8025"))
+# The stand-in sign-in pages, served over plain HTTP (no certificate warning).
+DEMO_PAGES_PORT = int(_value("DEMO_PAGES_PORT", "8002"))
+
+if USE_STANDINS:
+    LIVE_OAUTH_MAIL = {
+        # The stand-in identity platform's own app registration.
+        "CLIENT_ID": "demo-client-id",
+        "CLIENT_SECRET": "demo-client-secret",
+        "AUTHORITY": f"https://{DEMO_STANDIN_HOST}:{DEMO_IDENTITY_PORT}/common",
+        "SMTP_HOST": DEMO_STANDIN_HOST,
+        "SMTP_PORT": DEMO_SMTP_PORT,
+        "SMTP_TIMEOUT": 10,
+        # The stand-ins make a new private CA each time they start, so
+        # `manage.py demo` fills this in (with that CA's path) before serving.
+        "CA_BUNDLE": None,
+        # Stand-in tokens are worthless outside this process, so a published
+        # demo key is fine here (and keeps the demo free of warning W001).
+        # With real Microsoft, set LIVE_OAUTH_MAIL_ENCRYPTION_KEYS yourself.
+        "ENCRYPTION_KEYS": ENCRYPTION_KEYS
+        or ["ZGVtby1vbmx5LWtleS1mb3ItbG9jYWwtc3RhbmRpbnM="],
+    }
+else:
+    LIVE_OAUTH_MAIL = {
+        "CLIENT_ID": _value("LIVE_OAUTH_MAIL_CLIENT_ID"),
+        "CLIENT_SECRET": _value("LIVE_OAUTH_MAIL_CLIENT_SECRET"),
+        "AUTHORITY": _value(
+            "LIVE_OAUTH_MAIL_AUTHORITY", "https://login.microsoftonline.com/common"
+        ),
+        # SMTP_HOST/SMTP_PORT keep the app's defaults: smtp.office365.com:587.
+        # Empty: tokens are encrypted with a key derived from SECRET_KEY, and
+        # `check` warns (live_oauth_mail.W001) until you set your own keys.
+        "ENCRYPTION_KEYS": ENCRYPTION_KEYS,
+    }

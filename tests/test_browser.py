@@ -1,0 +1,371 @@
+"""The example project in headless Chromium, against the local stand-ins.
+
+Starts ``example_project/manage.py demo`` as a subprocess (its own SQLite
+file, free ports for the site and both stand-ins), then signs in, links a
+mailbox through the stand-in consent page, sends a message with an attachment
+and finds it in the Dev inbox; and declines consent once.
+
+Chromium comes from the system (``CHROMIUM_PATH``, ``chromium`` on PATH, or
+a browser playwright already has); nothing is ever downloaded. Without
+playwright or Chromium the tests skip, unless ``CI=true``, where they fail.
+
+Screenshots of every step go to ``build/screenshots/``. The few used by the
+README are copied to ``docs/screenshots/`` when missing there, or always with
+``LIVE_OAUTH_MAIL_UPDATE_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_live_oauth_mail.testing import find_free_port
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = REPO / "example_project" / "manage.py"
+SHOTS = REPO / "build" / "screenshots"
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_TIMEOUT = 30.0
+PERSONAL = "ada@outlook.com"
+
+
+def _is_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _unavailable(reason: str) -> None:
+    if _is_ci():
+        pytest.fail(f"{reason} (browser tests are required when CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def live_settings() -> None:
+    """Replace conftest's autouse fixture: the site runs in its own process,
+    with its own stand-ins and database, so nothing is needed in this one."""
+
+
+# -- the example project, as a subprocess ----------------------------------------
+
+
+@dataclass
+class DemoSite:
+    url: str
+    identity_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = find_free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    tmp = tmp_path_factory.mktemp("example_project")
+    site_port, identity_port, smtp_port, pages_port = _free_ports(4)
+    env = {
+        **os.environ,
+        # Real variables win over example_project/.env, so a developer's real
+        # credentials there can never be used by this test.
+        "LIVE_OAUTH_MAIL_CLIENT_ID": "",
+        "LIVE_OAUTH_MAIL_CLIENT_SECRET": "",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "DEMO_IDENTITY_PORT": str(identity_port),
+        "DEMO_SMTP_PORT": str(smtp_port),
+        "DEMO_PAGES_PORT": str(pages_port),
+        "DEBUG": "true",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # pytest-django set tests.settings
+    log_path = tmp / "demo.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(MANAGE),
+                "demo",
+                "--port",
+                str(site_port),
+                "--noinput",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    site = DemoSite(
+        url=f"http://127.0.0.1:{site_port}",
+        # The consent page a browser sees is plain HTTP: no certificate to
+        # click through (the token endpoint stays on HTTPS for msal).
+        identity_url=f"http://127.0.0.1:{pages_port}/",
+        process=process,
+        log_path=log_path,
+    )
+    try:
+        _wait_until_up(site)
+        yield site
+    finally:
+        process.terminate()  # SIGTERM: the demo command stops its stand-ins
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(site: DemoSite) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if site.process.poll() is not None:
+            pytest.fail(f"manage.py demo exited early:\n{site.log()}")
+        try:
+            with urllib.request.urlopen(site.url + "/", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"manage.py demo did not answer in time:\n{site.log()}")
+        time.sleep(0.2)
+
+
+# -- the browser -----------------------------------------------------------------
+
+
+def _chromium_path(playwright: Any) -> str | None:
+    candidates = [
+        os.environ.get("CHROMIUM_PATH"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ]
+    # A browser playwright installed earlier, if any (this never downloads).
+    with contextlib.suppress(Exception):
+        candidates.append(playwright.chromium.executable_path)
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        executable = _chromium_path(playwright)
+        if executable is None:
+            _unavailable(
+                "no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)"
+            )
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Steps:
+    """Takes a numbered, full-page screenshot of every step."""
+
+    page: Any
+    prefix: str
+    count: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        for stale in SHOTS.glob(f"{self.prefix}-*.png"):  # from earlier runs
+            stale.unlink()
+
+    def shot(self, name: str, *, docs: str | None = None) -> None:
+        self.count += 1
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{self.prefix}-{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        if docs and not _is_ci():
+            target = DOCS_SHOTS / f"{docs}.png"
+            if not target.exists() or os.environ.get(
+                "LIVE_OAUTH_MAIL_UPDATE_SCREENSHOTS"
+            ):
+                DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # The stand-in identity platform uses a throwaway CA Chromium doesn't know.
+    context = browser.new_context(viewport={"width": 1100, "height": 720})
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _sign_in(page: Any, site: DemoSite, steps: Steps) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(site.url + "/accounts/login/")
+    expect(page.locator("#mode-banner")).to_have_attribute("data-mode", "standins")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo-password")
+    steps.shot("sign-in")
+    page.click("#sign-in-submit")
+    expect(page.locator("#sign-out")).to_be_visible()
+
+
+def _open(page: Any, label: str) -> None:
+    page.locator(".site-nav").get_by_role("link", name=label, exact=True).click()
+
+
+def _start_linking(page: Any, site: DemoSite, steps: Steps) -> None:
+    from playwright.sync_api import expect
+
+    page.click("#lom-connect")
+    expect(page.locator("#lom-start")).to_have_text("Continue to Microsoft")
+    steps.shot("connect")
+    page.click("#lom-start")
+    page.wait_for_url(re.compile("^" + re.escape(site.identity_url)))
+    expect(page.locator(f'[data-identity="{PERSONAL}"]')).to_be_visible()
+
+
+# -- the tests ---------------------------------------------------------------------
+
+
+def test_declining_consent_links_nothing(demo_site: DemoSite, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "decline")
+    _sign_in(page, demo_site, steps)
+    _open(page, "Mailboxes")
+    linked = page.locator("tr[data-mailbox]").count()
+    _start_linking(page, demo_site, steps)
+    steps.shot("consent")
+
+    page.click("#decline")
+    page.wait_for_url(re.compile("^" + re.escape(demo_site.url)))
+    expect(page.locator("#lom-error h1")).to_have_text("No mailbox was linked")
+    steps.shot("declined")
+
+    page.get_by_role("link", name="Back to your mailboxes").click()
+    expect(page.locator("#lom-accounts")).to_be_visible()
+    expect(page.locator("tr[data-mailbox]")).to_have_count(linked)
+
+
+def test_link_send_and_read_in_dev_inbox(demo_site: DemoSite, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "flow")
+    page.goto(demo_site.url + "/")
+    expect(page.locator("#mode-banner")).to_contain_text("local stand-ins")
+    steps.shot("home-signed-out")
+
+    _sign_in(page, demo_site, steps)
+    expect(page.locator("#next-steps")).to_be_visible()
+    steps.shot("home", docs="home")
+
+    # 1. Link the personal mailbox through the stand-in consent page.
+    _open(page, "Mailboxes")
+    expect(page.locator("#lom-accounts h1")).to_have_text("Your mailboxes")
+    steps.shot("mailboxes-before")
+    _start_linking(page, demo_site, steps)
+    steps.shot("consent", docs="consent")
+    page.click(f'[data-identity="{PERSONAL}"]')
+    page.wait_for_url(demo_site.url + "/mail/")
+    expect(page.locator(".lom-messages")).to_contain_text(f"{PERSONAL} is linked")
+    row = page.locator(f'tr[data-mailbox="{PERSONAL}"]')
+    expect(row.locator(".lom-badge")).to_have_class(re.compile(r"\bactive\b"))
+    expect(row.locator(".lom-badge")).to_have_text("Active")
+    steps.shot("mailboxes", docs="mailboxes")
+
+    # 2. Send a message with an attachment from it.
+    _open(page, "Compose")
+    sender = page.locator("#id_sender")
+    sender.select_option(label=f"Ada Lovelace <{PERSONAL}>")
+    page.fill("#id_to", "grace@example.com")
+    page.fill("#id_subject", "Notes on the Analytical Engine")
+    page.fill(
+        "#id_body",
+        "Hello Grace,\n\nThe notes are attached. Sent through the linked "
+        "mailbox with XOAUTH2.\n\nAda",
+    )
+    page.set_input_files(
+        "#id_attachment",
+        files=[
+            {
+                "name": "note-g.txt",
+                "mimeType": "text/plain",
+                "buffer": b"Bernoulli numbers, step by step.\n",
+            }
+        ],
+    )
+    steps.shot("compose")
+    page.click("#send")
+    expect(page.locator(".lom-messages")).to_contain_text(
+        f"from {PERSONAL} to grace@example.com"
+    )
+    expect(page.locator("#send-error")).to_have_count(0)
+    steps.shot("sent")
+
+    # 3. See it in the Dev inbox.
+    _open(page, "Dev inbox")
+    mail = page.locator("article.mail").first
+    expect(mail.locator('[data-field="subject"]')).to_contain_text(
+        "Notes on the Analytical Engine"
+    )
+    expect(mail.locator('[data-field="from"]')).to_have_text(
+        f"Ada Lovelace <{PERSONAL}>"
+    )
+    expect(mail.locator('[data-field="to"]')).to_have_text("grace@example.com")
+    expect(mail.locator('[data-field="authenticated-as"]')).to_contain_text(
+        f"{PERSONAL} via XOAUTH2"
+    )
+    expect(mail.locator('[data-field="body"]')).to_contain_text(
+        "The notes are attached."
+    )
+    expect(mail.locator('[data-attachment="note-g.txt"]')).to_be_visible()
+    steps.shot("dev-inbox", docs="dev-inbox")
+
+    # The home page now shows all three steps as done.
+    _open(page, "Home")
+    for step in ("#step-link", "#step-send", "#step-inbox"):
+        expect(page.locator(step)).to_have_class(re.compile(r"\bdone\b"))
+    steps.shot("home-done")
