@@ -62,8 +62,8 @@ help:
 	echo "make types      mypy --strict"
 	echo "make format     ruff format + ruff check --fix"
 	echo "make migrations makemigrations --check"
-	echo "make demo       run the example project (needs example_project/)"
-	echo "make bench      TODO"
+	echo "make demo       run the example project on http://127.0.0.1:8000/"
+	echo "make bench      our backend vs Django's SMTP backend, side by side"
 	echo "make clean      remove .venv, .tox and caches"
 
 # ---------------------------------------------------------------- bootstrap
@@ -142,17 +142,21 @@ lint types migrations format: $(VENV)/.tox-stamp
 # ---------------------------------------------------------------- example / bench
 # Uses the same .venv as tox; installs the package editable with extras.
 .PHONY: demo
-demo: | $(VENV)/bin/python
-	@if [ ! -f example_project/manage.py ]; then
-	  echo "TODO(demo): example_project/manage.py does not exist yet." >&2; exit 1
-	fi
-	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
+# Installs once (again only when pyproject.toml changes), then migrates, makes
+# the demo user, starts the local stand-ins and serves http://127.0.0.1:8000/.
+demo: $(VENV)/.demo-stamp
 	exec $(VENV)/bin/python example_project/manage.py demo
 
+$(VENV)/.demo-stamp: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
+	touch $@
+
+# Side-by-side send benchmark (docs/benchmarks.md); a few minutes.
+# ARGS="--quick" for a smoke run, ARGS="--profile 1000" adds a cProfile.
 .PHONY: bench
-bench:
-	@echo "TODO(bench): no benchmark yet -- fill in the bench target in the Makefile." >&2
-	exit 1
+bench: | $(VENV)/bin/python
+	@$(VENV)/bin/python -m pip install --quiet -e '.[testing]'
+	exec $(VENV)/bin/python -m benchmarks.send_batch $(ARGS)
 
 # ---------------------------------------------------------------- clean
 .PHONY: clean
