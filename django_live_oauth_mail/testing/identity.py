@@ -15,13 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, NoReturn
 
 from . import _authorize, _pages, _tokens
 from ._aad_errors import AADError, TokenFault
 from ._grants import AuthorizationCode, DeviceCode, GrantStore, RefreshGrant
 from ._http import HTTPSServer, Reply, Request
+from ._local_server import LocalServer
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .consent import AuthorizationResponse, drive_consent
@@ -54,7 +54,7 @@ class TokenRequest:
     status: int
 
 
-class FakeIdentityPlatform:
+class FakeIdentityPlatform(LocalServer):
     """An HTTPS server mimicking ``login.microsoftonline.com`` for tests.
 
     Point MSAL at :attr:`authority` with ``instance_discovery=False`` and an
@@ -146,26 +146,7 @@ class FakeIdentityPlatform:
             self._pages_server.close()
             self._pages_server = None
 
-    def __enter__(self) -> FakeIdentityPlatform:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- addresses ---------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def base_url(self) -> str:
@@ -184,15 +165,6 @@ class FakeIdentityPlatform:
     def authority(self) -> str:
         """What to pass as MSAL's ``authority``."""
         return f"{self.base_url}/{self.tenant}"
-
-    @property
-    def certificate(self) -> TestCertificate:
-        return self._certificate
-
-    @property
-    def ca_bundle(self) -> str:
-        """Path of the CA certificate clients must trust."""
-        return self._certificate.ca_path
 
     # -- identities --------------------------------------------------------
 

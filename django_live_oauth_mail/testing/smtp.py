@@ -9,10 +9,10 @@ it received, and can fail on demand. Needs the ``aiosmtpd`` extra.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 
 from . import _redaction
 from ._exchange_smtp import ExchangeController
+from ._local_server import LocalServer
 from ._mailroom import Fault, Mailroom, Stage
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .identity import FakeIdentityPlatform
@@ -28,7 +28,7 @@ _DEFAULT_FAULT_REPLY = "421 4.3.2 Service not available, closing transmission ch
 _MAX_MESSAGE_SIZE = 157_286_400
 
 
-class XOAuth2SMTPServer:
+class XOAuth2SMTPServer(LocalServer):
     """Exchange-like SMTP server on a background thread.
 
     ``token_validator`` maps an access token to the mailbox it was issued for
@@ -108,35 +108,7 @@ class XOAuth2SMTPServer:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> XOAuth2SMTPServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- addresses ---------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def certificate(self) -> TestCertificate:
-        return self._certificate
-
-    @property
-    def ca_bundle(self) -> str:
-        """Path of the CA certificate clients must trust for STARTTLS."""
-        return self._certificate.ca_path
 
     # -- live Exchange rules ---------------------------------------------------
 
