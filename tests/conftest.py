@@ -59,9 +59,12 @@ def identity_platform(_identity_platform: FakeIdentityPlatform) -> FakeIdentityP
 
 
 @pytest.fixture
-def smtp_server(_smtp_server: XOAuth2SMTPServer) -> XOAuth2SMTPServer:
+def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
+    """The SMTP stand-in; rules a test sets (smtp_auth_disabled...) end with it."""
     _smtp_server.reset()
-    return _smtp_server
+    yield _smtp_server
+    _smtp_server.smtp_auth_disabled.clear()
+    _smtp_server.submission_quota_exceeded.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -179,11 +179,8 @@ def test_smtp_auth_disabled_explains_the_admin_fix(
     alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
 ) -> None:
     smtp_server.smtp_auth_disabled.add("alice@outlook.com")
-    try:
-        with pytest.raises(SMTPAuthDisabled) as caught:
-            message("alice@outlook.com").send()
-    finally:
-        smtp_server.smtp_auth_disabled.discard("alice@outlook.com")
+    with pytest.raises(SMTPAuthDisabled) as caught:
+        message("alice@outlook.com").send()
     text = str(caught.value)
     assert "5.7.139" in text and "SmtpClientAuthenticationDisabled" in text
     assert isinstance(caught.value, smtplib.SMTPAuthenticationError)
@@ -195,15 +192,10 @@ def test_smtp_auth_disabled_with_fail_silently_returns_zero(
     alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
 ) -> None:
     smtp_server.smtp_auth_disabled.add("alice@outlook.com")
-    try:
-        assert (
-            make_backend(fail_silently=True).send_messages(
-                [message("alice@outlook.com")]
-            )
-            == 0
-        )
-    finally:
-        smtp_server.smtp_auth_disabled.discard("alice@outlook.com")
+    assert (
+        make_backend(fail_silently=True).send_messages([message("alice@outlook.com")])
+        == 0
+    )
     assert smtp_server.messages == []
 
 
