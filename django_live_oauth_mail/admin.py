@@ -118,9 +118,13 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             messages.SUCCESS,
         )
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> Any:
         # "Disconnect" replaces bulk delete, so account_disconnected is sent.
-        actions = super().get_actions(request)
+        # (action_location: Django 6.1 passes it; older versions do not.)
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         actions.pop("delete_selected", None)
         return actions
 

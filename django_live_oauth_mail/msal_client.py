@@ -262,12 +262,11 @@ def finish_link(
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(None, error) from None
-        except ValueError as error:
-            # msal's own checks: state or nonce mismatch. Its messages hold
-            # only those one-time values, never a token.
+        except (ValueError, RuntimeError):
+            # msal's own checks: a state mismatch (ValueError) or an id token
+            # whose nonce is not ours (RuntimeError). Either way: start again.
             raise AuthorizationFailed(
-                f"The sign-in response did not match this sign-in ({error}). "
-                "Please start again."
+                "The sign-in response did not match this sign-in. Please start again."
             ) from None
         accounts = app.get_accounts() if "error" not in result else []
     if "error" in result:

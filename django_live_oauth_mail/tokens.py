@@ -84,7 +84,12 @@ def _refresh_locked(account: MailAccount, *, force_refresh: bool) -> AccessToken
     with transaction.atomic(using=using):
         locked = _lock(account, using)
         serialized = locked.read_token_cache()
-        stale_copy = locked.encrypted_token_cache != account.encrypted_token_cache
+        # Compare the caches, not only their ciphertexts: rotate-keys
+        # re-encrypts a row without changing the tokens in it.
+        stale_copy = (
+            locked.encrypted_token_cache != account.encrypted_token_cache
+            and serialized != account.read_token_cache()
+        )
         _copy_state(locked, account)
         if not locked.is_active:
             failure = ReconnectRequired(

@@ -186,11 +186,16 @@ class Command(BaseCommand):
         rotated = 0
         for account in MailAccount.objects.exclude(encrypted_token_cache="").iterator():
             if crypto.needs_rotation(account.encrypted_token_cache):
-                account.encrypted_token_cache = crypto.rotate(
-                    account.encrypted_token_cache
+                # Write only if the row still holds what was read: a refresh
+                # that committed meanwhile stored a newer cache (with the
+                # newest key), which must not be replaced by the older one.
+                rotated += MailAccount.objects.filter(
+                    pk=account.pk,
+                    encrypted_token_cache=account.encrypted_token_cache,
+                ).update(
+                    encrypted_token_cache=crypto.rotate(account.encrypted_token_cache),
+                    updated_at=timezone.now(),
                 )
-                account.save(update_fields=["encrypted_token_cache", "updated_at"])
-                rotated += 1
         self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
 
 
