@@ -19,7 +19,8 @@ from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail.backends import smtp
-from django.core.mail.message import EmailMessage
+from django.core.mail.message import EmailMessage, make_msgid
+from django.core.mail.utils import DNS_NAME
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -214,31 +215,32 @@ class EmailBackend(smtp.EmailBackend):
         """
         opened = False
         pauses = retry.delays()
-        for attempt in range(len(pauses) + 1):
-            try:
-                with self._raising():
-                    if not self.connection:
-                        opened = bool(self.open()) or opened
-                    return self._send(message), opened
-            except Exception as error:
-                if not isinstance(error, (OSError, LiveOAuthMailError)):
-                    raise
-                transient = retry.is_transient(error)
-                if transient or self.connection is None:
-                    self._drop_connection()
-                if transient and attempt < len(pauses):
-                    logger.warning(
-                        "Temporary SMTP failure for %s (%s); retrying in %.1f s.",
-                        self._current.email if self._current else "?",
-                        _describe(error),
-                        pauses[attempt],
-                    )
-                    time.sleep(pauses[attempt])
-                    continue
-                if not self.fail_silently:
-                    raise
-                logger.warning("Sending failed silently: %s", _describe(error))
-                return (None if self.connection is None else False), opened
+        with _stable_message_id(message):
+            for attempt in range(len(pauses) + 1):
+                try:
+                    with self._raising():
+                        if not self.connection:
+                            opened = bool(self.open()) or opened
+                        return self._send(message), opened
+                except Exception as error:
+                    if not isinstance(error, (OSError, LiveOAuthMailError)):
+                        raise
+                    transient = retry.is_transient(error)
+                    if transient or self.connection is None:
+                        self._drop_connection()
+                    if transient and attempt < len(pauses):
+                        logger.warning(
+                            "Temporary SMTP failure for %s (%s); retrying in %.1f s.",
+                            self._current.email if self._current else "?",
+                            _describe(error),
+                            pauses[attempt],
+                        )
+                        time.sleep(pauses[attempt])
+                        continue
+                    if not self.fail_silently:
+                        raise
+                    logger.warning("Sending failed silently: %s", _describe(error))
+                    return (None if self.connection is None else False), opened
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
@@ -406,6 +408,24 @@ def explain_rejection(
             smtp_error=reply,
         )
     return None
+
+
+@contextlib.contextmanager
+def _stable_message_id(message: EmailMessage) -> Iterator[None]:
+    """Give every attempt at one message the same Message-ID.
+
+    Django makes a new one each time it renders a message; a retry after an
+    ambiguous failure (the connection dropped after DATA) would then look like
+    a different message. The caller's message is left as it was.
+    """
+    if any(name.lower() == "message-id" for name in message.extra_headers):
+        yield
+        return
+    message.extra_headers["Message-ID"] = make_msgid(domain=DNS_NAME.get_fqdn())
+    try:
+        yield
+    finally:
+        del message.extra_headers["Message-ID"]
 
 
 def _describe(error: BaseException) -> str:

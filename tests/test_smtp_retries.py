@@ -149,3 +149,34 @@ def test_mailbox_that_cannot_connect_is_skipped_silently_after_its_retries(
     ]
     assert len(alice_attempts) == 1
     assert pauses == []
+
+
+def test_every_attempt_carries_the_same_message_id_and_the_message_is_left_as_is(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, pauses: list[float]
+) -> None:
+    seen: list[str] = []
+    smtp_server.fail_next(stage="data", reply="451 4.3.0 busy")
+    [message] = batch(1)
+    original = message.message
+    message.message = lambda *a, **kw: _remember_id(original(*a, **kw), seen)  # type: ignore[method-assign]
+
+    assert make_backend().send_messages([message]) == 1
+
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert smtp_server.messages[0].message["Message-ID"] == seen[0]
+    assert "Message-ID" not in message.extra_headers
+
+
+def test_a_message_id_set_by_the_caller_is_kept(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    [message] = batch(1)
+    message.extra_headers["Message-ID"] = "<mine@example.org>"
+    assert make_backend().send_messages([message]) == 1
+    assert smtp_server.messages[0].message["Message-ID"] == "<mine@example.org>"
+    assert message.extra_headers["Message-ID"] == "<mine@example.org>"
+
+
+def _remember_id(rendered: Any, seen: list[str]) -> Any:
+    seen.append(rendered["Message-ID"])
+    return rendered
