@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -103,11 +104,20 @@ def connect(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def callback(request: HttpRequest) -> HttpResponse:
     """Finish the flow Microsoft redirected back from, then link the mailbox."""
-    source = request.POST if request.method == "POST" else request.GET
-    if len(source) > MAX_PARAMS or any(
-        len(value) > MAX_PARAM_LENGTH
-        for _name, values in source.lists()
-        for value in values
+    try:
+        source = request.POST if request.method == "POST" else request.GET
+    except (TooManyFieldsSent, RequestDataTooBig):
+        # Answer it here: Django 4.2's error-mail handler would parse the same
+        # oversized body again while logging, and fail.
+        source = None
+    if (
+        source is None
+        or len(source) > MAX_PARAMS
+        or any(
+            len(value) > MAX_PARAM_LENGTH
+            for _name, values in source.lists()
+            for value in values
+        )
     ):
         return _failure(
             request,
