@@ -21,6 +21,7 @@ from typing import Any
 from django.core.mail.backends import smtp
 from django.core.mail.message import EmailMessage, make_msgid
 from django.core.mail.utils import DNS_NAME
+from django.db import DatabaseError
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -183,13 +184,13 @@ class EmailBackend(smtp.EmailBackend):
                     if self.connection and self._current != account:
                         self._drop_connection()
                     self._current = account
-                    opened_here = False
+                    # A session the caller opened stays open, as in Django.
+                    keep_open = self._held_open or self.connection is not None
                     try:
                         for message in messages:
-                            accepted, opened = self._deliver(message)
-                            opened_here = opened_here or opened
+                            accepted = self._deliver(message)
                             if accepted is None:
-                                break  # this mailbox cannot send; skip its rest
+                                break  # this mailbox cannot sign in; skip its rest
                             if accepted:
                                 sent.append(message)
                                 sent_by[account.pk] = sent_by.get(account.pk, 0) + 1
@@ -200,28 +201,32 @@ class EmailBackend(smtp.EmailBackend):
                             error, email_messages, sent, message
                         ) from error
                     finally:
-                        if opened_here and not self._held_open:
+                        if not keep_open:
                             self._drop_connection()
             finally:
+                if self.connection is None:
+                    self._current = self._fixed if hasattr(self, "_fixed") else None
                 self._mark_used(sent_by)
         return len(sent)
 
-    def _deliver(self, message: EmailMessage) -> tuple[bool | None, bool]:
+    def _deliver(self, message: EmailMessage) -> bool | None:
         """Send one message, retrying temporary failures on a new connection.
 
-        Returns (accepted, opened a connection): accepted is True or False as
-        Django's ``_send()``, or None when the mailbox could not connect at all
-        and failed silently. Lasting failures raise unless ``fail_silently``.
+        Returns True or False as Django's ``_send()``, or None when the mailbox
+        could not sign in at all and that failed silently. Lasting failures
+        raise unless ``fail_silently``.
         """
-        opened = False
         pauses = retry.delays()
         with _stable_message_id(message):
             for attempt in range(len(pauses) + 1):
+                signing_in = False
                 try:
                     with self._raising():
                         if not self.connection:
-                            opened = bool(self.open()) or opened
-                        return self._send(message), opened
+                            signing_in = True
+                            self.open()
+                            signing_in = False
+                        return bool(self._send(message))
                 except Exception as error:
                     if not isinstance(error, (OSError, LiveOAuthMailError)):
                         raise
@@ -240,7 +245,7 @@ class EmailBackend(smtp.EmailBackend):
                     if not self.fail_silently:
                         raise
                     logger.warning("Sending failed silently: %s", _describe(error))
-                    return (None if self.connection is None else False), opened
+                    return None if signing_in else False
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
@@ -305,7 +310,7 @@ class EmailBackend(smtp.EmailBackend):
                 self._fixed = (
                     MailAccount.objects.active()
                     .filter(**lookup)
-                    .order_by("-created_at")
+                    .order_by("created_at", "pk")
                     .first()
                 )
                 if self._fixed is None:
@@ -340,10 +345,12 @@ class EmailBackend(smtp.EmailBackend):
             candidates = candidates.filter(email__in={*senders, default} - {None})
         by_email: dict[str, MailAccount] = {}
         for candidate in candidates:
-            by_email[candidate.email] = candidate  # the newest link wins
+            # The oldest link wins: a later link (by another user, perhaps with
+            # an unverified email claim) cannot take over an address's mail.
+            by_email.setdefault(candidate.email, candidate)
         fallback = by_email.get(default) if default else None
         if self.user_selector is not None and fallback is None and by_email:
-            fallback = list(by_email.values())[-1]
+            fallback = max(by_email.values(), key=lambda a: (a.created_at, a.pk))
 
         batches: dict[int, tuple[MailAccount, list[EmailMessage]]] = {}
         for message, sender in zip(messages, senders, strict=True):
@@ -363,10 +370,15 @@ class EmailBackend(smtp.EmailBackend):
     # -- bookkeeping ---------------------------------------------------------------
 
     def _mark_used(self, sent_by: dict[int, int]) -> None:
-        if sent_by:
+        if not sent_by:
+            return
+        try:
             MailAccount.objects.filter(pk__in=sent_by).update(
                 last_used_at=timezone.now()
             )
+        except DatabaseError as error:
+            # The mail went out; failing now would only make callers resend it.
+            logger.warning("Could not record when mailboxes were last used: %s", error)
 
     def _drop_connection(self) -> None:
         """Close the SMTP connection, ignoring errors, keeping the mailbox choice.
@@ -421,11 +433,15 @@ def _stable_message_id(message: EmailMessage) -> Iterator[None]:
     if any(name.lower() == "message-id" for name in message.extra_headers):
         yield
         return
-    message.extra_headers["Message-ID"] = make_msgid(domain=DNS_NAME.get_fqdn())
+    original = message.extra_headers  # possibly shared with other messages
+    message.extra_headers = {
+        **original,
+        "Message-ID": make_msgid(domain=DNS_NAME.get_fqdn()),
+    }
     try:
         yield
     finally:
-        del message.extra_headers["Message-ID"]
+        message.extra_headers = original
 
 
 def _describe(error: BaseException) -> str:

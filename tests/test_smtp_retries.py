@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import smtplib
 from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage
 
 from django_live_oauth_mail import backends
-from django_live_oauth_mail.exceptions import PartialDelivery
+from django_live_oauth_mail.exceptions import PartialDelivery, SendAsDenied
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
@@ -180,3 +181,41 @@ def test_a_message_id_set_by_the_caller_is_kept(
 def _remember_id(rendered: Any, seen: list[str]) -> Any:
     seen.append(rendered["Message-ID"])
     return rendered
+
+
+def test_a_permanent_failure_does_not_leave_the_connection_open(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    [message] = batch(1)
+    message.from_email = "someone.else@example.com"
+    fixed = make_backend(account="alice@outlook.com")
+    with pytest.raises(SendAsDenied):
+        fixed.send_messages([message])
+    assert fixed.connection is None
+
+    by_sender = make_backend()
+    smtp_server.fail_next(stage="rcpt", reply="550 5.7.1 Relay denied")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        by_sender.send_messages(batch(1))
+    assert by_sender.connection is None
+
+
+def test_fail_silently_goes_on_after_a_message_whose_retries_ran_out(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["SMTP_RETRIES"] = 0
+    smtp_server.fail_next(stage="data", reply="451 4.3.0 busy")
+    assert make_backend(fail_silently=True).send_messages(batch(2)) == 1
+    assert subjects(smtp_server) == ["m2"]
+
+
+def test_a_finished_batch_leaves_no_mailbox_behind_for_the_next_open(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    backend = make_backend()
+    assert backend.send_messages(batch(1)) == 1
+    with backend:
+        assert backend.connection is None  # no session for a sender not yet known
+    assert smtp_server.sessions == 1

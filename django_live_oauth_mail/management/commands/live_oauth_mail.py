@@ -162,7 +162,7 @@ class Command(BaseCommand):
     def handle_test(self, mailbox: str, to: str, **options: Any) -> None:
         account = (
             MailAccount.objects.filter(email=normalize_email(mailbox))
-            .order_by("-created_at")
+            .order_by("created_at", "pk")
             .first()
         )
         if account is None:
