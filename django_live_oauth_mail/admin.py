@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -28,7 +29,12 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "last_refreshed_at",
     )
     list_filter = ("status", "kind")
-    search_fields = ("email", "display_name", "user__username", "user__email")
+    # The user model's own login field: not every user model has "username".
+    search_fields = (
+        "email",
+        "display_name",
+        f"user__{get_user_model().USERNAME_FIELD}",
+    )
     list_select_related = ("user",)
     ordering = ("email",)
     # The encrypted cache is left out entirely; everything else is read-only
@@ -51,7 +57,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = fields
     actions = ("send_test_message", "refresh_now", "disconnect")
 
-    @admin.action(description=_("Send a test message to me"))
+    @admin.action(description=_("Send a test message to me"), permissions=["change"])
     def send_test_message(
         self, request: HttpRequest, queryset: QuerySet[MailAccount]
     ) -> None:
@@ -85,7 +91,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     messages.ERROR,
                 )
 
-    @admin.action(description=_("Refresh the token now"))
+    @admin.action(description=_("Refresh the token now"), permissions=["change"])
     def refresh_now(
         self, request: HttpRequest, queryset: QuerySet[MailAccount]
     ) -> None:
@@ -105,7 +111,10 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 messages.SUCCESS,
             )
 
-    @admin.action(description=_("Disconnect (delete the link and its tokens)"))
+    @admin.action(
+        description=_("Disconnect (delete the link and its tokens)"),
+        permissions=["delete"],
+    )
     def disconnect(self, request: HttpRequest, queryset: QuerySet[MailAccount]) -> None:
         count = 0
         for account in queryset.select_related("user"):

@@ -31,8 +31,11 @@ class LiveOAuthMailError(Exception):
         self.mailbox = mailbox
 
 
-class PartialDelivery(LiveOAuthMailError):
+class PartialDelivery(LiveOAuthMailError, smtplib.SMTPException):
     """A batch stopped part-way: some messages were accepted, then one failed.
+
+    It is an ``smtplib.SMTPException`` too, so existing SMTP error handling
+    still catches it.
 
     ``sent`` are the messages the server accepted (never to be sent again),
     ``failed`` the one that failed, ``unsent`` those not attempted; the

@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
+from .exceptions import ConfigurationError
 
 
 class MailAccountQuerySet(models.QuerySet["MailAccount"]):
@@ -85,7 +86,15 @@ class MailAccount(models.Model):
         """The decrypted msal cache, as JSON text. Keep it out of logs."""
         if not self.encrypted_token_cache:
             return ""
-        return crypto.decrypt(self.encrypted_token_cache)
+        try:
+            return crypto.decrypt(self.encrypted_token_cache)
+        except crypto.InvalidToken:
+            raise ConfigurationError(
+                f"The stored tokens of {self.email} cannot be decrypted with the "
+                "current LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (or SECRET_KEY). Put the "
+                "key they were written with back (after the newest key, or in "
+                "SECRET_KEY_FALLBACKS), or have the mailbox linked again."
+            ) from None
 
     def write_token_cache(self, serialized: str) -> None:
         """Encrypt and set the msal cache; the caller saves."""

@@ -147,6 +147,25 @@ def _http_client(timeout: float, ca_bundle: str | None) -> requests.Session:
 
 
 def _get_app(*, public: bool = False) -> _App:
+    """The shared application object for the current settings (built once)."""
+    key = (
+        public,
+        conf.CLIENT_ID,
+        conf.CLIENT_SECRET,
+        conf.AUTHORITY,
+        conf.CA_BUNDLE,
+        conf.HTTP_TIMEOUT,
+    )
+    with _apps_lock:
+        if key in _apps:
+            return _apps[key]
+    # Built outside the lock: it makes the discovery request.
+    app = _build_app(public=public)
+    with _apps_lock:
+        return _apps.setdefault(key, _App(app))
+
+
+def _build_app(*, public: bool) -> msal.ClientApplication:
     client_id, secret, authority = conf.CLIENT_ID, conf.CLIENT_SECRET, conf.AUTHORITY
     if not client_id:
         raise ConfigurationError(
@@ -163,35 +182,27 @@ def _get_app(*, public: bool = False) -> _App:
             f"LIVE_OAUTH_MAIL['AUTHORITY'] must be an https URL, not {authority!r}; "
             "msal refuses anything else."
         )
-    key = (public, client_id, secret, authority, conf.CA_BUNDLE, conf.HTTP_TIMEOUT)
-    with _apps_lock:
-        if key in _apps:
-            return _apps[key]
-        options: dict[str, Any] = {
-            "authority": authority,
-            "http_client": _http_client(conf.HTTP_TIMEOUT, conf.CA_BUNDLE),
-            "http_cache": _http_cache,
-            "token_cache": msal.SerializableTokenCache(),
-        }
-        if not uses_instance_discovery(authority):
-            options["instance_discovery"] = False
-        try:
-            app: msal.ClientApplication
-            if public:
-                app = msal.PublicClientApplication(client_id, **options)
-            else:
-                app = msal.ConfidentialClientApplication(
-                    client_id, client_credential=secret, **options
-                )
-        except _TRANSPORT_ERRORS as error:
-            raise IdentityPlatformUnavailable(
-                f"Could not reach the identity platform at {authority} "
-                f"({type(error).__name__}). Try again in a moment; if it persists, "
-                "check LIVE_OAUTH_MAIL['AUTHORITY'] and the server's network access.",
-                error="unreachable",
-            ) from None
-        _apps[key] = _App(app)
-        return _apps[key]
+    options: dict[str, Any] = {
+        "authority": authority,
+        "http_client": _http_client(conf.HTTP_TIMEOUT, conf.CA_BUNDLE),
+        "http_cache": _http_cache,
+        "token_cache": msal.SerializableTokenCache(),
+    }
+    if not uses_instance_discovery(authority):
+        options["instance_discovery"] = False
+    try:
+        if public:
+            return msal.PublicClientApplication(client_id, **options)
+        return msal.ConfidentialClientApplication(
+            client_id, client_credential=secret, **options
+        )
+    except _TRANSPORT_ERRORS as error:
+        raise IdentityPlatformUnavailable(
+            f"Could not reach the identity platform at {authority} "
+            f"({type(error).__name__}). Try again in a moment; if it persists, "
+            "check LIVE_OAUTH_MAIL['AUTHORITY'] and the server's network access.",
+            error="unreachable",
+        ) from None
 
 
 def reset() -> None:
@@ -328,14 +339,8 @@ def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
     # Polling can take minutes, so this uses an application object of its own
     # rather than holding the shared one's lock all that time; the shared
     # http_cache still spares it the discovery requests.
-    app = msal.PublicClientApplication(
-        conf.CLIENT_ID,
-        authority=conf.AUTHORITY,
-        http_client=_http_client(conf.HTTP_TIMEOUT, conf.CA_BUNDLE),
-        http_cache=_http_cache,
-        token_cache=cache,
-        instance_discovery=None if uses_instance_discovery(conf.AUTHORITY) else False,
-    )
+    app = _build_app(public=True)
+    app.token_cache = cache
     try:
         result = app.acquire_token_by_device_flow(flow)
     except _TRANSPORT_ERRORS as error:

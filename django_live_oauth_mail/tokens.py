@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import msal_client, signals
-from .exceptions import ReconnectRequired, TokenError
+from .exceptions import AccountNotFound, ReconnectRequired, TokenError
 from .models import MailAccount
 from .msal_client import AccessToken
 
@@ -75,7 +75,14 @@ def _lock(account: MailAccount, using: str) -> MailAccount:
         MailAccount.objects.using(using).filter(pk=account.pk).update(
             updated_at=F("updated_at")
         )
-    return MailAccount.objects.using(using).select_for_update().get(pk=account.pk)
+    try:
+        return MailAccount.objects.using(using).select_for_update().get(pk=account.pk)
+    except MailAccount.DoesNotExist:
+        raise AccountNotFound(
+            f"{account.email} was unlinked while mail was being sent from it. Link "
+            "it again to send from it.",
+            mailbox=account.email,
+        ) from None
 
 
 def _refresh_locked(account: MailAccount, *, force_refresh: bool) -> AccessToken:
@@ -138,7 +145,8 @@ def _record_success(account: MailAccount, token: AccessToken) -> None:
             using=account._state.db,
         )
     account.save(update_fields=fields)
-    logger.info("Refreshed the access token for %s.", account.email)
+    if token.refreshed:
+        logger.info("Refreshed the access token for %s.", account.email)
 
 
 def _record_failure(account: MailAccount, error: TokenError) -> None:

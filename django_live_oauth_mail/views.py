@@ -155,13 +155,12 @@ def callback(request: HttpRequest) -> HttpResponse:
         logger.warning("Linking a mailbox failed: %s", error)
         return _failure(request, _("The mailbox could not be linked"), str(error))
     account, created = link_mailbox(request.user, identity)
-    messages.success(
-        request,
+    text = (
         _("%(mailbox)s is linked. Mail from it will now be sent through Microsoft.")
-        % {"mailbox": account.email}
         if created
-        else _("%(mailbox)s is linked again.") % {"mailbox": account.email},
+        else _("%(mailbox)s is linked again.")
     )
+    messages.success(request, text % {"mailbox": account.email}, fail_silently=True)
     return HttpResponseRedirect(entry.get("next") or _success_url())
 
 
@@ -173,7 +172,9 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = account.email
     unlink_mailbox(account)
     messages.success(
-        request, _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox}
+        request,
+        _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox},
+        fail_silently=True,
     )
     next_url = _safe_next(request, request.POST.get("next"))
     return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))

@@ -36,10 +36,9 @@ def reply_text(value: bytes | str) -> str:
 
 
 def _is_reply(error: smtplib.SMTPResponseException, enhanced_code: bytes) -> bool:
-    message = error.smtp_error
-    if isinstance(message, str):
-        message = message.encode()
-    return message.lstrip().startswith(enhanced_code)
+    words = reply_bytes(error.smtp_error).split(maxsplit=1)
+    # Whole code only: "5.7.3" must not match "5.7.30" or "5.7.39".
+    return bool(words) and words[0].rstrip(b";,") == enhanced_code
 
 
 class XOAuth2Mixin:
@@ -54,9 +53,12 @@ class XOAuth2Mixin:
         self, user: str, password: Any, *, initial_response_ok: bool = True
     ) -> Any:
         if not hasattr(password, "token"):
-            return super().login(  # type: ignore[misc]
-                user, password, initial_response_ok=initial_response_ok
-            )
+            try:
+                return super().login(  # type: ignore[misc]
+                    user, password, initial_response_ok=initial_response_ok
+                )
+            except smtplib.SMTPAuthenticationError as error:
+                raise self._explain(error, user) from None
         smtp: smtplib.SMTP = self  # type: ignore[assignment]
         smtp.ehlo_or_helo_if_needed()
         offered = smtp.esmtp_features.get("auth", "").upper().split()
