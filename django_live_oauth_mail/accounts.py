@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import router, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from . import signals
 from .models import MailAccount
 from .msal_client import LinkedIdentity
 
 
+@sensitive_variables()
 def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool]:
     """Create or renew ``user``'s link to the mailbox; return (account, created)."""
     using = router.db_for_write(MailAccount)

@@ -55,9 +55,16 @@ def encrypt(plaintext: str) -> str:
     return _fernet(_keys()).encrypt(plaintext.encode()).decode("ascii")
 
 
-def decrypt(ciphertext: str) -> str:
+class Plaintext(str):
+    """Decrypted text whose ``repr()`` (debug pages, error reports) hides it."""
+
+    def __repr__(self) -> str:
+        return "'<decrypted, hidden>'"
+
+
+def decrypt(ciphertext: str) -> Plaintext:
     """Decrypt with any configured key; ``InvalidToken`` if none fits."""
-    return _fernet(_keys()).decrypt(ciphertext.encode("ascii")).decode()
+    return Plaintext(_fernet(_keys()).decrypt(ciphertext.encode("ascii")).decode())
 
 
 def needs_rotation(ciphertext: str) -> bool:
@@ -77,6 +84,7 @@ def rotate(ciphertext: str) -> str:
 
 __all__ = [
     "InvalidToken",
+    "Plaintext",
     "decrypt",
     "derive_key",
     "encrypt",

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import msal
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
 from .exceptions import (
@@ -249,6 +250,7 @@ def start_link(redirect_uri: str, *, login_hint: str | None = None) -> dict[str,
     return flow
 
 
+@sensitive_variables()
 def finish_link(
     flow: dict[str, Any], auth_response: Mapping[str, str]
 ) -> LinkedIdentity:
@@ -285,6 +287,7 @@ def finish_link(
     return _identity(result, accounts, cache)
 
 
+@sensitive_variables()
 def _identity(
     result: Mapping[str, Any],
     accounts: list[dict[str, Any]],
@@ -333,6 +336,7 @@ def start_device_link() -> dict[str, Any]:
     return flow
 
 
+@sensitive_variables()
 def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
     """Poll until the user finishes signing in (or the code expires)."""
     cache = msal.SerializableTokenCache()
@@ -367,6 +371,7 @@ def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
 REFRESH_MARGIN_SECONDS = 5 * 60
 
 
+@sensitive_variables()
 def cached_access_token(
     serialized_cache: str, home_account_id: str
 ) -> AccessToken | None:
@@ -402,6 +407,7 @@ def cached_access_token(
     return None
 
 
+@sensitive_variables()
 def acquire_token(
     serialized_cache: str,
     home_account_id: str,

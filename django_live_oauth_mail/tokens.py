@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import msal_client, signals
 from .exceptions import AccountNotFound, ReconnectRequired, TokenError
@@ -24,6 +25,7 @@ from .msal_client import AccessToken
 logger = logging.getLogger(__name__)
 
 
+@sensitive_variables()
 def get_access_token(
     account: MailAccount, *, force_refresh: bool = False
 ) -> AccessToken:
@@ -61,6 +63,7 @@ class AccountCredentials:
         self.account = account
         self.mailbox = account.email
 
+    @sensitive_variables()
     def token(self, *, force_refresh: bool = False) -> str:
         return get_access_token(self.account, force_refresh=force_refresh).value
 
@@ -85,6 +88,7 @@ def _lock(account: MailAccount, using: str) -> MailAccount:
         ) from None
 
 
+@sensitive_variables()
 def _refresh_locked(account: MailAccount, *, force_refresh: bool) -> AccessToken:
     using = router.db_for_write(MailAccount, instance=account)
     failure: TokenError | None = None

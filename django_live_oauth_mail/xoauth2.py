@@ -11,6 +11,8 @@ from __future__ import annotations
 import smtplib
 from typing import Any, Protocol
 
+from django.views.decorators.debug import sensitive_variables
+
 from .exceptions import BasicAuthRejected, SMTPAuthDisabled, TokenRejected
 
 
@@ -49,6 +51,7 @@ class XOAuth2Mixin:
     means SMTP AUTH is off for the tenant or mailbox, which no token fixes.
     """
 
+    @sensitive_variables()
     def login(
         self, user: str, password: Any, *, initial_response_ok: bool = True
     ) -> Any:

@@ -101,3 +101,35 @@ def test_token_cache_is_encrypted_at_rest(alice_account: MailAccount) -> None:
     assert stored.startswith("gAAAAA")  # a Fernet token
     assert "RefreshToken" not in stored
     assert "RefreshToken" in alice_account.read_token_cache()
+
+
+def test_no_token_in_djangos_error_report(
+    alice_account: MailAccount,
+    identity_platform: FakeIdentityPlatform,
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    """The debug page and error mails show frame locals: ours hide them."""
+    secrets = secrets_of(alice_account)
+    identity_platform.expire_access_tokens("alice@outlook.com")
+    identity_platform.revoke("alice@outlook.com")
+    pages = _error_report_of_a_send()
+    assert "ReconnectRequired" in pages
+    assert "sensitive_variables" in pages or "********" in pages
+    for secret in secrets:
+        assert secret not in pages
+
+
+def _error_report_of_a_send() -> str:
+    """What Django would show for a failed send_mail (this frame holds no secret)."""
+    import sys
+
+    from django.core.mail import send_mail
+    from django.test import RequestFactory
+    from django.views.debug import ExceptionReporter
+
+    try:
+        send_mail("s", "b", "alice@outlook.com", ["r@example.org"])
+    except ReconnectRequired:
+        report = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
+        return report.get_traceback_html() + report.get_traceback_text()
+    raise AssertionError("the revoked grant was not reported")
