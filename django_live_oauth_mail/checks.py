@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import SETTINGS_NAME, conf
+from .exceptions import ConfigurationError
 
 BACKEND = "django_live_oauth_mail.backends.EmailBackend"
 
@@ -74,6 +75,16 @@ def check_settings(
                 "SECRET_KEY_FALLBACKS would make every linked mailbox unreadable. Set "
                 "ENCRYPTION_KEYS to your own Fernet keys, newest first.",
                 id="live_oauth_mail.W001",
+            )
+        )
+    try:
+        conf.RESPONSE_MODE
+    except ConfigurationError as error:
+        messages.append(
+            Error(
+                str(error),
+                hint="Use 'query' (the default) or 'form_post'.",
+                id="live_oauth_mail.E005",
             )
         )
     if urlsplit(conf.AUTHORITY).scheme != "https":

@@ -27,6 +27,7 @@ def test_the_test_settings_pass(live_settings: dict[str, Any]) -> None:
         ({"ENCRYPTION_KEYS": ["nope"]}, "live_oauth_mail.E004"),
         ({"ENCRYPTION_KEYS": []}, "live_oauth_mail.W001"),
         ({"AUTHORITY": "http://login.example/common"}, "live_oauth_mail.W002"),
+        ({"RESPONSE_MODE": "fragment"}, "live_oauth_mail.E005"),
     ],
 )
 def test_setting_checks(
