@@ -78,7 +78,7 @@ def check_settings(
             )
         )
     try:
-        conf.RESPONSE_MODE
+        _ = conf.RESPONSE_MODE  # validates
     except ConfigurationError as error:
         messages.append(
             Error(
