@@ -109,3 +109,24 @@ def test_disconnect_action_deletes_and_signals(
     assert "Disconnected 2 mailboxes." in response.content.decode()
     assert MailAccount.objects.count() == 0
     assert sorted(seen) == ["alice@outlook.com", "bob@contoso.com"]
+
+
+def test_actions_need_change_or_delete_permission(
+    django_user_model: Any, alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", "v@example.org", "pw")
+    viewer.is_staff = True
+    viewer.save()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mailaccount"))
+    client = Client()
+    client.force_login(viewer)
+
+    for action in ("disconnect", "refresh_now", "send_test_message"):
+        act(client, action, alice_account)
+
+    assert MailAccount.objects.filter(pk=alice_account.pk).exists()
+    assert smtp_server.messages == []
+    page = client.get(CHANGELIST).content.decode()
+    assert "Disconnect" not in page and "Refresh the token now" not in page
