@@ -10,6 +10,7 @@ call opens one SMTP session per mailbox. Everything else, including
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import smtplib
 import ssl
@@ -104,10 +105,10 @@ class EmailBackend(smtp.EmailBackend):
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext:
-        if conf.CA_BUNDLE and not (self.ssl_certfile or self.ssl_keyfile):
-            return ssl.create_default_context(cafile=conf.CA_BUNDLE)
-        context: ssl.SSLContext = super().ssl_context
-        return context
+        if self.ssl_certfile or self.ssl_keyfile:
+            context: ssl.SSLContext = super().ssl_context
+            return context
+        return _verifying_context(conf.CA_BUNDLE)
 
     def open(self) -> bool | None:
         """Open an SMTP session for the mailbox in use, as Django's ``open()``.
@@ -179,6 +180,7 @@ class EmailBackend(smtp.EmailBackend):
                 raise
             sent: list[EmailMessage] = []
             sent_by: dict[int, int] = {}
+            pauses = retry.delays()
             try:
                 for account, messages in batches:
                     if self.connection and self._current != account:
@@ -188,7 +190,7 @@ class EmailBackend(smtp.EmailBackend):
                     keep_open = self._held_open or self.connection is not None
                     try:
                         for message in messages:
-                            accepted = self._deliver(message)
+                            accepted = self._deliver(message, pauses)
                             if accepted is None:
                                 break  # this mailbox cannot sign in; skip its rest
                             if accepted:
@@ -209,14 +211,13 @@ class EmailBackend(smtp.EmailBackend):
                 self._mark_used(sent_by)
         return len(sent)
 
-    def _deliver(self, message: EmailMessage) -> bool | None:
+    def _deliver(self, message: EmailMessage, pauses: list[float]) -> bool | None:
         """Send one message, retrying temporary failures on a new connection.
 
         Returns True or False as Django's ``_send()``, or None when the mailbox
         could not sign in at all and that failed silently. Lasting failures
         raise unless ``fail_silently``.
         """
-        pauses = retry.delays()
         with _stable_message_id(message):
             for attempt in range(len(pauses) + 1):
                 signing_in = False
@@ -334,7 +335,12 @@ class EmailBackend(smtp.EmailBackend):
         fixed = self._fixed_account()
         if fixed is not None:
             return [(fixed, list(messages))]
-        senders = [normalize_email(parseaddr(str(m.from_email))[1]) for m in messages]
+        addresses: dict[str, str] = {}  # parse each distinct sender once
+        for m in messages:
+            raw = str(m.from_email)
+            if raw not in addresses:
+                addresses[raw] = normalize_email(parseaddr(raw)[1])
+        senders = [addresses[str(m.from_email)] for m in messages]
         default = (
             normalize_email(conf.DEFAULT_ACCOUNT) if conf.DEFAULT_ACCOUNT else None
         )
@@ -393,6 +399,17 @@ class EmailBackend(smtp.EmailBackend):
         finally:
             self.fail_silently = saved
             self.connection = None
+
+
+@functools.lru_cache(maxsize=4)
+def _verifying_context(cafile: str | None) -> ssl.SSLContext:
+    """One TLS client context per process and CA file.
+
+    Loading the system certificates costs about 30 ms; Django's backend pays
+    it on every ``send_mail()``. Contexts are safe to share between threads.
+    A changed CA file is read again only after a restart.
+    """
+    return ssl.create_default_context(cafile=cafile)
 
 
 def explain_rejection(

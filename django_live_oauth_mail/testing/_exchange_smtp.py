@@ -38,6 +38,13 @@ class ExchangeSMTP(SMTP):
         self.session_id = 0
         super().__init__(handler, authenticator=self._check_password, **kwargs)
 
+    def connection_made(self, transport: Any) -> None:
+        # Multi-line replies (EHLO) otherwise wait out Nagle's delay (~40 ms).
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
     async def _handle_client(self) -> None:
         # The controller's start-up probe is not a client: don't count it.
         if not self.probe:

@@ -137,6 +137,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; don't let Nagle delay them.
+    disable_nagle_algorithm = True
     server_version = "FakeIdentityPlatform/1.0"
     sys_version = ""
     timeout = 30
