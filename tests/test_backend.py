@@ -13,10 +13,12 @@ from django.test.utils import CaptureQueriesContext
 
 from django_live_oauth_mail.exceptions import (
     AccountNotFound,
+    BasicAuthRejected,
     ConfigurationError,
     ReconnectRequired,
     SendAsDenied,
     SMTPAuthDisabled,
+    SubmissionQuotaExceeded,
 )
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
@@ -305,3 +307,33 @@ def test_password_is_refused_at_configuration_time() -> None:
 def test_plaintext_smtp_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="unencrypted"):
         make_backend(use_tls=False)
+
+
+def test_daily_quota_is_explained(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    smtp_server.submission_quota_exceeded.add("alice@outlook.com")
+    with pytest.raises(SubmissionQuotaExceeded) as caught:
+        message("alice@outlook.com").send()
+    assert "daily sending limit" in str(caught.value)
+    assert "alice@outlook.com" in str(caught.value)
+    assert isinstance(caught.value, smtplib.SMTPDataError)
+
+
+def test_a_password_refused_by_microsoft_is_explained() -> None:
+    import ssl
+
+    from django_live_oauth_mail.xoauth2 import XOAuth2SMTP
+
+    with XOAuth2SMTPServer(passwords={"old@contoso.com": "pw"}) as server:
+        server.fail_next(
+            2,  # smtplib tries PLAIN, then LOGIN
+            stage="auth",
+            reply="550 5.7.30 Basic authentication is not supported for Client "
+            "Submission.",
+        )
+        context = ssl.create_default_context(cafile=server.ca_bundle)
+        with XOAuth2SMTP(server.host, server.port, timeout=10) as connection:
+            connection.starttls(context=context)
+            with pytest.raises(BasicAuthRejected, match="OAuth"):
+                connection.login("old@contoso.com", "pw")

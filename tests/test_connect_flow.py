@@ -311,3 +311,16 @@ def test_accounts_page_lists_only_the_users_mailboxes(
     page = client.get("/mail/").content.decode()
     assert "alice@outlook.com" in page
     assert "bob@contoso.com" not in page
+
+
+def test_accounts_page_offers_reconnect_with_the_mailbox_as_hint(
+    client: Client, alice_account: MailAccount
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        status=MailAccount.Status.RECONNECT_REQUIRED,
+        last_error="The sign-in for alice@outlook.com has expired.",
+    )
+    page = client.get("/mail/").content.decode()
+    assert "Reconnect required" in page
+    assert 'name="login_hint" value="alice@outlook.com"' in page
+    assert "has expired" in page
