@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TypeVar
 
-from .certs import TestCertificate
+from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
+from .ports import find_free_port
 
 _Server = TypeVar("_Server", bound="LocalServer")
 
@@ -15,7 +16,22 @@ class LocalServer:
 
     _host: str
     _port: int
+    _auto_port: bool
     _certificate: TestCertificate
+
+    def _bind_address(
+        self, host: str, port: int | None, certificate: TestCertificate | None
+    ) -> None:
+        """Choose the port (a free one if None) and a certificate valid for host."""
+        self._host = host
+        self._auto_port = port is None
+        self._port = find_free_port(host) if port is None else port
+        if certificate is None:
+            names = DEFAULT_HOSTNAMES
+            if host not in names:
+                names = (host, *names)
+            certificate = make_test_certificate(names)
+        self._certificate = certificate
 
     def start(self: _Server) -> _Server:
         raise NotImplementedError

@@ -23,9 +23,9 @@ from ._grants import AuthorizationCode, DeviceCode, GrantStore, RefreshGrant
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
-from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
+from .certs import TestCertificate
 from .consent import AuthorizationResponse, drive_consent
-from .ports import find_free_port, listen
+from .ports import listen
 
 __all__ = [
     "PERSONAL_TENANT_ID",
@@ -95,15 +95,7 @@ class FakeIdentityPlatform(LocalServer):
         self.device_code_interval = 5
         #: When set, ``redirect_uri`` must be one of these (else AADSTS50011).
         self.allowed_redirect_uris: set[str] | None = None
-        self._host = host
-        self._auto_port = port is None
-        self._port = find_free_port(host) if port is None else port
-        if certificate is None:
-            names = DEFAULT_HOSTNAMES
-            if host not in names:
-                names = (host, *names)
-            certificate = make_test_certificate(names)
-        self._certificate = certificate
+        self._bind_address(host, port, certificate)
         self._signing_key = secrets.token_bytes(32)
         self._server: HTTPSServer | None = None
         self._pages_over_http = pages_over_http

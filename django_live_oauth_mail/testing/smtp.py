@@ -14,9 +14,9 @@ from . import _redaction
 from ._exchange_smtp import ExchangeController
 from ._local_server import LocalServer
 from ._mailroom import Fault, Mailroom, Stage
-from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
+from .certs import TestCertificate
 from .identity import FakeIdentityPlatform
-from .ports import find_free_port, listen
+from .ports import listen
 from .records import AuthAttempt, ReceivedMessage
 
 __all__ = ["AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"]
@@ -60,15 +60,7 @@ class XOAuth2SMTPServer(LocalServer):
             submission_quota_exceeded=submission_quota_exceeded,
             enforce_send_as=enforce_send_as,
         )
-        self._host = host
-        self._auto_port = port is None
-        self._port = find_free_port(host) if port is None else port
-        if certificate is None:
-            names = DEFAULT_HOSTNAMES
-            if host not in names:
-                names = (host, *names)
-            certificate = make_test_certificate(names)
-        self._certificate = certificate
+        self._bind_address(host, port, certificate)
         self._controller: ExchangeController | None = None
 
     # -- lifecycle ---------------------------------------------------------
