@@ -7,7 +7,7 @@ from typing import Any
 from django.db import router, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from . import signals
+from . import crypto, signals
 from .models import MailAccount
 from .msal_client import LinkedIdentity
 
@@ -16,27 +16,25 @@ from .msal_client import LinkedIdentity
 def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool]:
     """Create or renew ``user``'s link to the mailbox; return (account, created)."""
     using = router.db_for_write(MailAccount)
+    fields = {
+        "display_name": identity.display_name,
+        "kind": MailAccount.Kind.PERSONAL
+        if identity.is_personal
+        else MailAccount.Kind.WORK,
+        "tenant_id": identity.tenant_id,
+        "home_account_id": identity.home_account_id,
+        "public_client": identity.public_client,
+        "status": MailAccount.Status.ACTIVE,
+        "token_expires_at": identity.expires_at,
+        "last_error": "",
+        "encrypted_token_cache": crypto.encrypt(identity.serialized_cache),
+    }
     with transaction.atomic(using=using):
-        account = (
-            MailAccount.objects.select_for_update()
-            .filter(user=user, email=identity.email)
-            .first()
+        # update_or_create locks the row, and copes with two callbacks racing
+        # to create the same link (the loser updates instead of failing).
+        account, created = MailAccount.objects.using(using).update_or_create(
+            user=user, email=identity.email, defaults=fields
         )
-        created = account is None
-        if account is None:
-            account = MailAccount(user=user, email=identity.email)
-        account.display_name = identity.display_name
-        account.kind = (
-            MailAccount.Kind.PERSONAL if identity.is_personal else MailAccount.Kind.WORK
-        )
-        account.tenant_id = identity.tenant_id
-        account.home_account_id = identity.home_account_id
-        account.public_client = identity.public_client
-        account.status = MailAccount.Status.ACTIVE
-        account.token_expires_at = identity.expires_at
-        account.last_error = ""
-        account.write_token_cache(identity.serialized_cache)
-        account.save()
         transaction.on_commit(
             lambda: signals.account_connected.send(
                 sender=MailAccount, user=user, account=account, created=created
