@@ -157,7 +157,7 @@ class EmailBackend(smtp.EmailBackend):
             super().close()
         finally:
             if self.connection is None:
-                self._current = self._fixed if hasattr(self, "_fixed") else None
+                self._reset_mailbox()
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         """Send in one SMTP session per mailbox; return how many were accepted.
@@ -207,7 +207,7 @@ class EmailBackend(smtp.EmailBackend):
                             self._drop_connection()
             finally:
                 if self.connection is None:
-                    self._current = self._fixed if hasattr(self, "_fixed") else None
+                    self._reset_mailbox()
                 self._mark_used(sent_by)
         return len(sent)
 
@@ -295,6 +295,10 @@ class EmailBackend(smtp.EmailBackend):
 
     # -- choosing the mailbox -------------------------------------------------------
 
+    def _reset_mailbox(self) -> None:
+        """With no session open, the next open() starts from the fixed mailbox."""
+        self._current = getattr(self, "_fixed", None)
+
     def _fixed_account(self) -> MailAccount | None:
         """The mailbox given to the backend itself, if any (looked up once)."""
         if not hasattr(self, "_fixed"):
@@ -303,17 +307,13 @@ class EmailBackend(smtp.EmailBackend):
             if isinstance(selector, MailAccount):
                 self._fixed = selector
             elif selector is not None:
-                lookup = (
-                    {"pk": selector}
+                accounts = MailAccount.objects.active()
+                accounts = (
+                    accounts.filter(pk=selector)
                     if isinstance(selector, int)
-                    else {"email": normalize_email(str(selector))}
+                    else accounts.for_address(str(selector))
                 )
-                self._fixed = (
-                    MailAccount.objects.active()
-                    .filter(**lookup)
-                    .order_by("created_at", "pk")
-                    .first()
-                )
+                self._fixed = accounts.order_by("created_at", "pk").first()
                 if self._fixed is None:
                     del self._fixed
                     raise AccountNotFound(

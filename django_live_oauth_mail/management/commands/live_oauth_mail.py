@@ -15,7 +15,7 @@ from ... import crypto, msal_client
 from ...accounts import link_mailbox
 from ...diagnostics import Step, send_test_message
 from ...exceptions import LiveOAuthMailError
-from ...models import MailAccount, normalize_email
+from ...models import MailAccount
 from ...tokens import get_access_token
 
 
@@ -161,7 +161,7 @@ class Command(BaseCommand):
 
     def handle_test(self, mailbox: str, to: str, **options: Any) -> None:
         account = (
-            MailAccount.objects.filter(email=normalize_email(mailbox))
+            MailAccount.objects.for_address(mailbox)
             .order_by("created_at", "pk")
             .first()
         )
