@@ -14,8 +14,16 @@ from django.utils.translation import ngettext
 from .accounts import unlink_mailbox
 from .diagnostics import send_test_message
 from .exceptions import LiveOAuthMailError
-from .models import MailAccount
+from .forms import SendAsAddressForm
+from .models import MailAccount, SendAsAddress
 from .tokens import get_access_token
+
+
+class SendAsAddressInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = SendAsAddress
+    form = SendAsAddressForm
+    fields = ("address", "shared")
+    extra = 1
 
 
 @admin.register(MailAccount)
@@ -25,20 +33,23 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "user",
         "kind",
         "status",
+        "shared",
         "last_used_at",
         "last_refreshed_at",
     )
-    list_filter = ("status", "kind")
+    list_filter = ("status", "kind", "shared")
     # The user model's own login field: not every user model has "username".
     search_fields = (
         "email",
         "display_name",
         f"user__{get_user_model().USERNAME_FIELD}",
+        "send_as_addresses__address",
     )
     list_select_related = ("user",)
     ordering = ("email",)
-    # The encrypted cache is left out entirely; everything else is read-only
-    # because it mirrors what Microsoft said, and editing it would lie.
+    # The encrypted cache is left out entirely. Only "shared" is the site's to
+    # decide; the rest is read-only because it mirrors what Microsoft said,
+    # and editing it would lie.
     fields = (
         "user",
         "email",
@@ -47,6 +58,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "tenant_id",
         "home_account_id",
         "status",
+        "shared",
         "created_at",
         "updated_at",
         "last_used_at",
@@ -54,7 +66,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "token_expires_at",
         "last_error",
     )
-    readonly_fields = fields
+    readonly_fields = tuple(name for name in fields if name != "shared")
+    inlines = (SendAsAddressInline,)
     actions = ("send_test_message", "refresh_now", "disconnect")
 
     @admin.action(description=_("Send a test message to me"), permissions=["change"])
@@ -136,6 +149,15 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         actions.pop("delete_selected", None)
         return actions
+
+    def save_model(
+        self, request: HttpRequest, obj: MailAccount, form: Any, change: bool
+    ) -> None:
+        # Write only what the form edits: a full save would put back the token
+        # cache and status read when the request began, undoing a refresh
+        # (and the rotated refresh token) that committed meanwhile.
+        if "shared" in form.changed_data:
+            obj.save(update_fields=["shared", "updated_at"])
 
     def delete_model(self, request: HttpRequest, obj: MailAccount) -> None:
         unlink_mailbox(obj)

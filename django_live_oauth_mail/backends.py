@@ -1,7 +1,7 @@
 """Django's SMTP email backend, authenticating as the sender's linked mailbox.
 
 Only three things differ from ``django.core.mail.backends.smtp.EmailBackend``:
-which mailbox logs in (chosen per message from the sender), how it logs in
+which mailbox logs in (chosen per message by :mod:`.routing`), how it logs in
 (XOAUTH2 with a token from :mod:`.tokens`), and that one ``send_messages()``
 call opens one SMTP session per mailbox. Everything else, including
 ``open()``'s contract and ``fail_silently``, is Django's.
@@ -16,7 +16,6 @@ import smtplib
 import ssl
 import time
 from collections.abc import Iterator, Sequence
-from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail.backends import smtp
@@ -27,17 +26,16 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from . import retry
+from . import retry, routing
 from .conf import conf
 from .exceptions import (
-    AccountNotFound,
     ConfigurationError,
     LiveOAuthMailError,
     PartialDelivery,
     SendAsDenied,
     SubmissionQuotaExceeded,
 )
-from .models import MailAccount, normalize_email
+from .models import MailAccount
 from .tokens import AccountCredentials
 from .xoauth2 import XOAuth2SMTP, XOAuth2SMTP_SSL, reply_bytes, reply_text
 
@@ -47,10 +45,9 @@ logger = logging.getLogger(__name__)
 class EmailBackend(smtp.EmailBackend):
     """Send through Microsoft's SMTP as the linked mailbox of each sender.
 
-    The mailbox for a message is, in order: the ``account`` (a ``MailAccount``,
-    its pk, or its address) or ``user`` given to the backend; the active
-    linked mailbox whose address is the message's ``from_email``;
-    ``LIVE_OAUTH_MAIL['DEFAULT_ACCOUNT']``; else :class:`AccountNotFound`.
+    The mailbox for a message is the ``account`` given to the backend (a
+    ``MailAccount``, its pk, or its address), else the one :mod:`.routing`
+    picks from ``from_email`` for the acting user, or for ``user`` when given.
     """
 
     def __init__(
@@ -169,6 +166,7 @@ class EmailBackend(smtp.EmailBackend):
         nothing was sent yet, else as :class:`PartialDelivery`, which lists
         what was and was not sent.
         """
+        email_messages = list(email_messages)  # an iterator must be read once
         if not email_messages:
             return 0
         with self._lock:
@@ -302,76 +300,22 @@ class EmailBackend(smtp.EmailBackend):
     def _fixed_account(self) -> MailAccount | None:
         """The mailbox given to the backend itself, if any (looked up once)."""
         if not hasattr(self, "_fixed"):
-            self._fixed: MailAccount | None = None
-            selector = self.account_selector
-            if isinstance(selector, MailAccount):
-                self._fixed = selector
-            elif selector is not None:
-                accounts = MailAccount.objects.active()
-                accounts = (
-                    accounts.filter(pk=selector)
-                    if isinstance(selector, int)
-                    else accounts.for_address(str(selector))
-                )
-                self._fixed = accounts.order_by("created_at", "pk").first()
-                if self._fixed is None:
-                    del self._fixed
-                    raise AccountNotFound(
-                        f"No active linked mailbox matches {selector!r}. Link it on "
-                        "the mailboxes page (or re-link it if it needs reconnecting).",
-                        mailbox=str(selector),
-                    )
+            if self.account_selector is None:
+                self._fixed: MailAccount | None = None
+            else:
+                self._fixed = routing.explicit_account(self.account_selector)
         return self._fixed
 
     def _route(
         self, messages: Sequence[EmailMessage]
     ) -> list[tuple[MailAccount, list[EmailMessage]]]:
-        """Group messages by the mailbox that sends them, in first-seen order.
-
-        One query finds every candidate mailbox, whatever the batch size. A
-        message with no mailbox raises before anything is sent, unless
-        ``fail_silently`` is set, in which case only that message is dropped.
-        """
+        """Group messages by the mailbox that sends them (see :mod:`.routing`)."""
         fixed = self._fixed_account()
         if fixed is not None:
             return [(fixed, list(messages))]
-        addresses: dict[str, str] = {}  # parse each distinct sender once
-        for m in messages:
-            raw = str(m.from_email)
-            if raw not in addresses:
-                addresses[raw] = normalize_email(parseaddr(raw)[1])
-        senders = [addresses[str(m.from_email)] for m in messages]
-        default = (
-            normalize_email(conf.DEFAULT_ACCOUNT) if conf.DEFAULT_ACCOUNT else None
+        return routing.route(
+            messages, user=self.user_selector, fail_silently=self.fail_silently
         )
-        candidates = MailAccount.objects.active().order_by("created_at")
-        if self.user_selector is not None:
-            candidates = candidates.filter(user=self.user_selector)  # type: ignore[misc]
-        else:
-            candidates = candidates.filter(email__in={*senders, default} - {None})
-        by_email: dict[str, MailAccount] = {}
-        for candidate in candidates:
-            # The oldest link wins: a later link (by another user, perhaps with
-            # an unverified email claim) cannot take over an address's mail.
-            by_email.setdefault(candidate.email, candidate)
-        fallback = by_email.get(default) if default else None
-        if self.user_selector is not None and fallback is None and by_email:
-            fallback = max(by_email.values(), key=lambda a: (a.created_at, a.pk))
-
-        batches: dict[int, tuple[MailAccount, list[EmailMessage]]] = {}
-        for message, sender in zip(messages, senders, strict=True):
-            account = by_email.get(sender) or fallback
-            if account is None:
-                if self.fail_silently:
-                    continue
-                raise AccountNotFound(
-                    f"No active linked mailbox for the sender {sender or '(none)'}. "
-                    "Link that mailbox, send from a linked one, or set "
-                    "LIVE_OAUTH_MAIL['DEFAULT_ACCOUNT'].",
-                    mailbox=sender or None,
-                )
-            batches.setdefault(account.pk, (account, []))[1].append(message)
-        return list(batches.values())
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -419,9 +363,7 @@ def explain_rejection(
     reply = reply_bytes(error.smtp_error)
     if error.smtp_code == 554 and b"5.2.252" in reply:
         return SendAsDenied(
-            f"Exchange refused to send as {from_email!r} from {mailbox} (554 5.2.252 "
-            f"SendAsDenied). Send from {mailbox} itself, or have an Exchange "
-            "administrator grant it Send As permission for that address.",
+            _send_as_advice(mailbox, routing.sender_address(str(from_email or ""))),
             mailbox=mailbox,
             smtp_code=error.smtp_code,
             smtp_error=reply,
@@ -437,6 +379,25 @@ def explain_rejection(
             smtp_error=reply,
         )
     return None
+
+
+def _send_as_advice(mailbox: str, sender: str | None) -> str:
+    if not sender or sender == mailbox:
+        return (
+            f"Exchange refused to send as {mailbox} from {mailbox} itself (554 "
+            "5.2.252 SendAsDenied): the From header names another address. Make "
+            "the From header the mailbox's own address."
+        )
+    # A Send As address (an Exchange shared mailbox, say) or DEFAULT_ACCOUNT
+    # sending for DEFAULT_FROM_EMAIL: Exchange needs the permission granted.
+    return (
+        f"Exchange refused to let {mailbox} send as {sender} (554 5.2.252 "
+        f"SendAsDenied). An Exchange administrator must grant {mailbox} Send As "
+        f"on {sender}: `Add-RecipientPermission -Identity {sender} -Trustee "
+        f"{mailbox} -AccessRights SendAs` (or Exchange admin center > Recipients "
+        f"> {sender} > Delegation > Send as). Until then, send from {mailbox} "
+        "itself."
+    )
 
 
 @contextlib.contextmanager

@@ -87,6 +87,7 @@ def check_settings(
                 id="live_oauth_mail.E005",
             )
         )
+    messages.extend(_routing_messages())
     if urlsplit(conf.AUTHORITY).scheme != "https":
         messages.append(
             Warning(
@@ -112,3 +113,43 @@ def check_settings(
             )
         )
     return messages
+
+
+MIDDLEWARE = "django_live_oauth_mail.middleware.SendingAsMiddleware"
+
+
+def _routing_messages() -> list[CheckMessage]:
+    try:
+        routing = conf.ROUTING
+    except ConfigurationError as error:
+        return [
+            Error(
+                str(error),
+                hint="Use 'owner' (the default) or 'any'.",
+                id="live_oauth_mail.E006",
+            )
+        ]
+    if routing == "any":
+        return [
+            Warning(
+                f"{SETTINGS_NAME}['ROUTING'] is 'any': any code that sets "
+                "from_email to a linked address sends, signed in, as that "
+                "mailbox. A contact form that copies the visitor's address into "
+                "from_email lets anyone send as your users.",
+                hint="Use 'owner' (the default) with SendingAsMiddleware, and mark "
+                "site mailboxes (noreply@) shared in the admin.",
+                id="live_oauth_mail.W005",
+            )
+        ]
+    if MIDDLEWARE not in settings.MIDDLEWARE:
+        return [
+            Warning(
+                f"{SETTINGS_NAME}['ROUTING'] is 'owner' but {MIDDLEWARE} is not in "
+                "MIDDLEWARE, so views send with no acting user and only shared "
+                "mailboxes can send.",
+                hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE after "
+                "AuthenticationMiddleware.",
+                id="live_oauth_mail.W004",
+            )
+        ]
+    return []

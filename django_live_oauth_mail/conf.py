@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_RETRY_BACKOFF": 1.0,
     "ENCRYPTION_KEYS": [],
     "DEFAULT_ACCOUNT": None,
+    "ROUTING": "owner",
     "HTTP_TIMEOUT": 15,
     "CA_BUNDLE": None,
 }
@@ -127,6 +128,20 @@ class Settings:
     @property
     def DEFAULT_ACCOUNT(self) -> str | None:
         return self._get("DEFAULT_ACCOUNT") or None
+
+    @property
+    def ROUTING(self) -> str:
+        """``"owner"``: only the acting user's own or shared mailboxes send.
+
+        ``"any"``: any linked mailbox sends for its From address, whoever runs
+        the code (the behaviour before 0.2).
+        """
+        routing = str(self._get("ROUTING"))
+        if routing not in {"owner", "any"}:
+            raise ConfigurationError(
+                f"{SETTINGS_NAME}['ROUTING'] must be 'owner' or 'any', not {routing!r}."
+            )
+        return routing
 
     @property
     def HTTP_TIMEOUT(self) -> float:

@@ -63,6 +63,14 @@ class AccountNotFound(LiveOAuthMailError, LookupError):
     """No linked, active mailbox can send for the requested address."""
 
 
+class SenderNotAllowed(AccountNotFound):
+    """A mailbox is linked for the From address, but the acting user may not use it.
+
+    With ``ROUTING = "owner"`` a mailbox sends only for its owner, unless it
+    (or the Send As address) is shared. Nothing was sent.
+    """
+
+
 class TokenError(LiveOAuthMailError):
     """The identity platform did not give an access token.
 

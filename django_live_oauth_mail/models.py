@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -62,6 +64,16 @@ class MailAccount(models.Model):
         _("access token expires"), null=True, blank=True
     )
     last_error = models.TextField(_("last error"), blank=True)
+    # Any code may send from a shared mailbox (noreply@, support@); others
+    # only send for their owner. See routing.py.
+    shared = models.BooleanField(
+        _("shared"),
+        default=False,
+        help_text=_(
+            "Any code on the site may send from a shared mailbox, not only its "
+            "owner's requests."
+        ),
+    )
 
     objects = MailAccountQuerySet.as_manager()
 
@@ -99,3 +111,44 @@ class MailAccount(models.Model):
     def write_token_cache(self, serialized: str) -> None:
         """Encrypt and set the msal cache; the caller saves."""
         self.encrypted_token_cache = crypto.encrypt(serialized)
+
+
+class SendAsAddress(models.Model):
+    """Another address a mailbox may send as (an Exchange shared mailbox, say).
+
+    Exchange must also grant the mailbox Send As on the address; this row only
+    lets our routing pick the mailbox for messages from it.
+    """
+
+    account = models.ForeignKey(
+        MailAccount,
+        on_delete=models.CASCADE,
+        related_name="send_as_addresses",
+        verbose_name=_("mailbox"),
+    )
+    address = models.EmailField(_("send as"), max_length=254, db_index=True)
+    shared = models.BooleanField(
+        _("shared"),
+        default=False,
+        help_text=_(
+            "Any code on the site may send as this address through the mailbox, "
+            "not only its owner's requests."
+        ),
+    )
+
+    class Meta:
+        verbose_name = _("send as address")
+        verbose_name_plural = _("send as addresses")
+        ordering = ["address", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "address"], name="live_oauth_mail_one_send_as"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.address = normalize_email(self.address)
+        super().save(*args, **kwargs)

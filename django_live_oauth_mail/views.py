@@ -1,4 +1,4 @@
-"""Connect, callback, disconnect, and the list of the user's mailboxes.
+"""Connect, callback, disconnect, and the user's mailboxes and Send As addresses.
 
 Only the errors we expect are caught, and each renders a page that says what
 happened and what to do; nothing is stored unless the whole flow succeeds.
@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.db import IntegrityError, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -30,7 +31,8 @@ from .exceptions import (
     IdentityPlatformUnavailable,
     LiveOAuthMailError,
 )
-from .models import MailAccount
+from .forms import SendAsAddressForm
+from .models import MailAccount, SendAsAddress
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,11 @@ def _failure(
 def accounts(request: HttpRequest) -> HttpResponse:
     """The signed-in user's linked mailboxes."""
     user: Any = request.user  # login_required: never anonymous here
-    mailboxes = MailAccount.objects.filter(user=user).order_by("email")
+    mailboxes = (
+        MailAccount.objects.filter(user=user)
+        .prefetch_related("send_as_addresses")
+        .order_by("email")
+    )
     return render(request, "live_oauth_mail/accounts.html", {"mailboxes": mailboxes})
 
 
@@ -176,6 +182,70 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
         _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox},
         fail_silently=True,
     )
+    next_url = _safe_next(request, request.POST.get("next"))
+    return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))
+
+
+@login_required
+@require_POST
+def send_as_add(request: HttpRequest, pk: int) -> HttpResponse:
+    """Let one of the user's own mailboxes send as another address.
+
+    Another user's mailbox gives 404. The owner cannot make the address
+    shared: that lets any code on the site send as it, so it is the admin's.
+    """
+    account = get_object_or_404(MailAccount, pk=pk, user=request.user)
+    form = SendAsAddressForm(request.POST, instance=SendAsAddress(account=account))
+    if form.is_valid():
+        address = form.cleaned_data["address"]
+        try:
+            # A savepoint, so a double-click's losing insert leaves the
+            # request's transaction usable (ATOMIC_REQUESTS, PostgreSQL).
+            with transaction.atomic(using=router.db_for_write(SendAsAddress)):
+                form.save()
+        except IntegrityError:
+            # A double-click: the other request stored the same address first.
+            if not SendAsAddress.objects.filter(
+                account=account, address=address
+            ).exists():
+                raise
+        messages.success(
+            request,
+            _(
+                "%(mailbox)s can now send your mail as %(address)s. Exchange "
+                "must also grant %(mailbox)s Send As on %(address)s, or "
+                "Microsoft refuses the messages."
+            )
+            % {"mailbox": account.email, "address": address},
+            fail_silently=True,
+        )
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error), fail_silently=True)
+    return _back_to_accounts(request)
+
+
+@login_required
+@require_POST
+def send_as_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove a Send As address from one of the user's own mailboxes."""
+    send_as = get_object_or_404(
+        SendAsAddress.objects.select_related("account"),
+        pk=pk,
+        account__user=request.user,
+    )
+    send_as.delete()
+    messages.success(
+        request,
+        _("%(mailbox)s no longer sends from %(address)s.")
+        % {"mailbox": send_as.account.email, "address": send_as.address},
+        fail_silently=True,
+    )
+    return _back_to_accounts(request)
+
+
+def _back_to_accounts(request: HttpRequest) -> HttpResponseRedirect:
     next_url = _safe_next(request, request.POST.get("next"))
     return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))
 

@@ -8,6 +8,7 @@ keeps Django's ``open()`` unchanged.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ class MailboxCredentials(Protocol):
 
 
 def xoauth2_response(mailbox: str, access_token: str) -> str:
-    """The XOAUTH2 initial client response (before base64, which smtplib adds)."""
+    """The XOAUTH2 initial client response, before base64."""
     return f"user={mailbox}\x01auth=Bearer {access_token}\x01\x01"
 
 
@@ -41,6 +42,65 @@ def _is_reply(error: smtplib.SMTPResponseException, enhanced_code: bytes) -> boo
     words = reply_bytes(error.smtp_error).split(maxsplit=1)
     # Whole code only: "5.7.3" must not match "5.7.30" or "5.7.39".
     return bool(words) and words[0].rstrip(b";,") == enhanced_code
+
+
+@sensitive_variables()
+def _authenticate(
+    smtp: smtplib.SMTP, credentials: MailboxCredentials, *, force_refresh: bool = False
+) -> tuple[int, bytes]:
+    """Send ``AUTH XOAUTH2`` with the mailbox's token; return the 235 (or 503) reply.
+
+    Raises ``SMTPAuthenticationError`` for any other final reply, and a fresh
+    ``SMTPServerDisconnected``, with no exception chained, if the connection
+    is lost. smtplib's ``auth()``, ``docmd()``, ``putcmd()`` and ``send()``
+    would each keep the line in their locals, where Django's debug page
+    (``DEBUG=True`` ignores ``sensitive_variables``) and reporters such as
+    Sentry show it. So the line is written from this frame, which drops the
+    token and the line before any exception leaves it.
+    """
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    mailbox = credentials.mailbox
+    token: str | None = None
+    response: bytes | None = None
+    line: bytes | None = None
+    lost: str | None = None
+    try:
+        token = credentials.token(force_refresh=force_refresh)
+        response = base64.b64encode(xoauth2_response(mailbox, token).encode())
+        line = b"AUTH XOAUTH2 " + response + b"\r\n"
+        if smtp.debuglevel > 0:
+            debug = smtp._print_debug  # type: ignore[attr-defined]
+            debug("send:", repr("AUTH XOAUTH2 <hidden>\r\n"))
+        # ssl.SSLSocket.sendall() is Python code that keeps its data in a
+        # local; a memoryview's repr shows none of the bytes.
+        sock.sendall(memoryview(line))
+        code, reply = smtp.getreply()
+        if code == 334:
+            # On failure Exchange may send a 334 with a JSON error; an empty
+            # line asks for the final 535.
+            sock.sendall(b"\r\n")
+            code, reply = smtp.getreply()
+    except smtplib.SMTPResponseException:
+        raise  # a reply, not a lost connection (SMTPException is an OSError)
+    except (OSError, smtplib.SMTPServerDisconnected) as error:
+        # Only its text goes on: its traceback holds smtplib's and ssl's frames.
+        lost = str(error) or type(error).__name__
+    finally:
+        token = response = line = None
+    if lost is not None:
+        smtp.close()
+        raise smtplib.SMTPServerDisconnected(
+            f"The connection to the SMTP server was lost during AUTH for {mailbox} "
+            f"({lost}). This is usually temporary: try again on a new connection. "
+            "If it keeps happening, check that no proxy or firewall between this "
+            "host and the server cuts off long lines; the AUTH line is several KB."
+        ) from None
+    # As smtplib's auth(): 503 means this session is already authenticated.
+    if code in (235, 503):
+        return code, reply
+    raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 class XOAuth2Mixin:
@@ -71,28 +131,17 @@ class XOAuth2Mixin:
                 "XOAUTH2 (it offers: " + (" ".join(offered) or "nothing") + "). "
                 "Use smtp.office365.com on port 587."
             )
+        # The token is fetched inside _authenticate(), so this frame never
+        # holds it.
         try:
-            return self._xoauth2(smtp, password, password.token())
+            return _authenticate(smtp, password)
         except smtplib.SMTPAuthenticationError as error:
             if not _is_reply(error, b"5.7.3"):
                 raise self._explain(error, password.mailbox) from None
         try:
-            return self._xoauth2(smtp, password, password.token(force_refresh=True))
+            return _authenticate(smtp, password, force_refresh=True)
         except smtplib.SMTPAuthenticationError as error:
             raise self._explain(error, password.mailbox, refreshed=True) from None
-
-    @staticmethod
-    def _xoauth2(
-        smtp: smtplib.SMTP, credentials: MailboxCredentials, access_token: str
-    ) -> tuple[int, bytes]:
-        def respond(challenge: bytes | None = None) -> str:
-            # On failure Exchange sends a 334 with a JSON error; an empty reply
-            # asks for the final 535.
-            if challenge is not None:
-                return ""
-            return xoauth2_response(credentials.mailbox, access_token)
-
-        return smtp.auth("XOAUTH2", respond, initial_response_ok=True)
 
     @staticmethod
     def _explain(

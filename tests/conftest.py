@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
-from django_live_oauth_mail import msal_client
+from django_live_oauth_mail import msal_client, sending_as
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import (
     FakeIdentity,
@@ -65,6 +65,7 @@ def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
     yield _smtp_server
     _smtp_server.smtp_auth_disabled.clear()
     _smtp_server.submission_quota_exceeded.clear()
+    _smtp_server.send_as.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -97,6 +98,17 @@ def live_settings(
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("ann", "ann@example.com", "pw")
+
+
+@pytest.fixture
+def acting_user(user: Any) -> Iterator[Any]:
+    """Run the test as ``user``, who owns the mailboxes the fixtures link.
+
+    For tests about transport, tokens and retries rather than who may send:
+    their sends go out as the owner, as a view behind the middleware would.
+    """
+    with sending_as(user):
+        yield user
 
 
 @pytest.fixture

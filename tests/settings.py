@@ -27,6 +27,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_live_oauth_mail.middleware.SendingAsMiddleware",
 ]
 ROOT_URLCONF = "tests.urls"
 LOGIN_URL = "/login/"

@@ -1,10 +1,12 @@
-"""The admin: health at a glance, three actions, and never a token."""
+"""The admin: health, actions, shared mailboxes and Send As, and never a token."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from django.db.models.signals import pre_save
 from django.test import Client
 
 from django_live_oauth_mail import signals
@@ -130,3 +132,149 @@ def test_actions_need_change_or_delete_permission(
     assert smtp_server.messages == []
     page = client.get(CHANGELIST).content.decode()
     assert "Disconnect" not in page and "Refresh the token now" not in page
+
+
+def change(staff: Client, account: MailAccount, **data: Any) -> Any:
+    """POST the change form as a browser would, with the Send As inline."""
+    rows = data.pop("send_as", [])
+    existing = list(account.send_as_addresses.all())
+    form = {
+        "send_as_addresses-TOTAL_FORMS": str(len(rows)),
+        "send_as_addresses-INITIAL_FORMS": str(len(existing)),
+        "send_as_addresses-MIN_NUM_FORMS": "0",
+        "send_as_addresses-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+        **data,
+    }
+    for i, row in enumerate(rows):
+        row = {"account": str(account.pk), **row}
+        if i < len(existing):
+            row.setdefault("id", str(existing[i].pk))
+        form.update({f"send_as_addresses-{i}-{k}": v for k, v in row.items()})
+    return staff.post(f"{CHANGELIST}{account.pk}/change/", form)
+
+
+def test_shared_is_editable_and_the_rest_stays_read_only(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    page = staff.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
+    assert 'name="shared"' in page
+    assert 'name="status"' not in page and 'name="email"' not in page
+    response = change(staff, alice_account, shared="on", email="mallory@evil.example")
+    assert response.status_code == 302
+    account = MailAccount.objects.get(pk=alice_account.pk)
+    assert account.shared is True
+    assert account.email == "alice@outlook.com"
+    change(staff, account)
+    assert MailAccount.objects.get(pk=alice_account.pk).shared is False
+
+
+def test_changelist_shows_and_filters_shared(
+    staff: Client, alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    change(staff, bob_account, shared="on")
+    page = staff.get(CHANGELIST).content.decode()
+    assert "column-shared" in page and "?shared__exact=1" in page
+    page = staff.get(CHANGELIST, {"shared__exact": "1"}).content.decode()
+    assert "bob@contoso.com" in page and "alice@outlook.com" not in page
+    page = staff.get(CHANGELIST, {"shared__exact": "0"}).content.decode()
+    assert "alice@outlook.com" in page and "bob@contoso.com" not in page
+
+
+def test_inline_send_as_addresses_are_saved_normalized(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    response = change(
+        staff,
+        alice_account,
+        send_as=[
+            {"address": " NoReply@Contoso.com ", "shared": "on"},
+            {"address": "Team@Contoso.com"},
+        ],
+    )
+    assert response.status_code == 302
+    assert list(alice_account.send_as_addresses.values_list("address", "shared")) == [
+        ("noreply@contoso.com", True),
+        ("team@contoso.com", False),
+    ]
+    # The search finds a mailbox by one of its Send As addresses.
+    page = staff.get(CHANGELIST, {"q": "noreply@contoso"}).content.decode()
+    assert "alice@outlook.com" in page
+
+
+@pytest.mark.parametrize(
+    "address", ["NOREPLY@contoso.com", "Alice@Outlook.com", "not-an-address"]
+)
+def test_inline_refuses_duplicates_the_own_address_and_invalid_ones(
+    staff: Client, alice_account: MailAccount, address: str
+) -> None:
+    change(staff, alice_account, send_as=[{"address": "noreply@contoso.com"}])
+    response = change(
+        staff,
+        alice_account,
+        send_as=[{"address": "noreply@contoso.com"}, {"address": address}],
+    )
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert list(alice_account.send_as_addresses.values_list("address", flat=True)) == [
+        "noreply@contoso.com"
+    ]
+
+
+def test_saving_the_change_form_leaves_the_token_cache_alone(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    before = MailAccount.objects.get(pk=alice_account.pk).encrypted_token_cache
+    change(staff, alice_account, send_as=[{"address": "team@contoso.com"}])
+    change(staff, alice_account, shared="on")
+    assert MailAccount.objects.get(pk=alice_account.pk).encrypted_token_cache == before
+
+
+def test_saving_the_change_form_keeps_a_refresh_that_committed_meanwhile(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    refreshed = MailAccount.objects.get(pk=alice_account.pk)
+    refreshed.write_token_cache('{"refreshed": true}')
+
+    def refresh_meanwhile(sender: Any, instance: MailAccount, **kwargs: Any) -> None:
+        # The admin read the row already; a worker's refresh now commits.
+        MailAccount.objects.filter(pk=instance.pk).update(
+            encrypted_token_cache=refreshed.encrypted_token_cache,
+            status=MailAccount.Status.RECONNECT_REQUIRED,
+        )
+
+    pre_save.connect(refresh_meanwhile, sender=MailAccount)
+    try:
+        response = change(staff, alice_account, shared="on")
+    finally:
+        pre_save.disconnect(refresh_meanwhile, sender=MailAccount)
+    assert response.status_code == 302
+    account = MailAccount.objects.get(pk=alice_account.pk)
+    assert account.shared is True
+    assert account.read_token_cache() == '{"refreshed": true}'
+    assert account.status == MailAccount.Status.RECONNECT_REQUIRED
+
+
+def test_admin_pages_never_show_a_token(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    account = MailAccount.objects.get(pk=alice_account.pk)
+    cache = json.loads(account.read_token_cache())
+    secrets = [
+        entry["secret"]
+        for section in ("AccessToken", "RefreshToken", "IdToken")
+        for entry in cache.get(section, {}).values()
+    ]
+    assert secrets
+    pages = [
+        staff.get(CHANGELIST).content.decode(),
+        staff.get(f"{CHANGELIST}{account.pk}/change/").content.decode(),
+        change(
+            staff, account, shared="on", send_as=[{"address": "bad"}]
+        ).content.decode(),
+    ]
+    for page in pages:
+        assert account.encrypted_token_cache not in page
+        assert "encrypted_token_cache" not in page
+        for secret in secrets:
+            assert secret not in page

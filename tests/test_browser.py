@@ -3,7 +3,10 @@
 Starts ``example_project/manage.py demo`` as a subprocess (its own SQLite
 file, free ports for the site and both stand-ins), then signs in, links a
 mailbox through the stand-in consent page, sends a message with an attachment
-and finds it in the Dev inbox; and declines consent once.
+and finds it in the Dev inbox; declines consent once; finds the site's shared
+mailbox in the admin; and sends the contact form, which must go out from that
+shared mailbox with the visitor only in Reply-To, whatever address the
+visitor types.
 
 Chromium comes from the system (``CHROMIUM_PATH``, ``chromium`` on PATH, or
 a browser playwright already has); nothing is ever downloaded. Without
@@ -51,6 +54,10 @@ CHROMIUM_ARGS = [
 ]
 STARTUP_TIMEOUT = 30.0
 PERSONAL = "ada@outlook.com"
+WORK = "grace@contoso.com"
+# What `manage.py demo` links for the site and marks shared (settings.py).
+SITE_MAILBOX = "noreply@contoso.com"
+SITE_SENDER = f"Contoso website <{SITE_MAILBOX}>"
 
 
 def _is_ci() -> bool:
@@ -267,6 +274,59 @@ def _start_linking(page: Any, site: DemoSite, steps: Steps) -> None:
     expect(page.locator(f'[data-identity="{PERSONAL}"]')).to_be_visible()
 
 
+def _sign_out(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+
+
+def _ensure_linked(page: Any, site: DemoSite, steps: Steps, email: str) -> None:
+    """Link ``email`` for the signed-in user through the consent page, once."""
+    from playwright.sync_api import expect
+
+    _open(page, "Mailboxes")
+    if page.locator(f'tr[data-mailbox="{email}"]').count():
+        return
+    _start_linking(page, site, steps)
+    page.click(f'[data-identity="{email}"]')
+    page.wait_for_url(site.url + "/mail/")
+    expect(page.locator(".lom-messages")).to_contain_text(f"{email} is linked")
+
+
+def _received(page: Any, subject: str) -> Any:
+    """The Dev inbox entry with ``subject``: what the SMTP stand-in accepted."""
+    from playwright.sync_api import expect
+
+    _open(page, "Dev inbox")
+    mail = page.locator(
+        "article.mail",
+        has=page.locator('[data-field="subject"]', has_text=subject),
+    )
+    expect(mail).to_have_count(1)
+    return mail
+
+
+def _send_contact_form(page: Any, steps: Steps, name: str, email: str) -> str:
+    """Fill in and send the contact form; return the subject it will have."""
+    from playwright.sync_api import expect
+
+    _open(page, "Contact")
+    expect(page.locator("#contact-sender")).to_contain_text(SITE_MAILBOX)
+    expect(page.locator("#why-reply-to")).to_contain_text("SenderNotAllowed")
+    page.fill("#id_name", name)
+    page.fill("#id_email", email)
+    page.fill("#id_message", f"Hello from {name}.")
+    steps.shot("contact-form")
+    page.click("#contact-send")
+    expect(page.locator(".lom-messages")).to_contain_text(
+        f"sent from {SITE_MAILBOX}, and replies will go to {email}"
+    )
+    expect(page.locator("#send-error")).to_have_count(0)
+    steps.shot("contact-sent")
+    return f"Contact form: {name}"
+
+
 # -- the tests ---------------------------------------------------------------------
 
 
@@ -369,3 +429,96 @@ def test_link_send_and_read_in_dev_inbox(demo_site: DemoSite, page: Any) -> None
     for step in ("#step-link", "#step-send", "#step-inbox"):
         expect(page.locator(step)).to_have_class(re.compile(r"\bdone\b"))
     steps.shot("home-done")
+
+
+def test_admin_lists_linked_mailboxes_with_shared_column(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "admin")
+    _sign_in(page, demo_site, steps)
+    _open(page, "Admin")
+    # Staff with the mailbox permissions only, not a superuser.
+    linked_mailboxes = page.get_by_role("link", name="Linked mailboxes")
+    expect(linked_mailboxes).to_be_visible()
+    expect(page.get_by_role("link", name="Users", exact=True)).to_have_count(0)
+    steps.shot("index")
+
+    linked_mailboxes.click()
+    expect(page.locator("#result_list th.column-shared")).to_have_text("Shared")
+    row = page.locator("#result_list tbody tr", has_text=SITE_MAILBOX)
+    expect(row.locator("td.field-user")).to_have_text("website")
+    expect(row.locator("td.field-shared img")).to_have_attribute("alt", "True")
+    steps.shot("mailboxes")
+
+    # Un-sharing it leaves the contact form nothing to send from...
+    row.get_by_role("link", name=SITE_MAILBOX).click()
+    change_url = page.url
+    expect(page.locator("#id_shared")).to_be_checked()
+    page.uncheck("#id_shared")
+    page.click("input[name=_save]")
+    expect(row.locator("td.field-shared img")).to_have_attribute("alt", "False")
+    page.goto(demo_site.url + "/contact/")
+    expect(page.locator("#no-shared-mailbox")).to_contain_text("tick Shared")
+    expect(page.locator("#contact-form")).to_have_count(0)
+    steps.shot("contact-without-shared-mailbox")
+
+    # ...and sharing it again brings the form back.
+    page.goto(change_url)
+    page.check("#id_shared")
+    page.click("input[name=_save]")
+    expect(row.locator("td.field-shared img")).to_have_attribute("alt", "True")
+    page.goto(demo_site.url + "/contact/")
+    expect(page.locator("#contact-sender")).to_contain_text(SITE_MAILBOX)
+
+
+def test_contact_form_sends_from_shared_mailbox_with_visitor_in_reply_to(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "contact")
+    page.goto(demo_site.url + "/")
+    expect(page.locator("#sign-in")).to_be_visible()  # an anonymous visitor
+    subject = _send_contact_form(
+        page, steps, "Katherine Johnson", "katherine@example.com"
+    )
+
+    _sign_in(page, demo_site, steps)
+    mail = _received(page, subject)
+    expect(mail.locator('[data-field="from"]')).to_have_text(SITE_SENDER)
+    expect(mail.locator('[data-field="reply-to"]')).to_have_text(
+        "Katherine Johnson <katherine@example.com>"
+    )
+    expect(mail.locator('[data-field="to"]')).to_have_text(SITE_MAILBOX)
+    expect(mail.locator('[data-field="authenticated-as"]')).to_contain_text(
+        f"{SITE_MAILBOX} via XOAUTH2"
+    )
+    steps.shot("dev-inbox")
+
+
+def test_contact_form_never_sends_as_a_linked_mailbox_the_visitor_names(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "impersonation")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, WORK)
+    _sign_out(page)
+
+    # Anyone may type the address of a linked mailbox...
+    subject = _send_contact_form(page, steps, "Not Grace", WORK)
+
+    # ...but the site's shared mailbox signed in and sent; Grace's did not.
+    _sign_in(page, demo_site, steps)
+    mail = _received(page, subject)
+    expect(mail.locator('[data-field="authenticated-as"]')).to_contain_text(
+        f"{SITE_MAILBOX} via XOAUTH2"
+    )
+    expect(mail.locator('[data-field="from"]')).to_have_text(SITE_SENDER)
+    expect(mail.locator('[data-field="reply-to"]')).to_have_text(f"Not Grace <{WORK}>")
+    for field_name in ("from", "authenticated-as"):
+        expect(mail.locator(f'[data-field="{field_name}"]')).not_to_contain_text(WORK)
+    steps.shot("dev-inbox")

@@ -33,6 +33,17 @@ def test_status_lists_every_account(
     assert "bob@contoso.com" in output and "work" in output
 
 
+def test_status_shows_which_mailboxes_are_shared(
+    alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    MailAccount.objects.filter(pk=bob_account.pk).update(shared=True)
+    lines = run("status").splitlines()
+    [alice] = [line for line in lines if "alice@outlook.com" in line]
+    [bob] = [line for line in lines if "bob@contoso.com" in line]
+    assert "SHARED" in lines[0]
+    assert " shared " in bob and " shared " not in alice
+
+
 def test_status_fails_when_a_mailbox_needs_reconnecting(
     alice_account: MailAccount, bob_account: MailAccount
 ) -> None:
@@ -105,8 +116,11 @@ def test_connect_with_a_device_code(
     # A device-code link refreshes as a public client and sends like any other.
     from django.core.mail import send_mail
 
+    from django_live_oauth_mail import sending_as
+
     identity_platform.expire_access_tokens("bob@contoso.com")
-    assert send_mail("s", "b", "bob@contoso.com", ["r@example.org"]) == 1
+    with sending_as(user):
+        assert send_mail("s", "b", "bob@contoso.com", ["r@example.org"]) == 1
     assert smtp_server.messages[0].authenticated_as == "bob@contoso.com"
 
 

@@ -162,6 +162,7 @@ def _send_as_worker(
     from django.core.mail import EmailMessage, send_mail
     from django.db import connection as worker_connection
 
+    from django_live_oauth_mail import sending_as
     from django_live_oauth_mail.backends import EmailBackend
     from django_live_oauth_mail.models import MailAccount
 
@@ -172,8 +173,10 @@ def _send_as_worker(
         barrier.wait(timeout=BARRIER_TIMEOUT)
         subject = f"worker {number}"
         if number % 2:
-            # What applications do: the backend finds the mailbox by sender.
-            sent = send_mail(subject, "body", MAILBOX, [RECIPIENT])
+            # What applications do: a task sends as the mailbox's owner, and
+            # the backend finds the mailbox by sender.
+            with sending_as(stale.user_id):
+                sent = send_mail(subject, "body", MAILBOX, [RECIPIENT])
         else:
             # The backend gets the stale copy itself. It is built the way
             # Django 6.1's mail.mailers builds one (with an alias).

@@ -31,7 +31,8 @@ from django_live_oauth_mail.testing import (
 
 from .mailers import make_backend
 
-pytestmark = pytest.mark.django_db
+# These tests are about transport, tokens and retries: they send as the owner.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 
 SIZES = (1, 10, 50)
 ALICE = "alice@outlook.com"

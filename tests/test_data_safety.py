@@ -39,7 +39,11 @@ from django_live_oauth_mail.testing import (
 )
 from django_live_oauth_mail.tokens import get_access_token
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# These tests are about transport, tokens and retries: they send as the owner.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("acting_user"),
+]
 
 ALICE = "alice@outlook.com"
 OLD_KEY, NEW_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode()

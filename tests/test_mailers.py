@@ -14,7 +14,8 @@ from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .mailers import BACKEND, USES_MAILERS
 
-pytestmark = pytest.mark.django_db
+# About configuration styles, not who may send: the sends run as the owner.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 
 needs_mailers = pytest.mark.skipif(not USES_MAILERS, reason="MAILERS is Django 6.1+")
 legacy_only = pytest.mark.skipif(USES_MAILERS, reason="deprecated in Django 6.1")

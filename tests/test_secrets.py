@@ -15,7 +15,11 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# These tests are about transport, tokens and retries: they send as the owner.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("acting_user"),
+]
 
 
 def secrets_of(account: MailAccount) -> list[str]:

@@ -15,7 +15,8 @@ from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .mailers import make_backend
 
-pytestmark = pytest.mark.django_db
+# These tests are about transport, tokens and retries: they send as the owner.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 
 
 @pytest.fixture

@@ -75,6 +75,8 @@ class Mailroom:
         self.smtp_auth_disabled: set[str] = set(smtp_auth_disabled)
         self.submission_quota_exceeded: set[str] = set(submission_quota_exceeded)
         self.enforce_send_as = enforce_send_as
+        # mailbox -> addresses Exchange lets it send as (Send As permission).
+        self.send_as: dict[str, set[str]] = {}
         self._lock = threading.Condition()
         self._faults: dict[Stage, deque[Fault]] = {stage: deque() for stage in STAGES}
         self._sessions = 0
@@ -149,8 +151,14 @@ class Mailroom:
             return NOT_AUTHENTICATED
         mailbox = login.user.casefold()
         if self.enforce_send_as:
+            granted = {
+                address.casefold()
+                for owner, addresses in tuple(self.send_as.items())
+                if owner.casefold() == mailbox
+                for address in tuple(addresses)
+            }
             for sender in [mail_from, *_header_senders(data)]:
-                if sender.casefold() != mailbox:
+                if sender.casefold() != mailbox and sender.casefold() not in granted:
                     return (
                         f"554 5.2.252 SendAsDenied; {login.user} not allowed to send "
                         f"as {sender}; STOREDRV.Submission.Exception:"

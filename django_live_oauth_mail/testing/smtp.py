@@ -128,6 +128,11 @@ class XOAuth2SMTPServer(LocalServer):
     def enforce_send_as(self, value: bool) -> None:
         self._mailroom.enforce_send_as = value
 
+    @property
+    def send_as(self) -> dict[str, set[str]]:
+        """Send As grants: mailbox -> addresses it may send as (mutable)."""
+        return self._mailroom.send_as
+
     # -- recorded state and faults -------------------------------------------
 
     @property

@@ -14,6 +14,8 @@ NAV = [
     ("live_oauth_mail:accounts", "Mailboxes"),
     ("compose", "Compose"),
     ("dev_inbox", "Dev inbox"),
+    ("contact", "Contact"),
+    ("admin:index", "Admin"),
 ]
 
 

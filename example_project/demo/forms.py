@@ -81,3 +81,37 @@ class ComposeForm(forms.Form):
         if upload:
             message.attach(upload.name, upload.read(), upload.content_type or None)
         return message
+
+
+class ContactForm(forms.Form):
+    """A message from anyone to the site; the visitor is only its Reply-To."""
+
+    name = forms.CharField(label="Your name", max_length=100)
+    email = forms.EmailField(
+        label="Your email",
+        help_text="We reply to this address. It is never the sender.",
+        widget=forms.EmailInput(attrs={"placeholder": "you@example.com"}),
+    )
+    message = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 6}))
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        # It goes into the Subject and Reply-To headers.
+        if "\r" in name or "\n" in name:
+            raise ValidationError("Enter your name on one line.")
+        return name
+
+    def build_message(self, sender: str, recipients: list[str]) -> EmailMessage:
+        data = self.cleaned_data
+        visitor = formataddr((data["name"], data["email"]))
+        return EmailMessage(
+            subject=f"Contact form: {data['name']}",
+            body=f"{visitor} wrote:\n\n{data['message']}",
+            # The site's shared mailbox sends. The From address chooses the
+            # mailbox that signs in to Microsoft, so the visitor's address
+            # there would let anyone pick whose mailbox sends; it only says
+            # where replies go.
+            from_email=sender,
+            to=recipients,
+            reply_to=[visitor],
+        )

@@ -19,12 +19,14 @@ from django_live_oauth_mail.testing import FakeIdentity, FakeIdentityPlatform
 if TYPE_CHECKING:
     from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-#: Who can "sign in with Microsoft" on the stand-in consent page.
+#: Who can "sign in with Microsoft" on the stand-in consent page; the
+#: site's own mailbox (settings.DEMO_SITE_MAILBOX) is added at start.
 IDENTITIES = (
     FakeIdentity("ada@outlook.com", name="Ada Lovelace", kind="personal"),
     FakeIdentity("grace@contoso.com", name="Grace Hopper", kind="work"),
     FakeIdentity("alan@fabrikam.com", name="Alan Turing", kind="work"),
 )
+SITE_MAILBOX_NAME = "Contoso website"
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,11 @@ def start() -> StandIns:
         if _running is not None:
             return _running
         config = settings.LIVE_OAUTH_MAIL
+        site_mailbox = FakeIdentity(
+            settings.DEMO_SITE_MAILBOX, name=SITE_MAILBOX_NAME, kind="work"
+        )
         identity = FakeIdentityPlatform(
-            IDENTITIES,
+            (*IDENTITIES, site_mailbox),
             client_id=config["CLIENT_ID"],
             client_secret=config["CLIENT_SECRET"],
             host=settings.DEMO_STANDIN_HOST,
@@ -91,6 +96,22 @@ def start() -> StandIns:
         msal_client.reset()
         _running = StandIns(identity, smtp)
         return _running
+
+
+def sign_in(email: str, redirect_uri: str) -> msal_client.LinkedIdentity:
+    """Link ``email`` as a person would, without a browser.
+
+    The real msal auth-code flow (PKCE, state, nonce, code redemption) runs
+    against the identity stand-in; only the consent page is answered in code.
+    Raises ``RuntimeError`` when the stand-ins are not running, and the app's
+    ``LiveOAuthMailError`` subclasses when the sign-in fails.
+    """
+    running = _running
+    if running is None:
+        raise RuntimeError("the stand-ins are not running; call start() first")
+    flow = msal_client.start_link(redirect_uri, login_hint=email)
+    answer = running.identity.approve(flow["auth_uri"], email)
+    return msal_client.finish_link(flow, answer.params)
 
 
 def stop() -> None:

@@ -1,20 +1,23 @@
 from __future__ import annotations
 
 import smtplib
+from email.utils import formataddr
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.mail import EmailMessage
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
-from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.models import MailAccount, SendAsAddress
 
 from . import standins
-from .forms import ComposeForm
+from .forms import ComposeForm, ContactForm
 
 
 @require_GET
@@ -39,18 +42,10 @@ def compose(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST" and form.is_valid():
         message = form.build_message()
-        try:
-            message.send()
-        except LiveOAuthMailError as exc:
-            error = str(exc)  # written to be shown to the user
-        except smtplib.SMTPException as exc:
-            error = f"The mail server refused the message: {_describe(exc)}"
-        except OSError as exc:
-            config = settings.LIVE_OAUTH_MAIL
-            where = f"{config.get('SMTP_HOST', 'smtp.office365.com')}:"
-            where += str(config.get("SMTP_PORT", 587))
-            error = f"Could not reach the mail server at {where} ({exc})."
-        else:
+        # No user= and no account=: SendingAsMiddleware makes request.user
+        # the acting user, so routing sends from their own mailbox.
+        error = _send(message)
+        if not error:
             messages.success(
                 request,
                 f"Sent “{message.subject}” from {form.cleaned_data['sender'].email} "
@@ -71,6 +66,85 @@ def compose(request: HttpRequest) -> HttpResponse:
             "needs_reconnect": needs_reconnect,
         },
     )
+
+
+@require_http_methods(["GET", "POST"])
+def contact(request: HttpRequest) -> HttpResponse:
+    """Anyone may write to the site; a shared mailbox sends it to the site."""
+    sender = _site_sender()
+    form = ContactForm(request.POST or None)
+    error = ""
+    if request.method == "POST" and sender is not None and form.is_valid():
+        name, address = sender
+        # The recipients are the site's, never the visitor's: an open form that
+        # let visitors choose them would relay spam.
+        recipients = settings.CONTACT_RECIPIENTS or [address]
+        message = form.build_message(formataddr((name, address)), recipients)
+        # A real site would log the error and apologise; the demo shows it.
+        error = _send(message)
+        if not error:
+            messages.success(
+                request,
+                f"Thank you, {form.cleaned_data['name']}: your message was sent "
+                f"from {address}, and replies will go to "
+                f"{form.cleaned_data['email']}.",
+            )
+            return redirect("contact")
+    return render(
+        request,
+        "demo/contact.html",
+        {
+            "form": form,
+            "error": error,
+            "sender": sender,
+            "recipients": settings.CONTACT_RECIPIENTS
+            or ([sender[1]] if sender else []),
+            "routing": conf.ROUTING,
+        },
+    )
+
+
+def _site_sender() -> tuple[str, str] | None:
+    """(name, address) the site sends as: the first shared mailbox or address.
+
+    With ROUTING "owner" only these may send for anyone, including anonymous
+    visitors; any code on the site may use them, so an administrator must
+    mark them shared in the admin.
+    """
+    mailbox = (
+        MailAccount.objects.active()
+        .filter(shared=True)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if mailbox is not None:
+        return mailbox.display_name, mailbox.email
+    send_as = (
+        SendAsAddress.objects.filter(
+            shared=True, account__status=MailAccount.Status.ACTIVE
+        )
+        .order_by("pk")
+        .first()
+    )
+    if send_as is not None:
+        return "", send_as.address
+    return None
+
+
+def _send(message: EmailMessage) -> str:
+    """Send ``message``; "" when it went out, else why not, for the page."""
+    try:
+        message.send()
+    except LiveOAuthMailError as exc:
+        return str(exc)  # written to be shown to the user
+    except smtplib.SMTPException as exc:
+        return f"The mail server refused the message: {_describe(exc)}"
+    except OSError as exc:
+        config = settings.LIVE_OAUTH_MAIL
+        where = f"{config.get('SMTP_HOST', 'smtp.office365.com')}:"
+        where += str(config.get("SMTP_PORT", 587))
+        return f"Could not reach the mail server at {where} ({exc})."
+    return ""
 
 
 @login_required
@@ -94,6 +168,7 @@ def _summary(number: int, received: Any) -> dict[str, Any]:
         "from": str(parsed.get("From", "")),
         "to": str(parsed.get("To", "")),
         "cc": str(parsed.get("Cc", "")),
+        "reply_to": str(parsed.get("Reply-To", "")),
         "date": str(parsed.get("Date", "")),
         "envelope_from": received.mail_from,
         "envelope_to": ", ".join(received.rcpt_tos),

@@ -54,10 +54,13 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The admin's CSS and JavaScript; runserver serves them while DEBUG is on.
+    "django.contrib.staticfiles",
     "django_live_oauth_mail",
     "demo",
 ]
@@ -67,6 +70,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user becomes the acting user, so a view's send() goes out through
+    # the signed-in user's own mailbox (or a shared one), never someone else's.
+    "django_live_oauth_mail.middleware.SendingAsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -90,6 +96,7 @@ TEMPLATES = [
     }
 ]
 
+STATIC_URL = "static/"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -98,8 +105,15 @@ TIME_ZONE = "UTC"
 USE_TZ = True
 
 # The user `manage.py demo` creates (and prints) so you can sign in at once.
+# It is staff, allowed to view and change linked mailboxes in the admin.
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a local demo account
+
+# Where the contact form's messages go. Empty: to the shared mailbox that
+# sends them.
+CONTACT_RECIPIENTS = [
+    address for address in env.list("CONTACT_RECIPIENTS", default=[]) if address
+]
 
 # -- django-live-oauth-mail -----------------------------------------------------
 
@@ -107,10 +121,6 @@ if django.VERSION >= (6, 1):
     MAILERS = {"default": {"BACKEND": "django_live_oauth_mail.backends.EmailBackend"}}
 else:
     EMAIL_BACKEND = "django_live_oauth_mail.backends.EmailBackend"
-
-# The From address is the linked mailbox chosen on the compose page; this is
-# only the fallback for mail that names no sender.
-DEFAULT_FROM_EMAIL = "webmaster@localhost"
 
 ENCRYPTION_KEYS = [
     key for key in env.list("LIVE_OAUTH_MAIL_ENCRYPTION_KEYS", default=[]) if key
@@ -124,6 +134,18 @@ DEMO_IDENTITY_PORT = int(_value("DEMO_IDENTITY_PORT", "8001"))
 DEMO_SMTP_PORT = int(_value("DEMO_SMTP_PORT", "8025"))
 # The stand-in sign-in pages, served over plain HTTP (no certificate warning).
 DEMO_PAGES_PORT = int(_value("DEMO_PAGES_PORT", "8002"))
+# The site's own mailbox on the stand-ins: `manage.py demo` links it (owned by
+# DEMO_SITE_MAILBOX_OWNER, a user who cannot sign in) and marks it shared, so
+# the contact form and mail without a from_email can send from it.
+DEMO_SITE_MAILBOX = "noreply@contoso.com"
+DEMO_SITE_MAILBOX_OWNER = "website"
+
+# The From address is the linked mailbox chosen on the compose page; this is
+# only the fallback for mail that names no sender. With ROUTING "owner" such
+# mail goes out only if a shared mailbox (or shared Send As address) has this
+# address, or LIVE_OAUTH_MAIL["DEFAULT_ACCOUNT"] is set.
+DEFAULT_FROM_EMAIL = DEMO_SITE_MAILBOX if USE_STANDINS else "webmaster@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 if USE_STANDINS:
     LIVE_OAUTH_MAIL = {

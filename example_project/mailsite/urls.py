@@ -1,6 +1,12 @@
 from demo import views
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+
+admin.site.site_header = "live-oauth-mail demo: administration"
+admin.site.site_title = "live-oauth-mail demo admin"
+# One app to show: the sidebar would only squeeze the mailbox list.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,4 +19,6 @@ urlpatterns = [
     path("mail/", include("django_live_oauth_mail.urls")),
     path("compose/", views.compose, name="compose"),
     path("dev/inbox/", views.dev_inbox, name="dev_inbox"),
+    path("contact/", views.contact, name="contact"),
+    path("admin/", admin.site.urls),
 ]

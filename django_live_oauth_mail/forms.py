@@ -1,0 +1,41 @@
+"""The Send As address form, shared by the mailboxes page and the admin."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import SendAsAddress, normalize_email
+
+
+class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
+    """An address a mailbox may also send as; its mailbox is the instance's.
+
+    The form takes ``address`` only: whether an address is shared (any code on
+    the site may send as it) is the admin's call, and the admin adds the field.
+    """
+
+    class Meta:
+        model = SendAsAddress
+        fields = ("address",)
+
+    def clean_address(self) -> str:
+        address = normalize_email(self.cleaned_data["address"])
+        # Checked here and not left to the unique constraint: the owner's form
+        # has no account field, so Django's own check would skip the pair, and
+        # it would compare the address before save() lowercases it.
+        account = self.instance.account
+        if address == normalize_email(account.email):
+            raise forms.ValidationError(
+                _("%(address)s is the mailbox's own address; it sends as it already."),
+                code="own_address",
+                params={"address": address},
+            )
+        duplicates = SendAsAddress.objects.filter(account=account, address=address)
+        if duplicates.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(
+                _("%(mailbox)s already sends as %(address)s."),
+                code="duplicate",
+                params={"mailbox": account.email, "address": address},
+            )
+        return address
