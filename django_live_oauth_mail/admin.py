@@ -1,11 +1,17 @@
-"""Admin for linked mailboxes. It shows health, never tokens."""
+"""Admin for linked mailboxes. It shows health, never tokens.
+
+An action reports a mailbox it cannot handle and goes on with the others: one
+row whose tokens cannot be decrypted must not hide the rest behind a 500.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -13,10 +19,18 @@ from django.utils.translation import ngettext
 
 from .accounts import unlink_mailbox
 from .diagnostics import send_test_message
-from .exceptions import LiveOAuthMailError
+from .exceptions import ConfigurationError, LiveOAuthMailError
 from .forms import SendAsAddressForm
 from .models import MailAccount, SendAsAddress
 from .tokens import get_access_token
+
+logger = logging.getLogger(__name__)
+
+# What one row can raise: its cache cannot be decrypted (ConfigurationError),
+# Microsoft refused it, or the database did (a lock timeout, say). Tokens and
+# accounts write in atomic blocks of their own, so after a failed row the
+# connection is still usable for the next one.
+_ROW_ERRORS = (ConfigurationError, LiveOAuthMailError, DatabaseError)
 
 
 class SendAsAddressInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -83,7 +97,11 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
             return
         for account in queryset:
-            steps = send_test_message(account, to)
+            try:
+                steps = send_test_message(account, to)
+            except _ROW_ERRORS as error:
+                self._report_row_error(request, account, error)
+                continue
             last = steps[-1]
             if last.ok:
                 self.message_user(
@@ -112,8 +130,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for account in queryset:
             try:
                 get_access_token(account, force_refresh=True)
-            except LiveOAuthMailError as error:
-                self.message_user(request, f"{account.email}: {error}", messages.ERROR)
+            except _ROW_ERRORS as error:
+                self._report_row_error(request, account, error)
             else:
                 refreshed += 1
         if refreshed:
@@ -131,14 +149,29 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def disconnect(self, request: HttpRequest, queryset: QuerySet[MailAccount]) -> None:
         count = 0
         for account in queryset.select_related("user"):
-            unlink_mailbox(account)
-            count += 1
-        self.message_user(
-            request,
-            ngettext("Disconnected %d mailbox.", "Disconnected %d mailboxes.", count)
-            % count,
-            messages.SUCCESS,
-        )
+            try:
+                unlink_mailbox(account)
+            except DatabaseError as error:
+                self._report_row_error(request, account, error)
+            else:
+                count += 1
+        if count:
+            self.message_user(
+                request,
+                ngettext(
+                    "Disconnected %d mailbox.", "Disconnected %d mailboxes.", count
+                )
+                % count,
+                messages.SUCCESS,
+            )
+
+    def _report_row_error(
+        self, request: HttpRequest, account: MailAccount, error: Exception
+    ) -> None:
+        if isinstance(error, DatabaseError):
+            # Not the mailbox's fault, and its text alone rarely says why.
+            logger.warning("Admin action on %s failed.", account.email, exc_info=error)
+        self.message_user(request, f"{account.email}: {error}", messages.ERROR)
 
     def get_actions(self, request: HttpRequest, action_location: Any = None) -> Any:
         # "Disconnect" replaces bulk delete, so account_disconnected is sent.

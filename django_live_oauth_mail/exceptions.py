@@ -6,10 +6,15 @@ never from request or response bodies that could carry one.
 
 ``fail_silently`` swallows :class:`LiveOAuthMailError` and its subclasses,
 never :class:`ConfigurationError`: a broken setup must not lose mail quietly.
+
+Every error survives ``pickle`` (task queues and result backends pickle what a
+task raised) with its type, message and fields. Like any Python exception's,
+its ``__cause__``, ``__context__`` and traceback stay behind.
 """
 
 from __future__ import annotations
 
+import copy
 import smtplib
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +34,27 @@ class LiveOAuthMailError(Exception):
         # an smtplib exception must not have it called with our arguments.
         Exception.__init__(self, message)
         self.mailbox = mailbox
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException.__reduce__ rebuilds with cls(*self.args), which cannot
+        # pass our keyword-only arguments: a required one fails to unpickle,
+        # an optional one is silently reset. Rebuild without __init__ and put
+        # every field back instead; subclasses need nothing of their own.
+        return (_rebuild, (type(self), self.args), self.__getstate__())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields to pickle: every instance attribute."""
+        return dict(vars(self))
+
+
+def _rebuild(cls: type[LiveOAuthMailError], args: tuple[Any, ...]) -> Any:
+    """Unpickle an error: create it, bypassing ``__init__``, with its ``args``.
+
+    Pickle then restores the fields with ``__setstate__``.
+    """
+    error = cls.__new__(cls)
+    error.args = args
+    return error
 
 
 class PartialDelivery(LiveOAuthMailError, smtplib.SMTPException):
@@ -57,6 +83,35 @@ class PartialDelivery(LiveOAuthMailError, smtplib.SMTPException):
         self.sent = list(sent)
         self.failed = failed
         self.unsent = list(unsent)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["sent"] = [_detached(message) for message in self.sent]
+        state["failed"] = _detached(self.failed)
+        state["unsent"] = [_detached(message) for message in self.unsent]
+        return state
+
+
+# Where Django's EmailMessage keeps the backend it is sent with: "connection"
+# up to 6.0, "_connection" from 6.1 (which deprecates the attribute).
+_MESSAGE_CONNECTION_ATTRIBUTES = ("connection", "_connection")
+
+
+def _detached(message: Any) -> Any:
+    """``message`` without the backend that was sending it, for pickling.
+
+    send_mail() and send_mass_mail() leave that backend on every message. It
+    holds a lock and a socket, which cannot be pickled and would mean nothing
+    in another process; the message itself is left as it is.
+    """
+    held = getattr(message, "__dict__", {})
+    names = [n for n in _MESSAGE_CONNECTION_ATTRIBUTES if held.get(n) is not None]
+    if not names:
+        return message
+    detached = copy.copy(message)
+    for name in names:
+        vars(detached)[name] = None
+    return detached
 
 
 class AccountNotFound(LiveOAuthMailError, LookupError):

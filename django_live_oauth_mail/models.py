@@ -64,6 +64,11 @@ class MailAccount(models.Model):
         _("access token expires"), null=True, blank=True
     )
     last_error = models.TextField(_("last error"), blank=True)
+    # Set while one worker redeems the refresh token (see tokens.py), so the
+    # others wait for its result instead of redeeming the same token.
+    refreshing_until = models.DateTimeField(
+        _("refresh in progress until"), null=True, blank=True, editable=False
+    )
     # Any code may send from a shared mailbox (noreply@, support@); others
     # only send for their owner. See routing.py.
     shared = models.BooleanField(

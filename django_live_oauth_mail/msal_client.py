@@ -1,10 +1,14 @@
 """Everything that talks to msal, and the only module that imports it.
 
-One msal application object is kept per process for each configuration, with a
-shared ``http_cache``, so discovery happens once and a send with a fresh token
-makes no HTTP request. msal keeps one token cache per application, while we
-keep one per mailbox; each call therefore lends the mailbox's cache to the
-shared application under a lock, and takes it back afterwards.
+Each call builds an msal application object of its own, so calls for different
+mailboxes and users run side by side: no lock is held across an HTTP request.
+Building one costs about half a millisecond of CPU and no request, because what is worth
+sharing is shared per process: the ``requests`` session and the discovery
+answers (openid-configuration, instance metadata), so discovery happens once
+per process. msal's throttling memory (its ``http_cache``) is not shared: it is
+kept per connect flow and per mailbox, so one user's 429 or 500 never refuses
+another user's request, while a retry of the same flow, or of the same
+mailbox's refresh, still waits out Retry-After.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import http.cookiejar
 import json
 import logging
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -75,10 +81,6 @@ _TRANSPORT_ERRORS = (
     json.JSONDecodeError,
 )
 
-# Shared by every application in the process: discovery answers and msal's
-# throttling memory. It never holds tokens (msal documents this).
-_http_cache: dict[str, Any] = {}
-
 
 class _SecretStr(str):
     """A str that keeps its value out of ``repr()`` (and so out of debug pages)."""
@@ -112,30 +114,71 @@ class LinkedIdentity:
     public_client: bool = False
 
 
-@dataclasses.dataclass
-class _App:
-    app: msal.ClientApplication
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    @contextmanager
-    def using(self, cache: msal.SerializableTokenCache) -> Iterator[Any]:
-        with self.lock:
-            self.app.token_cache = cache
-            try:
-                yield self.app
-            finally:
-                self.app.token_cache = msal.SerializableTokenCache()
-
-
-_apps: dict[tuple[Any, ...], _App] = {}
-_apps_lock = threading.Lock()
-
-
 def uses_instance_discovery(authority: str) -> bool:
     return (urlsplit(authority).hostname or "").lower() in MICROSOFT_LOGIN_HOSTS
 
 
-def _http_client(timeout: float, ca_bundle: str | None) -> requests.Session:
+# --- what the per-call applications share ------------------------------------------
+
+# msal keeps a successful GET in its http_cache for a day
+# (throttled_http_client.py); discovery answers are kept here as long.
+_DISCOVERY_SECONDS = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    """A remembered discovery answer: the parts of a response msal reads."""
+
+    status_code: int
+    text: str
+    headers: Mapping[str, str]
+
+
+class _HttpClient:
+    """The ``http_client`` given to msal: one session, discovery kept per process.
+
+    msal asks for the openid-configuration (and, on Microsoft's hosts, instance
+    metadata) whenever an application object is built. A long-lived object
+    would find the answers in its own ``http_cache``; ours live for one call,
+    so the answers are kept here instead: the successful JSON ones only (a
+    proxy's HTML page answered with 200 must not stick for a day). Two cold
+    calls at once may both ask; nothing waits for anyone else's request.
+    """
+
+    def __init__(self, session: requests.Session) -> None:
+        self.session = session
+        self._answers: dict[tuple[str, str], tuple[float, _Answer]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, params: Any = None, **kwargs: Any) -> Any:
+        key = (url, json.dumps(params, sort_keys=True, default=str))
+        with self._lock:
+            kept = self._answers.get(key)
+        if kept is not None and time.monotonic() < kept[0]:
+            return kept[1]
+        response = self.session.get(url, params=params, **kwargs)
+        if 200 <= response.status_code < 300 and _is_json(response.text):
+            answer = _Answer(response.status_code, response.text, response.headers)
+            with self._lock:
+                self._answers[key] = (time.monotonic() + _DISCOVERY_SECONDS, answer)
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.session.post(url, **kwargs)
+
+    def close(self) -> None:
+        """Leave the shared session open: other calls use it (``reset()`` closes)."""
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _session(timeout: float, ca_bundle: str | None) -> requests.Session:
     session = requests.Session()
     # requests lets REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE override a session's
     # `verify`, but not a per-request one; pass it per request so CA_BUNDLE wins.
@@ -144,29 +187,81 @@ def _http_client(timeout: float, ca_bundle: str | None) -> requests.Session:
     )
     adapter = requests.adapters.HTTPAdapter(max_retries=1)
     session.mount("https://", adapter)
+    # One session serves every user's calls: keep no cookie from one for another.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 
-def _get_app(*, public: bool = False) -> _App:
-    """The shared application object for the current settings (built once)."""
-    key = (
-        public,
-        conf.CLIENT_ID,
-        conf.CLIENT_SECRET,
-        conf.AUTHORITY,
-        conf.CA_BUNDLE,
-        conf.HTTP_TIMEOUT,
-    )
-    with _apps_lock:
-        if key in _apps:
-            return _apps[key]
-    # Built outside the lock: it makes the discovery request.
-    app = _build_app(public=public)
-    with _apps_lock:
-        return _apps.setdefault(key, _App(app))
+_http_clients: dict[tuple[float, str | None], _HttpClient] = {}
+_http_clients_lock = threading.Lock()
 
 
-def _build_app(*, public: bool) -> msal.ClientApplication:
+def _http_client() -> _HttpClient:
+    """The process's HTTP client for the current timeout and CA bundle."""
+    key = (conf.HTTP_TIMEOUT, conf.CA_BUNDLE)
+    with _http_clients_lock:
+        if key not in _http_clients:
+            _http_clients[key] = _HttpClient(_session(*key))
+        return _http_clients[key]
+
+
+class _Refusals:
+    """msal's throttling memory, one per connect flow or mailbox.
+
+    msal's throttling client remembers 429, 5xx and Retry-After answers (and
+    OAuth 400s, for a minute) in its ``http_cache`` and answers a repeat of the
+    request from there without sending it. Its key is the URL, client id,
+    scope and a hash of ``data.get("refresh_token")``; it only falls back to
+    the authorization code when the body is not a dict, and msal always sends
+    a dict (``_extract_data`` in throttled_http_client.py). So refreshes are
+    already keyed per refresh token, but every code exchange shares one key:
+    in a shared cache, one user's 429 with Retry-After: 20 refused every other
+    user's link for 20 s without a request, and one 500 for 5 s.
+
+    So each flow (by ``state``) and each mailbox (by ``home_account_id``) gets
+    a cache of its own. A call takes it out while it runs (two calls never
+    share one, so msal's bookkeeping in it needs no lock) and puts it back
+    only if the call failed: msal only remembers refusals, and a success means
+    none applies. At most ``capacity`` are kept, the oldest dropped first, as
+    msal bounds its own cache at 1024 entries.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._caches: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def lend(self, key: str | None) -> Iterator[dict[str, Any]]:
+        """The ``http_cache`` for one call about ``key`` (None: a fresh one)."""
+        with self._lock:
+            cache = self._caches.pop(key, None) if key else None
+        cache = {} if cache is None else cache
+        try:
+            yield cache
+        except BaseException:
+            if key:
+                with self._lock:
+                    self._caches[key] = cache
+                    while len(self._caches) > self.capacity:
+                        self._caches.popitem(last=False)
+            raise
+
+    def clear(self) -> None:
+        with self._lock:
+            self._caches.clear()
+
+
+_refusals = _Refusals(capacity=1024)
+
+
+def _application(
+    *,
+    public: bool = False,
+    http_cache: dict[str, Any] | None = None,
+    token_cache: msal.SerializableTokenCache | None = None,
+) -> msal.ClientApplication:
+    """A new application object for one call, on the current settings."""
     client_id, secret, authority = conf.CLIENT_ID, conf.CLIENT_SECRET, conf.AUTHORITY
     if not client_id:
         raise ConfigurationError(
@@ -185,9 +280,9 @@ def _build_app(*, public: bool) -> msal.ClientApplication:
         )
     options: dict[str, Any] = {
         "authority": authority,
-        "http_client": _http_client(conf.HTTP_TIMEOUT, conf.CA_BUNDLE),
-        "http_cache": _http_cache,
-        "token_cache": msal.SerializableTokenCache(),
+        "http_client": _http_client(),
+        "http_cache": {} if http_cache is None else http_cache,
+        "token_cache": token_cache or msal.SerializableTokenCache(),
     }
     if not uses_instance_discovery(authority):
         options["instance_discovery"] = False
@@ -207,17 +302,74 @@ def _build_app(*, public: bool) -> msal.ClientApplication:
 
 
 def reset() -> None:
-    """Forget every application object and the shared HTTP cache (for tests)."""
-    with _apps_lock:
-        _apps.clear()
-        _http_cache.clear()
+    """Forget discovery answers, sessions and throttling memory (for tests)."""
+    with _http_clients_lock:
+        clients = list(_http_clients.values())
+        _http_clients.clear()
+    for client in clients:
+        client.session.close()
+    _refusals.clear()
+
+
+# --- stored token caches -----------------------------------------------------------
+
+# What msal and cached_access_token() read from each kind of cache entry with
+# no default (token_cache.py search(), application.py _find_msal_accounts() and
+# the refresh path), so a missing one would surface as a KeyError mid-refresh...
+_REQUIRED_FIELDS = {
+    "AccessToken": ("secret", "expires_on"),
+    "RefreshToken": ("secret",),
+    "Account": ("authority_type",),
+}
+# ...and what they pass to int().
+_NUMERIC_FIELDS = ("expires_on", "refresh_on", "last_modification_time")
+
+
+class _UnreadableCache(Exception):
+    """A stored cache msal could not use; the message quotes nothing from it."""
 
 
 def _load_cache(serialized: str) -> msal.SerializableTokenCache:
+    """The mailbox's msal cache; raises ``_UnreadableCache`` if msal can't use it."""
     cache = msal.SerializableTokenCache()
-    if serialized:
-        cache.deserialize(serialized)
+    if not serialized:
+        return cache
+    try:
+        state = json.loads(serialized)
+    except ValueError:
+        raise _UnreadableCache("it is not JSON") from None
+    problem = _cache_problem(state)
+    if problem:
+        raise _UnreadableCache(problem)
+    cache.deserialize(serialized)
     return cache
+
+
+def _cache_problem(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return "it is not a JSON object"
+    for kind, entries in state.items():
+        if not isinstance(entries, dict) or not all(
+            isinstance(entry, dict) for entry in entries.values()
+        ):
+            return "one of its sections is not a JSON object of entries"
+        required = _REQUIRED_FIELDS.get(kind, ())
+        for entry in entries.values():
+            for field in required:
+                if field not in entry:
+                    return f"one of its {kind} entries has no {field!r}"
+            for field in _NUMERIC_FIELDS:
+                if field in entry and not _is_integer(entry[field]):
+                    return f"one of its entries has a non-numeric {field!r}"
+    return None
+
+
+def _is_integer(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _expires_at(result: Mapping[str, Any]) -> datetime.datetime | None:
@@ -238,15 +390,13 @@ def start_link(redirect_uri: str, *, login_hint: str | None = None) -> dict[str,
     Returns msal's flow dict; ``flow["auth_uri"]`` is where to send the user,
     ``flow["state"]`` the key to keep it under. It holds no token.
     """
-    entry = _get_app()
-    with entry.using(msal.SerializableTokenCache()) as app:
-        flow: dict[str, Any] = app.initiate_auth_code_flow(
-            conf.LOGIN_SCOPES,
-            redirect_uri=redirect_uri,
-            login_hint=login_hint,
-            response_mode=conf.RESPONSE_MODE,
-            prompt="select_account" if not login_hint else None,
-        )
+    flow: dict[str, Any] = _application().initiate_auth_code_flow(
+        conf.LOGIN_SCOPES,
+        redirect_uri=redirect_uri,
+        login_hint=login_hint,
+        response_mode=conf.RESPONSE_MODE,
+        prompt="select_account" if not login_hint else None,
+    )
     return flow
 
 
@@ -267,8 +417,9 @@ def finish_link(
             f"{_first_line(auth_response.get('error_description'))}"
         )
     cache = msal.SerializableTokenCache()
-    entry = _get_app()
-    with entry.using(cache) as app:
+    state = flow.get("state")
+    with _refusals.lend(f"flow {state}" if state else None) as http_cache:
+        app = _application(http_cache=http_cache, token_cache=cache)
         try:
             result = app.acquire_token_by_auth_code_flow(
                 flow, dict(auth_response), scopes=conf.LOGIN_SCOPES
@@ -281,9 +432,9 @@ def finish_link(
             raise AuthorizationFailed(
                 "The sign-in response did not match this sign-in. Please start again."
             ) from None
-        accounts = app.get_accounts() if "error" not in result else []
-    if "error" in result:
-        raise _flow_error(result, redirect_uri=flow.get("redirect_uri"))
+        if "error" in result:
+            raise _flow_error(result, redirect_uri=flow.get("redirect_uri"))
+        accounts = app.get_accounts()
     return _identity(result, accounts, cache)
 
 
@@ -325,12 +476,11 @@ def start_device_link() -> dict[str, Any]:
     It uses a public client application (no secret), which the app
     registration must allow ("Allow public client flows").
     """
-    entry = _get_app(public=True)
-    with entry.using(msal.SerializableTokenCache()) as app:
-        try:
-            flow: dict[str, Any] = app.initiate_device_flow(scopes=conf.LOGIN_SCOPES)
-        except _TRANSPORT_ERRORS as error:
-            raise _unavailable(None, error) from None
+    app = _application(public=True)
+    try:
+        flow: dict[str, Any] = app.initiate_device_flow(scopes=conf.LOGIN_SCOPES)
+    except _TRANSPORT_ERRORS as error:
+        raise _unavailable(None, error) from None
     if "user_code" not in flow:
         raise _flow_error(flow)
     return flow
@@ -340,11 +490,9 @@ def start_device_link() -> dict[str, Any]:
 def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
     """Poll until the user finishes signing in (or the code expires)."""
     cache = msal.SerializableTokenCache()
-    # Polling can take minutes, so this uses an application object of its own
-    # rather than holding the shared one's lock all that time; the shared
-    # http_cache still spares it the discovery requests.
-    app = _build_app(public=True)
-    app.token_cache = cache
+    # Polling can take minutes; msal honours Retry-After between polls with
+    # this call's own throttling memory.
+    app = _application(public=True, token_cache=cache)
     try:
         result = app.acquire_token_by_device_flow(flow)
     except _TRANSPORT_ERRORS as error:
@@ -380,11 +528,16 @@ def cached_access_token(
     This makes no HTTP request and needs no lock: it only reads the stored
     cache, so the backend can skip the locked refresh path in the usual case.
     A token msal would refresh (under five minutes left, or past Microsoft's
-    ``refresh_in`` hint) does not count as fresh.
+    ``refresh_in`` hint) does not count as fresh. Nor does anything in a cache
+    msal could not use: this function cannot name the mailbox, so it returns
+    None and leaves it to :func:`acquire_token` to say what is wrong.
     """
     if not serialized_cache:
         return None
-    cache = _load_cache(serialized_cache)
+    try:
+        cache = _load_cache(serialized_cache)
+    except _UnreadableCache:
+        return None
     now = time.time()
     entries = cache.search(
         msal.TokenCache.CredentialType.ACCESS_TOKEN,
@@ -422,9 +575,24 @@ def acquire_token(
     left; otherwise (or with ``force_refresh``) it redeems the refresh token,
     which Microsoft rotates, so the caller must persist ``serialized_cache``.
     """
-    cache = _load_cache(serialized_cache)
-    entry = _get_app(public=public_client)
-    with entry.using(cache) as app:
+    try:
+        cache = _load_cache(serialized_cache)
+    except _UnreadableCache as problem:
+        # The cache was decrypted, so the keys are right (a wrong key is a
+        # ConfigurationError in models.py); what it holds is not a cache msal
+        # wrote. Only a new sign-in replaces it, and that is the mailbox
+        # owner's to do, so this marks the mailbox like a revoked grant.
+        raise ReconnectRequired(
+            f"The stored sign-in for {mailbox} cannot be read ({problem}), so no "
+            "token can be refreshed from it. Link the mailbox again to replace it.",
+            mailbox=mailbox,
+            error="unreadable_cache",
+        ) from None
+    key = f"mailbox {home_account_id}" if home_account_id else None
+    with _refusals.lend(key) as http_cache:
+        app = _application(
+            public=public_client, http_cache=http_cache, token_cache=cache
+        )
         account = next(
             (a for a in app.get_accounts() if a["home_account_id"] == home_account_id),
             None,
@@ -441,14 +609,14 @@ def acquire_token(
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(mailbox, error) from None
-    if not result:
-        raise ReconnectRequired(
-            f"No refresh token is stored for {mailbox}. Link the mailbox again.",
-            mailbox=mailbox,
-            error="no_refresh_token",
-        )
-    if "error" in result:
-        raise token_error(result, mailbox=mailbox)
+        if not result:
+            raise ReconnectRequired(
+                f"No refresh token is stored for {mailbox}. Link the mailbox again.",
+                mailbox=mailbox,
+                error="no_refresh_token",
+            )
+        if "error" in result:
+            raise token_error(result, mailbox=mailbox)
     return AccessToken(
         value=_SecretStr(result["access_token"]),
         expires_at=_expires_at(result),
@@ -459,14 +627,34 @@ def acquire_token(
 
 # --- error mapping -------------------------------------------------------------
 
-_GRANT_GONE = {70000, 70008, 700082, 700084, 50173, 50133, 50078}
+_GRANT_GONE = {70000, 70008, 700084, 50173, 50133, 50078}
 _POLICY = {50076, 50079, 53003, 50158, 50072, 53000, 50074}
 _CONSENT = {65001, 90094, 90095, 65004}
 _APP_CREDENTIALS = {7000215, 7000222, 7000218, 700016, 50012}
+# Refresh tokens that ran out rather than being revoked: say which limit was
+# reached and what would keep it from happening again.
+_EXPIRED_REFRESH_TOKEN = {
+    # Microsoft ends a refresh token unused for 90 days; tenants cannot change
+    # that since configurable refresh token lifetimes were retired in 2021.
+    700082: (
+        "The sign-in for {who} expired because it was not used for 90 days "
+        "({description}). Link the mailbox again. To keep it from expiring, send "
+        "mail from it, or run `manage.py live_oauth_mail refresh`, at least once "
+        "a month."
+    ),
+    70043: (
+        "The sign-in for {who} expired because the tenant's sign-in frequency "
+        "policy in Conditional Access limits how long a sign-in lasts "
+        "({description}). Link the mailbox again. A tenant administrator can "
+        "lengthen the sign-in frequency for this app, or exclude the app from "
+        "that policy."
+    ),
+}
 
 
 def _first_line(text: Any) -> str:
-    return str(text or "").strip().splitlines()[0] if text else "no details given"
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else "no details given"
 
 
 def _unavailable(
@@ -506,6 +694,15 @@ def token_error(result: Mapping[str, Any], *, mailbox: str | None) -> TokenError
             f"Consent is missing for {who} ({description}). A tenant administrator "
             "must grant admin consent to the app (Azure portal > Enterprise "
             "applications > Permissions), then link the mailbox again.",
+            mailbox=mailbox,
+            error=error,
+            error_codes=codes,
+            description=description,
+        )
+    expired = [_EXPIRED_REFRESH_TOKEN[c] for c in codes if c in _EXPIRED_REFRESH_TOKEN]
+    if expired:
+        return ReconnectRequired(
+            expired[0].format(who=who, description=description),
             mailbox=mailbox,
             error=error,
             error_codes=codes,

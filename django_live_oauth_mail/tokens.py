@@ -1,28 +1,43 @@
-"""Get a valid access token for a mailbox: read, lock, refresh, persist.
+"""Get a valid access token for a mailbox: read, claim, refresh, persist.
 
 The common case (a fresh token in the stored cache) costs no query and no HTTP
-request. Otherwise the refresh happens inside a transaction holding the
-account's row lock, after re-reading the cache: Microsoft rotates refresh
-tokens, so two workers refreshing from the same stale copy would each store a
-different one and one of them would be lost.
+request. Otherwise exactly one worker redeems the refresh token: Microsoft
+rotates refresh tokens, and where the old one stops working a second
+redemption would fail (or two workers would each store a different one and
+one would be lost). That worker claims the refresh with a short lease on the
+row (``refreshing_until``), committed at once; it then calls the identity
+platform holding no database lock, and stores the result. Other workers wait
+for the lease to end and use the token it stored.
+
+Everything written here (cache, status, ``last_error``, health fields, the
+lease) is committed independently of the caller's transaction, see
+:mod:`.durable`; the signals fire once it is durable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import logging
+import time
 from typing import Any
 
-from django.db import connections, router, transaction
-from django.db.models import F
+from django.db import DatabaseError, router, transaction
+from django.db.models import Q
+from django.db.utils import OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import msal_client, signals
+from . import crypto, durable, msal_client, signals
+from .conf import conf
 from .exceptions import AccountNotFound, ReconnectRequired, TokenError
 from .models import MailAccount
 from .msal_client import AccessToken
 
 logger = logging.getLogger(__name__)
+
+#: How often a waiting worker looks whether the refresh it waits for is done.
+POLL_SECONDS = (0.02, 0.05, 0.1, 0.2)
 
 
 @sensitive_variables()
@@ -32,9 +47,10 @@ def get_access_token(
     """An access token for ``account`` with at least five minutes left.
 
     ``force_refresh`` redeems the refresh token even when the cached access
-    token looks fresh (Exchange rejected it). Raises ``ReconnectRequired``
-    when the grant is gone, having marked the account; other ``TokenError``
-    subclasses leave its status alone.
+    token looks fresh (Exchange rejected it), unless another worker stored a
+    new one meanwhile. Raises ``ReconnectRequired`` when the grant is gone,
+    having marked the account; other ``TokenError`` subclasses leave its
+    status alone.
     """
     if not account.is_active:
         raise ReconnectRequired(
@@ -49,7 +65,14 @@ def get_access_token(
         )
         if token is not None:
             return token
-    return _refresh_locked(account, force_refresh=force_refresh)
+    alias = router.db_for_write(MailAccount, instance=account)
+    if durable.needs_second_connection(alias):
+        with durable.second_connection(alias) as second:
+            try:
+                return _Refresh(account, second, force_refresh).run()
+            except _StayWithTheCaller:
+                pass
+    return _Refresh(account, alias, force_refresh).run()
 
 
 class AccountCredentials:
@@ -71,104 +94,177 @@ class AccountCredentials:
         return f"<AccountCredentials for {self.mailbox}>"
 
 
-def _lock(account: MailAccount, using: str) -> MailAccount:
-    if connections[using].vendor == "sqlite":
-        # SQLite ignores SELECT ... FOR UPDATE; a write takes its database
-        # lock, which serialises the refresh just the same.
-        MailAccount.objects.using(using).filter(pk=account.pk).update(
-            updated_at=F("updated_at")
-        )
-    try:
-        return MailAccount.objects.using(using).select_for_update().get(pk=account.pk)
-    except MailAccount.DoesNotExist:
-        raise AccountNotFound(
-            f"{account.email} was unlinked while mail was being sent from it. Link "
-            "it again to send from it.",
-            mailbox=account.email,
-        ) from None
+class _StayWithTheCaller(Exception):
+    """The row is new or locked in the caller's transaction: write there."""
 
 
-@sensitive_variables()
-def _refresh_locked(account: MailAccount, *, force_refresh: bool) -> AccessToken:
-    using = router.db_for_write(MailAccount, instance=account)
-    failure: TokenError | None = None
-    with transaction.atomic(using=using):
-        locked = _lock(account, using)
-        serialized = locked.read_token_cache()
-        # Compare the caches, not only their ciphertexts: rotate-keys
-        # re-encrypts a row without changing the tokens in it.
-        stale_copy = (
-            locked.encrypted_token_cache != account.encrypted_token_cache
-            and serialized != account.read_token_cache()
-        )
-        _copy_state(locked, account)
-        if not locked.is_active:
-            failure = ReconnectRequired(
-                f"{account.email} needs to be linked again before it can send mail.",
-                mailbox=account.email,
-                error="reconnect_required",
-            )
-        elif stale_copy or not force_refresh:
-            # Another worker refreshed while we waited for the lock.
-            token = msal_client.cached_access_token(serialized, locked.home_account_id)
-            if token is not None:
-                return token
-        if failure is None:
-            try:
-                token = msal_client.acquire_token(
-                    serialized,
-                    locked.home_account_id,
-                    mailbox=locked.email,
-                    force_refresh=force_refresh,
-                    public_client=locked.public_client,
+class _Refresh:
+    """One worker's way to a fresh token: claim, or wait for whoever has."""
+
+    def __init__(self, account: MailAccount, using: str, force: bool) -> None:
+        self.account = account
+        self.using = using
+        self.force = force
+        self.rows = MailAccount.objects.using(using).filter(pk=account.pk)
+        # The caller's copy is updated as we learn; force needs the original.
+        self.started_with = account.encrypted_token_cache
+
+    @sensitive_variables()
+    def run(self) -> AccessToken:
+        for attempt in range(10**6):
+            claimed = self._claim()
+            row = self.rows.first()
+            if row is None:
+                self._row_missing()
+            assert row is not None
+            _copy_state(row, self.account)
+            if not row.is_active:
+                if claimed:
+                    self._release()
+                raise ReconnectRequired(
+                    f"{row.email} needs to be linked again before it can send mail "
+                    f"({row.last_error or 'its sign-in expired'}).",
+                    mailbox=row.email,
+                    error="reconnect_required",
                 )
-            except TokenError as error:
-                failure = error
-                _record_failure(locked, error)
-            else:
-                _record_success(locked, token)
-                _copy_state(locked, account)
+            token = self._stored_by_another(row)
+            if token is not None:
+                if claimed:
+                    self._release()
                 return token
-        _copy_state(locked, account)
-    # Raised outside the atomic block so the recorded status is committed.
-    raise failure
+            if claimed:
+                return self._redeem(row)
+            time.sleep(POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)])
+        raise AssertionError("unreachable")  # pragma: no cover
 
+    def _claim(self) -> bool:
+        """Take the refresh lease if nobody holds a live one; commit it now."""
+        now = timezone.now()
+        lease = datetime.timedelta(seconds=2 * conf.HTTP_TIMEOUT + 5)
+        try:
+            return bool(
+                self.rows.filter(status=MailAccount.Status.ACTIVE)
+                .filter(Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now))
+                .update(refreshing_until=now + lease)
+            )
+        except OperationalError as error:
+            if self.using_second_connection and durable.is_lock_timeout(error):
+                raise _StayWithTheCaller from None
+            raise
 
-def _record_success(account: MailAccount, token: AccessToken) -> None:
-    fields = ["token_expires_at", "last_error", "updated_at"]
-    account.token_expires_at = token.expires_at
-    account.last_error = ""
-    if token.serialized_cache is not None:
-        account.write_token_cache(token.serialized_cache)
-        fields.append("encrypted_token_cache")
-    if token.refreshed:
-        account.last_refreshed_at = timezone.now()
-        fields.append("last_refreshed_at")
-        transaction.on_commit(
-            lambda: signals.token_refreshed.send(sender=MailAccount, account=account),
-            using=account._state.db,
+    @property
+    def using_second_connection(self) -> bool:
+        return self.using != router.db_for_write(MailAccount, instance=self.account)
+
+    def _row_missing(self) -> None:
+        if self.using_second_connection:
+            caller = router.db_for_write(MailAccount, instance=self.account)
+            if MailAccount.objects.using(caller).filter(pk=self.account.pk).exists():
+                raise _StayWithTheCaller
+        raise AccountNotFound(
+            f"{self.account.email} was unlinked while mail was being sent from it. "
+            "Link it again to send from it.",
+            mailbox=self.account.email,
         )
-    account.save(update_fields=fields)
-    if token.refreshed:
-        logger.info("Refreshed the access token for %s.", account.email)
 
+    @sensitive_variables()
+    def _stored_by_another(self, row: MailAccount) -> AccessToken | None:
+        """A fresh token another worker stored since our copy was read."""
+        serialized = row.read_token_cache()
+        # Compare the caches, not their ciphertexts: rotate-keys re-encrypts a
+        # row without changing the tokens in it.
+        if self.force and serialized == self._cache_we_started_with():
+            return None
+        return msal_client.cached_access_token(serialized, row.home_account_id)
 
-def _record_failure(account: MailAccount, error: TokenError) -> None:
-    account.last_error = str(error)
-    fields = ["last_error", "updated_at"]
-    if isinstance(error, ReconnectRequired):
-        account.status = MailAccount.Status.RECONNECT_REQUIRED
-        fields.append("status")
-        transaction.on_commit(
-            lambda: signals.reconnect_required.send(
-                sender=MailAccount, account=account, error=error
-            ),
-            using=account._state.db,
+    @sensitive_variables()
+    def _cache_we_started_with(self) -> str:
+        copy = MailAccount(
+            email=self.account.email, encrypted_token_cache=self.started_with
         )
-        logger.warning("%s", error)
-    else:
-        logger.error("%s", error)
-    account.save(update_fields=fields)
+        return copy.read_token_cache()
+
+    @sensitive_variables()
+    def _redeem(self, row: MailAccount) -> AccessToken:
+        serialized = row.read_token_cache()
+        try:
+            token = msal_client.acquire_token(
+                serialized,
+                row.home_account_id,
+                mailbox=row.email,
+                force_refresh=self.force
+                and serialized == self._cache_we_started_with(),
+                public_client=row.public_client,
+            )
+        except TokenError as error:
+            self._record_failure(row, error)
+            raise
+        except BaseException:
+            self._release()
+            raise
+        try:
+            self._record_success(row, token)
+        except BaseException:
+            # The rotated token is lost (docs/reliability.md); at least let the
+            # next worker try at once instead of waiting out the lease.
+            with contextlib.suppress(DatabaseError):
+                self._release()
+            raise
+        return token
+
+    def _release(self) -> None:
+        self.rows.update(refreshing_until=None)
+
+    @sensitive_variables()
+    def _record_success(self, row: MailAccount, token: AccessToken) -> None:
+        now = timezone.now()
+        fields: dict[str, Any] = {
+            "token_expires_at": token.expires_at,
+            "last_error": "",
+            "refreshing_until": None,
+            "updated_at": now,
+        }
+        if token.serialized_cache is not None:
+            fields["encrypted_token_cache"] = crypto.encrypt(token.serialized_cache)
+        if token.refreshed:
+            fields["last_refreshed_at"] = now
+        self.rows.update(**fields)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        _copy_state(row, self.account)
+        if token.refreshed:
+            logger.info("Refreshed the access token for %s.", row.email)
+            account = self.account
+            transaction.on_commit(
+                lambda: signals.token_refreshed.send(
+                    sender=MailAccount, account=account
+                ),
+                using=self.using,
+            )
+
+    def _record_failure(self, row: MailAccount, error: TokenError) -> None:
+        fields: dict[str, Any] = {
+            "last_error": str(error),
+            "refreshing_until": None,
+            "updated_at": timezone.now(),
+        }
+        if isinstance(error, ReconnectRequired):
+            fields["status"] = MailAccount.Status.RECONNECT_REQUIRED
+        self.rows.update(**fields)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        _copy_state(row, self.account)
+        if isinstance(error, ReconnectRequired):
+            logger.warning("%s", error)
+            account = self.account
+            transaction.on_commit(
+                lambda: signals.reconnect_required.send(
+                    sender=MailAccount, account=account, error=error
+                ),
+                using=self.using,
+            )
+        else:
+            logger.error("%s", error)
 
 
 _SHARED_STATE = (
@@ -177,6 +273,7 @@ _SHARED_STATE = (
     "token_expires_at",
     "last_refreshed_at",
     "last_error",
+    "refreshing_until",
     "updated_at",
 )
 

@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from django.db.models.signals import pre_save
+from cryptography.fernet import Fernet
+from django.contrib import messages
+from django.db import OperationalError
+from django.db.models.signals import pre_delete, pre_save
 from django.test import Client
 
 from django_live_oauth_mail import signals
@@ -31,6 +34,22 @@ def act(staff: Client, action: str, *accounts: MailAccount) -> Any:
         {"action": action, "_selected_action": [a.pk for a in accounts]},
         follow=True,
     )
+
+
+def undecryptable(account: MailAccount) -> MailAccount:
+    """Make the row's cache one written with a key the site no longer has."""
+    lost_key = Fernet(Fernet.generate_key())
+    MailAccount.objects.filter(pk=account.pk).update(
+        encrypted_token_cache=lost_key.encrypt(b"{}").decode()
+    )
+    return MailAccount.objects.get(pk=account.pk)
+
+
+def reported(response: Any) -> list[tuple[int, str]]:
+    """The messages the action left for the admin, with their levels."""
+    assert response.status_code == 200
+    assert [status for _, status in response.redirect_chain] == [302]
+    return [(m.level, str(m)) for m in response.context["messages"]]
 
 
 def test_changelist_filters_and_search(
@@ -93,6 +112,85 @@ def test_refresh_now_reports_a_revoked_grant(
     response = act(staff, "refresh_now", alice_account)
     assert "Link the mailbox again" in response.content.decode()
     assert MailAccount.objects.get(pk=alice_account.pk).status == "reconnect_required"
+
+
+def test_refresh_now_reports_a_mailbox_it_cannot_decrypt_and_refreshes_the_rest(
+    staff: Client,
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    undecryptable(alice_account)
+    identity_platform.reset()
+
+    response = act(staff, "refresh_now", alice_account, bob_account)
+
+    [(level, text), done] = reported(response)
+    assert level == messages.ERROR
+    assert text.startswith("alice@outlook.com: The stored tokens of alice@outlook")
+    assert "linked again" in text
+    assert done == (messages.SUCCESS, "Refreshed 1 mailbox.")
+    assert [r.email for r in identity_platform.token_requests] == ["bob@contoso.com"]
+
+
+def test_send_test_message_reports_a_mailbox_it_cannot_decrypt_and_sends_the_rest(
+    staff: Client,
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    undecryptable(alice_account)
+
+    response = act(staff, "send_test_message", alice_account, bob_account)
+
+    [(level, text), (sent, sent_text)] = reported(response)
+    assert level == messages.ERROR
+    assert text.startswith("alice@outlook.com: The stored tokens of alice@outlook")
+    assert sent == messages.SUCCESS and sent_text.startswith("bob@contoso.com: test")
+    [received] = smtp_server.messages
+    assert received.authenticated_as == "bob@contoso.com"
+
+
+def test_a_mailbox_that_cannot_be_decrypted_can_still_be_disconnected(
+    staff: Client, alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    undecryptable(alice_account)
+    response = act(staff, "disconnect", alice_account, bob_account)
+    assert reported(response) == [(messages.SUCCESS, "Disconnected 2 mailboxes.")]
+    assert MailAccount.objects.count() == 0
+
+
+def test_disconnect_reports_a_database_error_and_disconnects_the_rest(
+    staff: Client, alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    def locked(sender: Any, instance: MailAccount, **kwargs: Any) -> None:
+        if instance.email == "alice@outlook.com":
+            raise OperationalError("database is locked")
+
+    pre_delete.connect(locked, sender=MailAccount)
+    try:
+        response = act(staff, "disconnect", alice_account, bob_account)
+    finally:
+        pre_delete.disconnect(locked, sender=MailAccount)
+
+    assert reported(response) == [
+        (messages.ERROR, "alice@outlook.com: database is locked"),
+        (messages.SUCCESS, "Disconnected 1 mailbox."),
+    ]
+    assert list(MailAccount.objects.values_list("email", flat=True)) == [
+        "alice@outlook.com"
+    ]
+
+
+def test_pages_of_a_mailbox_that_cannot_be_decrypted_still_work(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    account = undecryptable(alice_account)
+    assert "alice@outlook.com" in staff.get(CHANGELIST).content.decode()
+    assert staff.get(f"{CHANGELIST}{account.pk}/change/").status_code == 200
+    assert staff.get(f"{CHANGELIST}{account.pk}/delete/").status_code == 200
+    assert change(staff, account, shared="on").status_code == 302
+    assert MailAccount.objects.get(pk=account.pk).shared is True
 
 
 def test_disconnect_action_deletes_and_signals(

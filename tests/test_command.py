@@ -1,4 +1,4 @@
-"""manage.py live_oauth_mail: status, refresh, connect, test."""
+"""manage.py live_oauth_mail: status, refresh, connect, test, rotate-keys."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -16,6 +17,8 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+LOST_KEY, OLD_KEY, NEW_KEY = (Fernet.generate_key().decode() for _ in range(3))
 
 
 def run(*args: str) -> str:
@@ -83,6 +86,27 @@ def test_refresh_fails_and_says_which(
     with pytest.raises(CommandError, match=r"alice@outlook\.com"):
         run("refresh")
     assert MailAccount.objects.get(pk=alice_account.pk).status == "reconnect_required"
+
+
+def test_refresh_goes_on_past_a_mailbox_whose_tokens_cannot_be_decrypted(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    MailAccount.objects.update(created_at=timezone.now() - datetime.timedelta(days=40))
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        encrypted_token_cache=Fernet(LOST_KEY).encrypt(b"{}").decode()
+    )
+    identity_platform.reset()
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=r"alice@outlook\.com") as caught:
+        call_command("live_oauth_mail", "refresh", stdout=out)
+
+    assert caught.value.returncode == 1
+    assert "alice@outlook.com: The stored tokens" in out.getvalue()
+    assert "Refreshed 1 of 2" in out.getvalue()
+    assert [r.email for r in identity_platform.token_requests] == ["bob@contoso.com"]
 
 
 def test_connect_with_a_device_code(
@@ -156,3 +180,44 @@ def test_test_subcommand_shows_the_servers_reply_on_failure(
         )
     assert "550 5.1.10 RESOLVER.ADR.RecipientNotFound" in out.getvalue()
     assert smtp_server.messages == []
+
+
+def decrypts_with_only(key: str, account: MailAccount) -> bool:
+    stored = MailAccount.objects.get(pk=account.pk).encrypted_token_cache
+    try:
+        Fernet(key).decrypt(stored)
+    except InvalidToken:
+        return False
+    return True
+
+
+def test_rotate_keys_re_encrypts_every_row_it_can_and_names_the_others(
+    link: Any, user: Any, live_settings: dict[str, Any]
+) -> None:
+    # alice's cache was written with a key nobody kept; it comes first.
+    live_settings["ENCRYPTION_KEYS"] = [LOST_KEY]
+    alice = link(user, "alice@outlook.com")
+    live_settings["ENCRYPTION_KEYS"] = [OLD_KEY]
+    bob, dave = link(user, "bob@contoso.com"), link(user, "dave@fabrikam.com")
+    lost = MailAccount.objects.get(pk=alice.pk).encrypted_token_cache
+    live_settings["ENCRYPTION_KEYS"] = [NEW_KEY, OLD_KEY]
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as caught:
+        call_command("live_oauth_mail", "rotate-keys", stdout=out)
+
+    assert caught.value.returncode == 1
+    assert decrypts_with_only(NEW_KEY, bob) and decrypts_with_only(NEW_KEY, dave)
+    assert MailAccount.objects.get(pk=alice.pk).encrypted_token_cache == lost
+    output = out.getvalue()
+    assert "alice@outlook.com: its token cache cannot be decrypted" in output
+    assert "bob@contoso.com" not in output and "dave@fabrikam.com" not in output
+    assert "Re-encrypted 2 token cache(s) with the newest key." in output
+    message = str(caught.value)
+    assert "alice@outlook.com" in message
+    assert "ENCRYPTION_KEYS" in message and "SECRET_KEY_FALLBACKS" in message
+    assert "linked again" in message
+    # With the lost key back, the same command finishes the job.
+    live_settings["ENCRYPTION_KEYS"] = [NEW_KEY, LOST_KEY]
+    assert "Re-encrypted 1 token cache(s)" in run("rotate-keys")
+    assert decrypts_with_only(NEW_KEY, alice)

@@ -22,6 +22,7 @@ from django.contrib.sessions.models import Session
 from django.core.mail import send_mail
 from django.core.management import call_command
 from django.db import DatabaseError, connection
+from django.db.models import QuerySet
 from django.test import Client
 
 from django_live_oauth_mail import crypto, signals
@@ -455,12 +456,16 @@ def test_a_failed_save_after_a_refresh_keeps_the_old_cache_intact(
     def on_refresh(sender: Any, account: MailAccount, **kwargs: Any) -> None:
         refreshed.append(account)
 
-    def failing_save(self: MailAccount, *args: Any, **kwargs: Any) -> None:
-        raise DatabaseError("disk full")
+    original_update = QuerySet.update
+
+    def failing_update(self: QuerySet[Any], **fields: Any) -> int:
+        if "encrypted_token_cache" in fields:  # storing the refreshed cache
+            raise DatabaseError("disk full")
+        return original_update(self, **fields)
 
     identity_platform.reset()
     signals.token_refreshed.connect(on_refresh)
-    monkeypatch.setattr(MailAccount, "save", failing_save)
+    monkeypatch.setattr(QuerySet, "update", failing_update)
     try:
         with pytest.raises(DatabaseError):
             get_access_token(account)

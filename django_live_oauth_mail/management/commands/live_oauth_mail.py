@@ -14,7 +14,7 @@ from django.utils import timezone
 from ... import crypto, msal_client
 from ...accounts import link_mailbox
 from ...diagnostics import Step, send_test_message
-from ...exceptions import LiveOAuthMailError
+from ...exceptions import ConfigurationError, LiveOAuthMailError
 from ...models import MailAccount
 from ...tokens import get_access_token
 
@@ -45,7 +45,9 @@ class Command(BaseCommand):
         test.add_argument("mailbox")
         test.add_argument("--to", required=True, metavar="ADDRESS")
         commands.add_parser(
-            "rotate-keys", help="Re-encrypt every token cache with the newest key."
+            "rotate-keys",
+            help="Re-encrypt every token cache with the newest key; exit 1 if "
+            "any cannot be decrypted.",
         )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
@@ -124,7 +126,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"{prefix} ...", ending="\r")
             try:
                 get_access_token(account, force_refresh=True)
-            except LiveOAuthMailError as error:
+            # ConfigurationError: this row's cache cannot be decrypted; the
+            # other mailboxes are still worth refreshing.
+            except (LiveOAuthMailError, ConfigurationError) as error:
                 failures.append(account.email)
                 self.stdout.write(self.style.ERROR(f"{prefix}: {error}"))
             else:
@@ -186,19 +190,39 @@ class Command(BaseCommand):
 
     def handle_rotate_keys(self, **options: Any) -> None:
         rotated = 0
+        unreadable: list[str] = []
         for account in MailAccount.objects.exclude(encrypted_token_cache="").iterator():
-            if crypto.needs_rotation(account.encrypted_token_cache):
-                # Write only if the row still holds what was read: a refresh
-                # that committed meanwhile stored a newer cache (with the
-                # newest key), which must not be replaced by the older one.
-                rotated += MailAccount.objects.filter(
-                    pk=account.pk,
-                    encrypted_token_cache=account.encrypted_token_cache,
-                ).update(
-                    encrypted_token_cache=crypto.rotate(account.encrypted_token_cache),
-                    updated_at=timezone.now(),
+            if not crypto.needs_rotation(account.encrypted_token_cache):
+                continue
+            try:
+                ciphertext = crypto.rotate(account.encrypted_token_cache)
+            except crypto.InvalidToken:
+                # No configured key fits: leave the row for its old key to come
+                # back, and carry on with the others.
+                unreadable.append(account.email)
+                self.stdout.write(
+                    self.style.ERROR(
+                        f"{account.email}: its token cache cannot be decrypted "
+                        "with any configured key; left as it was."
+                    )
                 )
+                continue
+            # Write only if the row still holds what was read: a refresh that
+            # committed meanwhile stored a newer cache (with the newest key),
+            # which must not be replaced by the older one.
+            rotated += MailAccount.objects.filter(
+                pk=account.pk, encrypted_token_cache=account.encrypted_token_cache
+            ).update(encrypted_token_cache=ciphertext, updated_at=timezone.now())
         self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
+        if unreadable:
+            raise CommandError(
+                f"Could not decrypt the token cache of {len(unreadable)} mailbox(es): "
+                f"{', '.join(unreadable)}. Put the key they were written with back "
+                "in LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (after the newest key), or "
+                "the old SECRET_KEY in SECRET_KEY_FALLBACKS, and run rotate-keys "
+                "again; or have each of them linked again.",
+                returncode=1,
+            )
 
 
 def _when(value: datetime.datetime | None) -> str:
