@@ -26,6 +26,13 @@ _acting: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextV
     "live_oauth_mail_acting_user", default=None
 )
 
+#: The ``sending_as`` blocks open in this context, innermost last, with the
+#: token that undoes each. Kept per context, not on the object: one
+#: ``sending_as`` object may be entered by several threads or tasks at once.
+_open_blocks: contextvars.ContextVar[
+    tuple[tuple[sending_as, contextvars.Token[Any]], ...]
+] = contextvars.ContextVar("live_oauth_mail_sending_as_blocks", default=())
+
 
 def acting_user_pk() -> Any:
     """The primary key of the authenticated acting user, or None."""
@@ -40,6 +47,9 @@ def user_pk(user: Any) -> Any:
     """
     if user is None:
         return None
+    if isinstance(user, bool):
+        # True == 1 in Python: it would act as the user with pk 1.
+        raise TypeError(f"Expected a user or a user's primary key, not {user!r}.")
     if not hasattr(user, "is_authenticated"):
         return user  # a primary key
     return user.pk if user.is_authenticated else None
@@ -69,12 +79,13 @@ class sending_as:
     """
 
     def __init__(self, user: Any) -> None:
+        user_pk(user)  # refuse what is not a user before any block runs
         self.user = user
-        self._tokens: list[contextvars.Token[Any]] = []
 
     def __enter__(self) -> Any:
         user = self.user
-        self._tokens.append(set_acting(lambda: user))
+        token = set_acting(lambda: user)
+        _open_blocks.set((*_open_blocks.get(), (self, token)))
         return user
 
     def __exit__(
@@ -83,11 +94,21 @@ class sending_as:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        reset_acting(self._tokens.pop())
+        blocks = _open_blocks.get()
+        # The innermost of this object's blocks in this context: with proper
+        # nesting, the last one.
+        index = max(i for i, (block, _) in enumerate(blocks) if block is self)
+        reset_acting(blocks[index][1])
+        _open_blocks.set(blocks[:index] + blocks[index + 1 :])
 
     def __call__(self, func: F) -> F:
-        # A fresh context manager per call: one decorated function may run in
-        # several threads or tasks at once.
+        # A fresh block per call. A generator's body runs after the call
+        # returns, when the wrapper's block has closed, so it is refused.
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"sending_as cannot decorate the generator {func.__qualname__}: "
+                "use `with sending_as(user):` around the code that sends."
+            )
         user = self.user
         if inspect.iscoroutinefunction(func):
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import SendAsAddress, normalize_email
+from .routing import reserved_address
 
 
 class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -39,3 +42,23 @@ class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
                 params={"mailbox": account.email, "address": address},
             )
         return address
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        address = cleaned.get("address")
+        shared = cleaned.get("shared", self.instance.shared)
+        # Only the admin can claim a site address, and only for everyone.
+        if address and not shared and reserved_address(address):
+            self.add_error(
+                "address",
+                forms.ValidationError(
+                    _(
+                        "%(address)s is the site's address or another mailbox's, "
+                        "so one user's mailbox cannot send as it. An "
+                        "administrator can add it as a shared Send As address."
+                    ),
+                    code="reserved",
+                    params={"address": address},
+                ),
+            )
+        return cleaned

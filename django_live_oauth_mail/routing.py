@@ -8,7 +8,8 @@ through the first of:
 
 1. the mailbox given explicitly (the backend's ``account=``/``auth_user``);
 2. a mailbox of the acting user (see :mod:`.acting`) whose address, or one of
-   whose Send As addresses, is the From address;
+   whose Send As addresses, is the From address; a personal Send As entry
+   never takes the site's address or another mailbox's (:func:`reserved_address`);
 3. a shared mailbox, or a shared Send As address, matching the From address;
 4. ``DEFAULT_ACCOUNT``, only for an empty From, ``DEFAULT_FROM_EMAIL``,
    ``SERVER_EMAIL`` or its own address;
@@ -21,7 +22,7 @@ and anything else raises :class:`AccountNotFound` before anything is sent.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from email.utils import parseaddr
+from email.utils import getaddresses
 from typing import Any
 
 from django.conf import settings
@@ -46,7 +47,7 @@ def explicit_account(selector: MailAccount | int | str) -> MailAccount:
         if isinstance(selector, int)
         else accounts.for_address(str(selector))
     )
-    account = accounts.order_by("created_at", "pk").first()
+    account = accounts.order_by("-shared", "created_at", "pk").first()
     if account is None:
         raise AccountNotFound(
             f"No active linked mailbox matches {selector!r}. Link it on the "
@@ -89,13 +90,26 @@ def route(
 
 
 def sender_address(raw: str) -> str | None:
-    """The normalized address in a From value; "" when empty, None if unreadable."""
+    """The normalized address in a From value; "" when empty.
+
+    None when it is unreadable or holds more than one address: "a@x, b@y"
+    must not be read as either.
+    """
     if not raw.strip():
         return ""
-    address = parseaddr(raw)[1]
-    if "@" not in address:
+    parsed = getaddresses([raw])
+    if len(parsed) != 1 or "@" not in parsed[0][1]:
         return None
-    return normalize_email(address)
+    return normalize_email(parsed[0][1])
+
+
+def reserved_address(address: str) -> bool:
+    """Is ``address`` the site's or another mailbox's to send from?
+
+    Such an address may be a Send As address only for everyone (shared):
+    one user's entry would otherwise take its mail while that user acts.
+    """
+    return _Mailboxes({address}, acting=None)._site_address(address)
 
 
 class _Mailboxes:
@@ -104,13 +118,12 @@ class _Mailboxes:
     def __init__(self, senders: set[str], *, acting: Any) -> None:
         self.acting = acting
         self.routing = conf.ROUTING
-        self.default = (
-            normalize_email(conf.DEFAULT_ACCOUNT) if conf.DEFAULT_ACCOUNT else None
-        )
+        self.default = sender_address(conf.DEFAULT_ACCOUNT or "") or None
         wanted = senders | ({self.default} if self.default else set())
-        # address -> [(mailbox, may any code send as this address?)], oldest
-        # link first: a later link (another user's, perhaps with an unverified
-        # email claim) never takes over an address's mail.
+        # address -> [(mailbox, may any code send as this address?)], shared
+        # mailboxes first, then oldest link first: a later link (another
+        # user's, perhaps with an unverified email claim) never takes over an
+        # address's mail.
         self.by_address: dict[str, list[tuple[MailAccount, bool]]] = {}
         if not wanted:
             return
@@ -123,7 +136,7 @@ class _Mailboxes:
                 send_as=F("send_as_addresses__address"),
                 send_as_shared=F("send_as_addresses__shared"),
             )
-            .order_by("created_at", "pk")
+            .order_by("-shared", "created_at", "pk")
         )
         accounts: dict[int, MailAccount] = {}
         seen: set[tuple[str, int]] = set()
@@ -160,14 +173,16 @@ class _Mailboxes:
     def pick(self, sender: str | None) -> MailAccount:
         if sender is None:
             raise AccountNotFound(
-                "The From address of a message could not be read, so no mailbox "
-                "was chosen. Give from_email as 'name@example.com' or "
+                "The From of a message is not one readable address, so no "
+                "mailbox was chosen. Give from_email as 'name@example.com' or "
                 "'Name <name@example.com>'.",
             )
         candidates = self.by_address.get(sender, [])
         if self.acting is not None:
             for account, _ in candidates:
-                if account.user_id == self.acting:
+                if account.user_id == self.acting and (
+                    account.email == sender or not self._site_address(sender)
+                ):
                     return account
         for account, shared in candidates:
             if shared:
@@ -195,6 +210,18 @@ class _Mailboxes:
                 mailbox=sender,
             )
         raise AccountNotFound(self._not_found(sender), mailbox=sender or None)
+
+    def _site_address(self, sender: str) -> bool:
+        """Is ``sender`` someone else's, or the site's, whatever a Send As says?
+
+        A user's Send As entry for another linked mailbox's address, a shared
+        address, or one ``DEFAULT_ACCOUNT`` serves must not take the site's
+        mail for that address whenever that user is acting.
+        """
+        return self._default_serves(sender) or any(
+            shared or account.email == sender
+            for account, shared in self.by_address.get(sender, ())
+        )
 
     def _default_serves(self, sender: str) -> bool:
         site_senders = {

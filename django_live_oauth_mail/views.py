@@ -229,11 +229,15 @@ def send_as_add(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def send_as_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    """Remove a Send As address from one of the user's own mailboxes."""
+    """Remove a Send As address from one of the user's own mailboxes.
+
+    A shared entry is the admin's: the site's mail may depend on it.
+    """
     send_as = get_object_or_404(
         SendAsAddress.objects.select_related("account"),
         pk=pk,
         account__user=request.user,
+        shared=False,
     )
     send_as.delete()
     messages.success(

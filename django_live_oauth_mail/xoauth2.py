@@ -67,26 +67,30 @@ def _authenticate(
     line: bytes | None = None
     lost: str | None = None
     try:
+        # Outside the OSError handler below: a failure to get a token is the
+        # identity platform's or the database's, not a lost SMTP connection.
         token = credentials.token(force_refresh=force_refresh)
         response = base64.b64encode(xoauth2_response(mailbox, token).encode())
         line = b"AUTH XOAUTH2 " + response + b"\r\n"
         if smtp.debuglevel > 0:
             debug = smtp._print_debug  # type: ignore[attr-defined]
             debug("send:", repr("AUTH XOAUTH2 <hidden>\r\n"))
-        # ssl.SSLSocket.sendall() is Python code that keeps its data in a
-        # local; a memoryview's repr shows none of the bytes.
-        sock.sendall(memoryview(line))
-        code, reply = smtp.getreply()
-        if code == 334:
-            # On failure Exchange may send a 334 with a JSON error; an empty
-            # line asks for the final 535.
-            sock.sendall(b"\r\n")
+        try:
+            # ssl.SSLSocket.sendall() is Python code that keeps its data in a
+            # local; a memoryview's repr shows none of the bytes.
+            sock.sendall(memoryview(line))
             code, reply = smtp.getreply()
-    except smtplib.SMTPResponseException:
-        raise  # a reply, not a lost connection (SMTPException is an OSError)
-    except (OSError, smtplib.SMTPServerDisconnected) as error:
-        # Only its text goes on: its traceback holds smtplib's and ssl's frames.
-        lost = str(error) or type(error).__name__
+            if code == 334:
+                # On failure Exchange may send a 334 with a JSON error; an
+                # empty line asks for the final 535.
+                sock.sendall(b"\r\n")
+                code, reply = smtp.getreply()
+        except smtplib.SMTPResponseException:
+            raise  # a reply, not a lost connection (SMTPException is an OSError)
+        except (OSError, smtplib.SMTPServerDisconnected) as error:
+            # Only its text goes on: its traceback holds smtplib's and ssl's
+            # frames.
+            lost = str(error) or type(error).__name__
     finally:
         token = response = line = None
     if lost is not None:

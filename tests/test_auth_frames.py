@@ -272,3 +272,23 @@ def test_smtp_debug_output_does_not_show_the_auth_line(
     assert "AUTH XOAUTH2" in shown  # the exchange is still traced
     assert "token-1" not in shown
     assert base64.b64encode(sasl.encode()).decode() not in shown
+
+
+class BrokenTokenSource(TokenSource):
+    """Credentials whose token lookup fails with an OSError of its own."""
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        raise ConnectionRefusedError("token cache on a network share is gone")
+
+
+def test_a_failure_to_get_a_token_is_not_called_a_lost_smtp_connection() -> None:
+    with (
+        ChallengingSMTPServer([]) as server,
+        XOAuth2SMTP(server.host, server.port, timeout=10) as connection,
+    ):
+        with pytest.raises(ConnectionRefusedError, match="network share"):
+            connection.login("bob@contoso.com", BrokenTokenSource())
+        # The SMTP session is untouched: no AUTH went out, and it is still open.
+        assert connection.sock is not None
+        assert connection.noop()[0] == 502
+    assert server.tokens == []

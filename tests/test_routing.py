@@ -252,8 +252,26 @@ def test_a_refused_message_fails_the_batch_before_anything_is_sent(
 def test_an_unreadable_from_is_refused(
     alice_account: MailAccount, user: Any, smtp_server: XOAuth2SMTPServer
 ) -> None:
-    with sending_as(user), pytest.raises(AccountNotFound, match="could not be read"):
+    with sending_as(user), pytest.raises(AccountNotFound, match="one readable address"):
         message("not an address").send()
+    assert smtp_server.sessions == 0
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "alice@outlook.com, mallory@example.org",
+        "mallory@example.org, alice@outlook.com",
+        "Alice <alice@outlook.com>, Mallory <mallory@example.org>",
+    ],
+)
+def test_a_from_with_two_addresses_is_refused(
+    alice_account: MailAccount, user: Any, smtp_server: XOAuth2SMTPServer, sender: str
+) -> None:
+    # Read as either address, it would sign in as Alice and send a message
+    # whose From names someone else too.
+    with sending_as(user), pytest.raises(AccountNotFound, match="one readable address"):
+        message(sender).send()
     assert smtp_server.sessions == 0
 
 
@@ -287,6 +305,52 @@ def test_sending_as_decorates_functions_and_coroutines(
     assert plain() == user.pk
     assert asyncio.run(coroutine()) == other_user.pk
     assert acting_user_pk() is None
+
+
+def test_sending_as_refuses_what_is_not_a_user(user: Any) -> None:
+    with pytest.raises(TypeError, match="True"):
+        sending_as(True)  # True == 1 would act as the user with pk 1
+    with pytest.raises(TypeError, match="generator"):
+
+        @sending_as(user)
+        def messages() -> Any:
+            yield acting_user_pk()
+
+    assert acting_user_pk() is None
+
+
+def test_one_sending_as_object_serves_threads_that_overlap(
+    user: Any, other_user: Any
+) -> None:
+    as_user = sending_as(user)
+    entered = threading.Barrier(2)
+    first_left = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def first() -> None:
+        with as_user:
+            entered.wait()
+        seen["first after"] = acting_user_pk()
+        first_left.set()
+
+    def second() -> None:
+        with sending_as(other_user), as_user:
+            entered.wait()
+            first_left.wait()
+            seen["second inside"] = acting_user_pk()
+        seen["second after"] = acting_user_pk()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Each thread's exit undid its own block, in its own context.
+    assert seen == {
+        "first after": None,
+        "second inside": user.pk,
+        "second after": None,
+    }
 
 
 def test_a_new_thread_starts_with_no_acting_user(user: Any) -> None:
@@ -419,6 +483,63 @@ def test_send_as_addresses_do_not_add_queries_per_message(
 
     assert len(queries) == 2  # find the mailboxes, mark them used
     assert smtp_server.sessions == 1
+
+
+def test_a_users_send_as_entry_never_takes_the_sites_or_anothers_address(
+    alice_account: MailAccount,
+    link: Linker,
+    user: Any,
+    other_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    # Entries written past the form (which refuses them): Alice's mailbox
+    # lists the site's From, Dave's own address and a shared Send As address.
+    dave = link(other_user, "dave@fabrikam.com")
+    site = link(other_user, "bob@contoso.com")
+    live_settings["DEFAULT_ACCOUNT"] = "Site <Bob@contoso.com>"
+    SendAsAddress.objects.create(
+        account=site, address="noreply@contoso.com", shared=True
+    )
+    for address in (
+        "webmaster@example.com",
+        "dave@fabrikam.com",
+        "noreply@contoso.com",
+    ):
+        SendAsAddress.objects.create(account=alice_account, address=address)
+    smtp_server.send_as["bob@contoso.com"] = {
+        "webmaster@example.com",
+        "noreply@contoso.com",
+    }
+
+    with sending_as(user):
+        assert message("webmaster@example.com").send() == 1
+        assert message("noreply@contoso.com").send() == 1
+        with pytest.raises(SenderNotAllowed, match=r"dave@fabrikam\.com"):
+            message("dave@fabrikam.com").send()
+
+    assert [m.authenticated_as for m in smtp_server.messages] == ["bob@contoso.com"] * 2
+    assert not MailAccount.objects.filter(pk=dave.pk, last_used_at__isnull=False)
+
+
+def test_an_address_linked_twice_is_chosen_shared_first(
+    link: Linker,
+    user: Any,
+    other_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    link(user, "bob@contoso.com")  # older, a person's own link
+    shared = link(other_user, "bob@contoso.com")
+    MailAccount.objects.filter(pk=shared.pk).update(shared=True)
+    live_settings["DEFAULT_ACCOUNT"] = "bob@contoso.com"
+    smtp_server.send_as["bob@contoso.com"] = {"webmaster@example.com"}
+
+    assert make_backend(account="bob@contoso.com").send_messages([message(None)]) == 1
+    assert message(None).send() == 1
+
+    used = MailAccount.objects.filter(last_used_at__isnull=False)
+    assert list(used.values_list("pk", flat=True)) == [shared.pk]
 
 
 # -- DEFAULT_ACCOUNT -----------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.forms import modelform_factory
 from django.test import Client
 
+from django_live_oauth_mail.forms import SendAsAddressForm
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,6 +98,73 @@ def test_an_invalid_address_is_refused(
     page = response.content.decode()
     assert 'class="error"' in page
     assert "<script>x</script>" not in page
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Webmaster@example.com",  # DEFAULT_FROM_EMAIL
+        "errors@example.com",  # SERVER_EMAIL
+        "dave@fabrikam.com",  # another user's linked mailbox
+        "noreply@contoso.com",  # a shared Send As address
+        "site@contoso.com",  # DEFAULT_ACCOUNT
+    ],
+)
+def test_the_sites_and_other_mailboxes_addresses_are_refused(
+    client: Client,
+    alice_account: MailAccount,
+    link: Any,
+    other_user: Any,
+    settings: Any,
+    live_settings: dict[str, Any],
+    address: str,
+) -> None:
+    settings.SERVER_EMAIL = "Errors <errors@example.com>"
+    live_settings["DEFAULT_ACCOUNT"] = "site@contoso.com"
+    link(other_user, "dave@fabrikam.com")
+    support = link(other_user, "bob@contoso.com")
+    SendAsAddress.objects.create(
+        account=support, address="noreply@contoso.com", shared=True
+    )
+
+    response = add(client, alice_account, address)
+
+    assert addresses_of(alice_account) == []
+    assert "so one user&#x27;s mailbox cannot send as it" in response.content.decode()
+
+
+def test_an_admin_may_add_a_site_address_only_as_shared(
+    alice_account: MailAccount,
+) -> None:
+    AdminForm = modelform_factory(
+        SendAsAddress, form=SendAsAddressForm, fields=("address", "shared")
+    )
+    data = {"address": "webmaster@example.com"}
+
+    personal = AdminForm(data, instance=SendAsAddress(account=alice_account))
+    shared = AdminForm(
+        {**data, "shared": "on"}, instance=SendAsAddress(account=alice_account)
+    )
+
+    assert personal.errors["address"][0].startswith("webmaster@example.com is the")
+    assert shared.is_valid(), shared.errors
+    shared.save()
+    assert addresses_of(alice_account) == [("webmaster@example.com", True)]
+
+
+def test_owner_cannot_remove_a_shared_address(
+    client: Client, alice_account: MailAccount
+) -> None:
+    shared = SendAsAddress.objects.create(
+        account=alice_account, address="noreply@contoso.com", shared=True
+    )
+    page = client.get("/mail/").content.decode()
+    assert f"/mail/send-as/{shared.pk}/remove/" not in page
+
+    response = client.post(f"/mail/send-as/{shared.pk}/remove/")
+
+    assert response.status_code == 404
+    assert addresses_of(alice_account) == [("noreply@contoso.com", True)]
 
 
 def test_owner_removes_an_address(client: Client, alice_account: MailAccount) -> None:
