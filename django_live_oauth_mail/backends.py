@@ -1,10 +1,12 @@
 """Django's SMTP email backend, authenticating as the sender's linked mailbox.
 
-Only three things differ from ``django.core.mail.backends.smtp.EmailBackend``:
-which mailbox logs in (chosen per message by :mod:`.routing`), how it logs in
-(XOAUTH2 with a token from :mod:`.tokens`), and that one ``send_messages()``
-call opens one SMTP session per mailbox. Everything else, including
-``open()``'s contract and ``fail_silently``, is Django's.
+What differs from ``django.core.mail.backends.smtp.EmailBackend``: which
+mailbox logs in (chosen per message by :mod:`.routing`), how it logs in
+(XOAUTH2 with a token from :mod:`.tokens`), that one ``send_messages()`` call
+opens one SMTP session per mailbox, that temporary failures are retried
+(:mod:`.retry`), and that ``open()`` with no fixed mailbox signs in as the one
+that sends ``DEFAULT_FROM_EMAIL``. Return values and ``fail_silently`` are
+Django's; passwords and plaintext connections are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from django.utils.functional import cached_property
 from . import retry, routing
 from .conf import conf
 from .exceptions import (
+    AccountNotFound,
     ConfigurationError,
     LiveOAuthMailError,
     PartialDelivery,
@@ -62,15 +65,19 @@ class EmailBackend(smtp.EmailBackend):
         password: str | None = None,
         use_tls: bool | None = None,
         use_ssl: bool | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_certfile: str | None = None,
+        fail_silently: bool = False,
         **kwargs: Any,
     ) -> None:
+        _refuse_unknown_options(kwargs)
         if password:
             raise ConfigurationError(
                 "django_live_oauth_mail.backends.EmailBackend signs in with OAuth; "
                 "do not give it a password (auth_password, EMAIL_HOST_PASSWORD "
                 "is ignored). Link the mailbox instead."
             )
-        use_ssl = bool(use_ssl)
+        use_ssl = conf.SMTP_USE_SSL if use_ssl is None else bool(use_ssl)
         use_tls = not use_ssl if use_tls is None else bool(use_tls)
         if not (use_tls or use_ssl):
             raise ConfigurationError(
@@ -84,11 +91,17 @@ class EmailBackend(smtp.EmailBackend):
             password=None,
             use_tls=use_tls,
             use_ssl=use_ssl,
-            timeout=conf.SMTP_TIMEOUT if timeout is None else timeout,
+            ssl_keyfile=ssl_keyfile or conf.SMTP_SSL_KEYFILE,
+            ssl_certfile=ssl_certfile or conf.SMTP_SSL_CERTFILE,
+            fail_silently=fail_silently,
             **kwargs,
         )
-        # `username` (what send_mail's auth_user sets) names a mailbox, too.
-        self.account_selector = account if account is not None else username
+        # Set here: Django reads EMAIL_TIMEOUT for a None, which here may mean
+        # "no timeout" (SMTP_TIMEOUT = None).
+        self.timeout = conf.SMTP_TIMEOUT if timeout is None else timeout
+        # `username` (what send_mail's auth_user sets) names a mailbox, too;
+        # "" is Django's "no login", so it names none.
+        self.account_selector = account if account is not None else (username or None)
         self.user_selector = user
         self.username, self.password = None, None  # type: ignore[assignment]
         self._current: MailAccount | None = None
@@ -108,29 +121,30 @@ class EmailBackend(smtp.EmailBackend):
         return _verifying_context(conf.CA_BUNDLE)
 
     def open(self) -> bool | None:
-        """Open an SMTP session for the mailbox in use, as Django's ``open()``.
+        """Open an SMTP session, as Django's ``open()``, and keep it until ``close()``.
 
         Returns True if it opened one, False if one was already open, None if
-        it failed silently. With no fixed mailbox the mailbox is only known
-        per message: then ``open()`` just keeps the sessions that
-        ``send_messages()`` opens until ``close()``, and returns True the
-        first time.
+        it failed silently. The session is the fixed mailbox's, else that of
+        the mailbox routing picks for ``DEFAULT_FROM_EMAIL``: so ``open()``
+        checks the connection, sign-in included, as Django's does. Sessions
+        that ``send_messages()`` opens for other mailboxes are kept too.
         """
         if self.connection:
             return False
+        try:
+            if self._current is None:
+                self._current = self._fixed_account() or self._site_account()
+        except LiveOAuthMailError:
+            if self.fail_silently:
+                return None
+            raise
+        self._held_open = True
+        return self._open_current()
+
+    def _open_current(self) -> bool | None:
+        """Django's ``open()``, signing in as ``self._current``."""
         account = self._current
-        if account is None:
-            try:
-                account = self._fixed_account()
-            except LiveOAuthMailError:
-                if self.fail_silently:
-                    return None
-                raise
-            if account is None:
-                first_time = not self._held_open
-                self._held_open = True
-                return first_time
-            self._current = account
+        assert account is not None
         # Django's open() calls connection.login(username, password); our
         # connection class reads "password" as where to get a token from.
         self.username = account.email
@@ -223,7 +237,7 @@ class EmailBackend(smtp.EmailBackend):
                     with self._raising():
                         if not self.connection:
                             signing_in = True
-                            self.open()
+                            self._open_current()
                             signing_in = False
                         return bool(self._send(message))
                 except Exception as error:
@@ -306,6 +320,19 @@ class EmailBackend(smtp.EmailBackend):
                 self._fixed = routing.explicit_account(self.account_selector)
         return self._fixed
 
+    def _site_account(self) -> MailAccount:
+        """The mailbox that would send a message from ``DEFAULT_FROM_EMAIL``."""
+        try:
+            [(account, _)] = routing.route([EmailMessage()], user=self.user_selector)
+        except AccountNotFound as error:
+            raise type(error)(
+                "open() signs in as the mailbox that sends DEFAULT_FROM_EMAIL, "
+                f"and there is none: {error} Or give the backend account=, or "
+                "leave open() out: send_messages() opens the sessions it needs.",
+                mailbox=error.mailbox,
+            ) from None
+        return account
+
     def _route(
         self, messages: Sequence[EmailMessage]
     ) -> list[tuple[MailAccount, list[EmailMessage]]]:
@@ -343,6 +370,27 @@ class EmailBackend(smtp.EmailBackend):
         finally:
             self.fail_silently = saved
             self.connection = None
+
+
+#: Options Django itself passes to backends (6.1's MAILERS), not ours to judge.
+_DJANGOS_OWN_OPTIONS = frozenset({"alias", "_ignore_unknown_kwargs"})
+
+
+def _refuse_unknown_options(options: dict[str, Any]) -> None:
+    """Refuse a misspelt option on every Django version, as 6.1's MAILERS does.
+
+    With an ``alias`` (a MAILERS entry) Django raises ``InvalidMailer`` itself,
+    naming the alias; before 6.1, or when built directly, Django would ignore it.
+    """
+    ignored = set(options.get("_ignore_unknown_kwargs") or ())
+    unknown = sorted(set(options) - _DJANGOS_OWN_OPTIONS - ignored)
+    if unknown and options.get("alias") is None:
+        raise ConfigurationError(
+            f"Unknown option(s) for django_live_oauth_mail.backends.EmailBackend: "
+            f"{', '.join(map(repr, unknown))}. It takes account, user, host, port, "
+            "timeout, use_tls, use_ssl, ssl_certfile, ssl_keyfile and "
+            "fail_silently."
+        )
 
 
 @functools.lru_cache(maxsize=4)

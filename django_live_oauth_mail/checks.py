@@ -11,7 +11,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .conf import SETTINGS_NAME, conf
+from .conf import SETTINGS_NAME, conf, django_setting_is_set
 from .exceptions import ConfigurationError
 
 BACKEND = "django_live_oauth_mail.backends.EmailBackend"
@@ -102,6 +102,8 @@ def check_settings(
         isinstance(config, dict) and config.get("BACKEND") == BACKEND
         for config in mailers.values()
     )
+    if uses_backend:
+        messages.extend(_django_host_messages())
     if not uses_backend:
         messages.append(
             Warning(
@@ -116,6 +118,29 @@ def check_settings(
 
 
 MIDDLEWARE = "django_live_oauth_mail.middleware.SendingAsMiddleware"
+
+
+def _django_host_messages() -> list[CheckMessage]:
+    """EMAIL_HOST/EMAIL_PORT set for this backend, which does not read them."""
+    changed = [
+        f"{name} = {getattr(settings, name)!r}"
+        for name, default in (("EMAIL_HOST", "localhost"), ("EMAIL_PORT", 25))
+        if django_setting_is_set(name) and getattr(settings, name, default) != default
+    ]
+    if not changed:
+        return []
+    return [
+        Warning(
+            f"{' and '.join(changed)} is not used by {BACKEND}: it sends to "
+            f"{SETTINGS_NAME}['SMTP_HOST']:{SETTINGS_NAME}['SMTP_PORT'] "
+            f"({conf.SMTP_HOST}:{conf.SMTP_PORT}).",
+            hint=f"Set SMTP_HOST and SMTP_PORT in {SETTINGS_NAME} (or the "
+            "backend's host and port options), and remove EMAIL_HOST/EMAIL_PORT. "
+            "Django's defaults point at localhost, so this backend does not "
+            "fall back to them.",
+            id="live_oauth_mail.W006",
+        )
+    ]
 
 
 def _routing_messages() -> list[CheckMessage]:

@@ -7,7 +7,7 @@ Every property reads ``django.conf.settings`` when it is accessed, so
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings as django_settings
 
@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_HOST": "smtp.office365.com",
     "SMTP_PORT": 587,
     "SMTP_TIMEOUT": 30,
+    "SMTP_USE_SSL": False,
+    "SMTP_SSL_CERTFILE": None,
+    "SMTP_SSL_KEYFILE": None,
     "SMTP_RETRIES": 2,
     "SMTP_RETRY_BACKOFF": 1.0,
     "ENCRYPTION_KEYS": [],
@@ -35,9 +38,26 @@ DEFAULTS: dict[str, Any] = {
     "CA_BUNDLE": None,
 }
 
+# Settings that fall back to Django's own before our default, so a site's
+# EMAIL_TIMEOUT or EMAIL_USE_SSL is honoured as by Django's SMTP backend.
+# (EMAIL_HOST and EMAIL_PORT are not: Django's defaults point at localhost.
+# Django 6.1 allows none of them beside MAILERS.)
+DJANGO_FALLBACKS = {
+    "SMTP_TIMEOUT": "EMAIL_TIMEOUT",
+    "SMTP_USE_SSL": "EMAIL_USE_SSL",
+    "SMTP_SSL_CERTFILE": "EMAIL_SSL_CERTFILE",
+    "SMTP_SSL_KEYFILE": "EMAIL_SSL_KEYFILE",
+}
+
 # msal adds these itself and refuses them when passed (see msal's
 # ClientApplication._decorate_scope), so they are stripped from SCOPES.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+
+
+def django_setting_is_set(name: str) -> bool:
+    """Is a Django setting set by the site (or overridden), not a default?"""
+    # django-stubs types settings attributes as settings, not this method.
+    return bool(cast(Any, django_settings).is_overridden(name))
 
 
 class Settings:
@@ -50,7 +70,16 @@ class Settings:
                 f"settings.{SETTINGS_NAME} must be a dict, not "
                 f"{type(configured).__name__}."
             )
-        return configured.get(name, DEFAULTS[name])
+        if name in configured:
+            return configured[name]
+        django_name = DJANGO_FALLBACKS.get(name)
+        # Only when set: Django 6.1 warns on every read of these (deprecated
+        # there, and unavailable with MAILERS).
+        if django_name and django_setting_is_set(django_name):
+            value = getattr(django_settings, django_name, None)
+            if value is not None:
+                return value
+        return DEFAULTS[name]
 
     @property
     def CLIENT_ID(self) -> str:
@@ -105,8 +134,24 @@ class Settings:
 
     @property
     def SMTP_TIMEOUT(self) -> float | None:
+        """Seconds; then Django's ``EMAIL_TIMEOUT``, then 30."""
         timeout = self._get("SMTP_TIMEOUT")
         return None if timeout is None else float(timeout)
+
+    @property
+    def SMTP_USE_SSL(self) -> bool:
+        """Implicit TLS instead of STARTTLS; then Django's ``EMAIL_USE_SSL``."""
+        return bool(self._get("SMTP_USE_SSL"))
+
+    @property
+    def SMTP_SSL_CERTFILE(self) -> str | None:
+        """A client certificate; then Django's ``EMAIL_SSL_CERTFILE``."""
+        return self._get("SMTP_SSL_CERTFILE") or None
+
+    @property
+    def SMTP_SSL_KEYFILE(self) -> str | None:
+        """Its private key; then Django's ``EMAIL_SSL_KEYFILE``."""
+        return self._get("SMTP_SSL_KEYFILE") or None
 
     @property
     def SMTP_RETRIES(self) -> int:

@@ -262,9 +262,15 @@ def test_explicitly_opened_backend_reuses_its_session(
 
 
 def test_context_manager_without_fixed_mailbox_keeps_sessions_until_exit(
-    alice_account: MailAccount, bob_account: MailAccount, smtp_server: XOAuth2SMTPServer
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    settings: Any,
 ) -> None:
+    settings.DEFAULT_FROM_EMAIL = "alice@outlook.com"
     with make_backend() as backend:
+        # open() signed in as the mailbox that sends DEFAULT_FROM_EMAIL.
+        assert [a.user for a in smtp_server.auth_attempts] == ["alice@outlook.com"]
         backend.send_messages([message("alice@outlook.com")])
         backend.send_messages([message("alice@outlook.com")])
         backend.send_messages([message("bob@contoso.com")])
@@ -275,6 +281,31 @@ def test_context_manager_without_fixed_mailbox_keeps_sessions_until_exit(
         "alice@outlook.com",
         "bob@contoso.com",
     ]
+
+
+def test_open_without_a_mailbox_for_default_from_email_says_so(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    with pytest.raises(AccountNotFound, match=r"open\(\) signs in as .*DEFAULT_FROM"):
+        make_backend().open()
+    assert make_backend(fail_silently=True).open() is None
+    assert smtp_server.sessions == 0
+
+
+def test_open_checks_the_connection_and_the_sign_in(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, settings: Any
+) -> None:
+    settings.DEFAULT_FROM_EMAIL = "Alice <alice@outlook.com>"
+    backend = make_backend()
+    assert backend.open() is True
+    assert [(a.user, a.success) for a in smtp_server.auth_attempts] == [
+        ("alice@outlook.com", True)
+    ]
+    smtp_server.fail_next(stage="connect", disconnect=True)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        make_backend().open()
+    backend.close()
+    assert smtp_server.messages == []
 
 
 def test_attachments_and_html_arrive_intact(

@@ -51,3 +51,26 @@ def test_backend_not_used(live_settings: dict[str, Any], settings: Any) -> None:
     else:
         settings.EMAIL_BACKEND = smtp
     assert ids() == {"live_oauth_mail.W003"}
+
+
+@pytest.mark.skipif(USES_MAILERS, reason="Django 6.1 refuses EMAIL_HOST with MAILERS")
+@pytest.mark.parametrize(
+    ("name", "value"), [("EMAIL_HOST", "smtp.office365.com"), ("EMAIL_PORT", 587)]
+)
+def test_email_host_or_port_set_for_this_backend_warns(
+    live_settings: dict[str, Any], settings: Any, name: str, value: Any
+) -> None:
+    setattr(settings, name, value)
+    [warning] = check_settings()
+    assert warning.id == "live_oauth_mail.W006"
+    assert f"{name} = {value!r}" in warning.msg
+    assert "SMTP_HOST" in str(warning.hint)
+
+
+@pytest.mark.skipif(USES_MAILERS, reason="Django 6.1 refuses EMAIL_HOST with MAILERS")
+def test_email_host_is_no_concern_when_another_backend_sends(
+    live_settings: dict[str, Any], settings: Any
+) -> None:
+    settings.EMAIL_HOST = "mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert "live_oauth_mail.W006" not in ids()

@@ -213,10 +213,19 @@ def test_fail_silently_goes_on_after_a_message_whose_retries_ran_out(
 
 
 def test_a_finished_batch_leaves_no_mailbox_behind_for_the_next_open(
-    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    settings: Any,
 ) -> None:
+    settings.DEFAULT_FROM_EMAIL = "bob@contoso.com"
     backend = make_backend()
     assert backend.send_messages(batch(1)) == 1
     with backend:
-        assert backend.connection is None  # no session for a sender not yet known
-    assert smtp_server.sessions == 1
+        # open() signs in as DEFAULT_FROM_EMAIL's mailbox, not the last batch's.
+        assert backend.connection is not None
+    assert [a.user for a in smtp_server.auth_attempts] == [
+        "alice@outlook.com",
+        "bob@contoso.com",
+    ]
+    assert smtp_server.sessions == 2
