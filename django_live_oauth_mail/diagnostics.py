@@ -1,25 +1,23 @@
 """Send one message step by step, reporting where and why it fails.
 
 Used by ``manage.py live_oauth_mail test`` and the admin's test action. It
-reuses the backend's connection class and TLS context, so what it checks is
-what ``send_mail()`` does.
+takes the SMTP session's steps one at a time, with the backend's settings, so
+what it checks is what ``send_mail()`` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import smtplib
 from collections.abc import Callable
-from typing import Any
 
 from django.core.mail import EmailMessage
-from django.core.mail.utils import DNS_NAME
 
 from .backends import EmailBackend
 from .exceptions import LiveOAuthMailError
+from .exchange import describe
 from .models import MailAccount
-from .tokens import AccountCredentials, get_access_token
-from .xoauth2 import reply_text
+from .smtp_transport import SMTPSession
+from .tokens import get_access_token
 
 
 @dataclasses.dataclass
@@ -31,26 +29,13 @@ class Step:
     detail: str
 
 
-def _reply(error: BaseException) -> str:
-    if isinstance(error, smtplib.SMTPResponseException) and not isinstance(
-        error, LiveOAuthMailError
-    ):
-        return f"{error.smtp_code} {reply_text(error.smtp_error)}"
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "; ".join(
-            f"{rcpt}: {code} {reply_text(msg)}"
-            for rcpt, (code, msg) in error.recipients.items()
-        )
-    return str(error) or type(error).__name__
-
-
 def send_test_message(
     account: MailAccount,
     to: str,
     *,
     report: Callable[[Step], None] = lambda step: None,
 ) -> list[Step]:
-    """Try token, TCP, STARTTLS, AUTH, then MAIL/RCPT/DATA; stop at a failure."""
+    """Try token, TCP, TLS, AUTH, then MAIL/RCPT/DATA; stop at a failure."""
     steps: list[Step] = []
 
     def record(name: str, ok: bool, detail: str) -> bool:
@@ -59,13 +44,9 @@ def send_test_message(
         report(step)
         return ok
 
-    # Only for its settings, connection class and TLS context. The alias keeps
-    # Django 6.1 from warning about a backend built outside MAILERS; older
-    # versions ignore it.
-    backend = EmailBackend(account=account, alias="live_oauth_mail_test")
-    timeout: dict[str, Any] = {}
-    if backend.timeout is not None:
-        timeout["timeout"] = backend.timeout
+    # Only for its settings. The alias keeps Django 6.1 from warning about a
+    # backend built outside MAILERS; older versions ignore it.
+    transport = EmailBackend(account=account, alias="live_oauth_mail_test").transport
     try:
         token = get_access_token(account)
     except LiveOAuthMailError as error:
@@ -78,46 +59,33 @@ def send_test_message(
     )
     record("token", True, f"{'refreshed, ' if token.refreshed else ''}{expiry}")
 
+    where = f"{transport.host}:{transport.port}"
+    session = SMTPSession(account, transport)
+    message = EmailMessage(
+        "django-live-oauth-mail test message",
+        f"Sent through {account.email} to check that sending works.",
+        account.email,
+        [to],
+    )
+    stages: list[tuple[str, Callable[[], object], str]] = [
+        ("tcp", session.connect, f"connected to {where}"),
+        (
+            "tls" if transport.use_ssl else "starttls",
+            session.secure,
+            "TLS from the start (use_ssl)" if transport.use_ssl else "TLS established",
+        ),
+        ("auth", session.sign_in, f"AUTH XOAUTH2 as {account.email}"),
+        ("send", lambda: session.send(message), f"accepted for {to}"),
+    ]
     try:
-        connection = backend.connection_class(
-            backend.host,
-            backend.port,
-            local_hostname=DNS_NAME.get_fqdn(),
-            **timeout,
-        )
-    except OSError as error:
-        record("tcp", False, f"{backend.host}:{backend.port}: {_reply(error)}")
-        return steps
-    record("tcp", True, f"connected to {backend.host}:{backend.port}")
-    try:
-        try:
-            connection.starttls(context=backend.ssl_context)
-        except (OSError, smtplib.SMTPException) as error:
-            record("starttls", False, _reply(error))
-            return steps
-        record("starttls", True, "TLS established")
-        try:
-            credentials: Any = AccountCredentials(account)
-            connection.login(account.email, credentials)
-        except (OSError, LiveOAuthMailError) as error:
-            record("auth", False, _reply(error))
-            return steps
-        record("auth", True, f"AUTH XOAUTH2 as {account.email}")
-        message = EmailMessage(
-            "django-live-oauth-mail test message",
-            f"Sent through {account.email} to check that sending works.",
-            account.email,
-            [to],
-        )
-        try:
-            connection.sendmail(account.email, [to], message.message().as_bytes())
-        except (OSError, smtplib.SMTPException) as error:
-            record("send", False, _reply(error))
-            return steps
-        record("send", True, f"accepted for {to}")
+        for name, step, done in stages:
+            try:
+                step()
+            except (OSError, LiveOAuthMailError) as error:
+                detail = describe(error)
+                record(name, False, f"{where}: {detail}" if name == "tcp" else detail)
+                return steps
+            record(name, True, done)
     finally:
-        try:
-            connection.quit()
-        except (OSError, smtplib.SMTPException):
-            connection.close()
+        session.close()
     return steps

@@ -21,7 +21,7 @@ and anything else raises :class:`AccountNotFound` before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from email.utils import getaddresses
 from typing import Any
 
@@ -58,16 +58,14 @@ def explicit_account(selector: MailAccount | int | str) -> MailAccount:
 
 
 def route(
-    messages: Iterable[EmailMessage], *, user: Any = None, fail_silently: bool = False
-) -> Batches:
+    messages: Sequence[EmailMessage], *, user: Any = None
+) -> tuple[Batches, list[tuple[EmailMessage, AccountNotFound]]]:
     """Group messages by the mailbox that sends them, in first-seen order.
 
     ``user`` (the backend's ``user=``) wins over the acting user. One query
-    finds every candidate, whatever the batch size. A message no mailbox may
-    send raises before anything is sent; with ``fail_silently`` only that
-    message is dropped.
+    finds every candidate, whatever the batch size. Also returns each message
+    no mailbox may send, with the reason; the backend decides what to do.
     """
-    messages = list(messages)
     addresses: dict[str, str | None] = {}  # parse each distinct From once
     for message in messages:
         raw = str(message.from_email or "")
@@ -78,27 +76,29 @@ def route(
         {address for address in addresses.values() if address}, acting=acting
     )
     batches: dict[int, tuple[MailAccount, list[EmailMessage]]] = {}
+    refused: list[tuple[EmailMessage, AccountNotFound]] = []
     for message in messages:
         try:
             account = mailboxes.pick(addresses[str(message.from_email or "")])
-        except AccountNotFound:
-            if fail_silently:
-                continue
-            raise
+        except AccountNotFound as error:
+            refused.append((message, error))
+            continue
         batches.setdefault(account.pk, (account, []))[1].append(message)
-    return list(batches.values())
+    return list(batches.values()), refused
 
 
 def sender_address(raw: str) -> str | None:
     """The normalized address in a From value; "" when empty.
 
     None when it is unreadable or holds more than one address: "a@x, b@y"
-    must not be read as either.
+    must not be read as either. An address with no domain ("webmaster") is
+    read, as Django allows it; no linked mailbox has one, so only
+    ``DEFAULT_ACCOUNT`` can send for it.
     """
     if not raw.strip():
         return ""
     parsed = getaddresses([raw])
-    if len(parsed) != 1 or "@" not in parsed[0][1]:
+    if len(parsed) != 1 or not parsed[0][1].strip("@"):
         return None
     return normalize_email(parsed[0][1])
 

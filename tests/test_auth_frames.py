@@ -27,7 +27,7 @@ from django.views.debug import technical_500_response
 from django_live_oauth_mail.exceptions import TokenRejected
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
-from django_live_oauth_mail.xoauth2 import XOAuth2SMTP, xoauth2_response
+from django_live_oauth_mail.xoauth2 import sign_in, xoauth2_response
 
 from .mailers import make_backend
 
@@ -233,9 +233,9 @@ def test_a_334_challenge_is_answered_with_an_empty_line_then_refreshed() -> None
     credentials = TokenSource()
     with (
         ChallengingSMTPServer([REFUSED, ACCEPTED]) as server,
-        XOAuth2SMTP(server.host, server.port, timeout=10) as connection,
+        smtplib.SMTP(server.host, server.port, timeout=10) as connection,
     ):
-        reply = connection.login(credentials.mailbox, credentials)
+        reply = sign_in(connection, credentials)
 
     assert reply == (235, b"2.7.0 Authentication successful")
     assert credentials.forced == [False, True]
@@ -247,10 +247,10 @@ def test_a_334_challenge_then_535_after_the_refresh_raises_token_rejected() -> N
     credentials = TokenSource()
     with (
         ChallengingSMTPServer([REFUSED, REFUSED]) as server,
-        XOAuth2SMTP(server.host, server.port, timeout=10) as connection,
+        smtplib.SMTP(server.host, server.port, timeout=10) as connection,
         pytest.raises(TokenRejected, match=r"bob@contoso\.com"),
     ):
-        connection.login(credentials.mailbox, credentials)
+        sign_in(connection, credentials)
 
     assert credentials.forced == [False, True]
     assert server.answers == [b"\r\n", b"\r\n"]
@@ -262,10 +262,10 @@ def test_smtp_debug_output_does_not_show_the_auth_line(
     credentials = TokenSource()
     with (
         ChallengingSMTPServer([ACCEPTED]) as server,
-        XOAuth2SMTP(server.host, server.port, timeout=10) as connection,
+        smtplib.SMTP(server.host, server.port, timeout=10) as connection,
     ):
         connection.set_debuglevel(1)
-        connection.login(credentials.mailbox, credentials)
+        sign_in(connection, credentials)
 
     shown = capsys.readouterr().err
     sasl = xoauth2_response(credentials.mailbox, "token-1")
@@ -284,10 +284,10 @@ class BrokenTokenSource(TokenSource):
 def test_a_failure_to_get_a_token_is_not_called_a_lost_smtp_connection() -> None:
     with (
         ChallengingSMTPServer([]) as server,
-        XOAuth2SMTP(server.host, server.port, timeout=10) as connection,
+        smtplib.SMTP(server.host, server.port, timeout=10) as connection,
     ):
         with pytest.raises(ConnectionRefusedError, match="network share"):
-            connection.login("bob@contoso.com", BrokenTokenSource())
+            sign_in(connection, BrokenTokenSource())
         # The SMTP session is untouched: no AUTH went out, and it is still open.
         assert connection.sock is not None
         assert connection.noop()[0] == 502

@@ -13,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 
 from django_live_oauth_mail.exceptions import (
     AccountNotFound,
-    BasicAuthRejected,
     ConfigurationError,
     ReconnectRequired,
     SendAsDenied,
@@ -344,22 +343,3 @@ def test_daily_quota_is_explained(
     assert "daily sending limit" in str(caught.value)
     assert "alice@outlook.com" in str(caught.value)
     assert isinstance(caught.value, smtplib.SMTPDataError)
-
-
-def test_a_password_refused_by_microsoft_is_explained() -> None:
-    import ssl
-
-    from django_live_oauth_mail.xoauth2 import XOAuth2SMTP
-
-    with XOAuth2SMTPServer(passwords={"old@contoso.com": "pw"}) as server:
-        server.fail_next(
-            2,  # smtplib tries PLAIN, then LOGIN
-            stage="auth",
-            reply="550 5.7.30 Basic authentication is not supported for Client "
-            "Submission.",
-        )
-        context = ssl.create_default_context(cafile=server.ca_bundle)
-        with XOAuth2SMTP(server.host, server.port, timeout=10) as connection:
-            connection.starttls(context=context)
-            with pytest.raises(BasicAuthRejected, match="OAuth"):
-                connection.login("old@contoso.com", "pw")

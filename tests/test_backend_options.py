@@ -17,7 +17,6 @@ from django_live_oauth_mail.backends import EmailBackend
 from django_live_oauth_mail.exceptions import ConfigurationError
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.xoauth2 import XOAuth2SMTP_SSL
 
 from .mailers import USES_MAILERS, make_backend
 
@@ -93,7 +92,7 @@ def test_use_ssl_precedence(
     backend = make_backend(use_ssl=option)
 
     assert (backend.use_ssl, backend.use_tls) == (expected, not expected)
-    assert (backend.connection_class is XOAuth2SMTP_SSL) is expected
+    assert backend.transport.use_ssl is expected
 
 
 @needs_email_settings

@@ -249,11 +249,12 @@ def test_a_refused_message_fails_the_batch_before_anything_is_sent(
     assert [m.authenticated_as for m in smtp_server.messages] == ["dave@fabrikam.com"]
 
 
+@pytest.mark.parametrize("sender", ["<>", "Alice <>", "@"])
 def test_an_unreadable_from_is_refused(
-    alice_account: MailAccount, user: Any, smtp_server: XOAuth2SMTPServer
+    alice_account: MailAccount, user: Any, smtp_server: XOAuth2SMTPServer, sender: str
 ) -> None:
     with sending_as(user), pytest.raises(AccountNotFound, match="one readable address"):
-        message("not an address").send()
+        message(sender).send()
     assert smtp_server.sessions == 0
 
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
+from django_live_oauth_mail.exchange import describe
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 
 from . import standins
@@ -138,7 +139,7 @@ def _send(message: EmailMessage) -> str:
     except LiveOAuthMailError as exc:
         return str(exc)  # written to be shown to the user
     except smtplib.SMTPException as exc:
-        return f"The mail server refused the message: {_describe(exc)}"
+        return f"The mail server refused the message: {describe(exc)}"
     except OSError as exc:
         config = settings.LIVE_OAUTH_MAIL
         where = f"{config.get('SMTP_HOST', 'smtp.office365.com')}:"
@@ -180,18 +181,3 @@ def _summary(number: int, received: Any) -> dict[str, Any]:
             for name, content in received.attachments
         ],
     }
-
-
-def _describe(error: smtplib.SMTPException) -> str:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "; ".join(
-            f"{address}: {code} {_text(reply)}"
-            for address, (code, reply) in error.recipients.items()
-        )
-    if isinstance(error, smtplib.SMTPResponseException):
-        return f"{error.smtp_code} {_text(error.smtp_error)}"
-    return str(error) or type(error).__name__
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply

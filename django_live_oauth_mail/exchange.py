@@ -1,0 +1,136 @@
+"""Exchange Online's SMTP replies, turned into our exceptions and into text.
+
+The one place that reads Exchange's replies: the SMTP transport asks
+:func:`explain_auth` about a refused AUTH and :func:`explain_send` about a
+refused message; :func:`describe` is how any SMTP failure reads in a log line.
+Each explanation says what the reply means and what to do about it.
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+from .exceptions import (
+    BasicAuthRejected,
+    SendAsDenied,
+    SMTPAuthDisabled,
+    SubmissionQuotaExceeded,
+    TokenRejected,
+)
+
+
+def reply_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode(errors="replace")
+
+
+def reply_text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def describe(error: BaseException) -> str:
+    """A failure in one line: the server's reply if it gave one, else the error."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "; ".join(
+            f"{rcpt}: {code} {reply_text(reply)}"
+            for rcpt, (code, reply) in error.recipients.items()
+        )
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {reply_text(error.smtp_error)}"
+    return str(error) or type(error).__name__
+
+
+def has_code(error: smtplib.SMTPResponseException, enhanced_code: str) -> bool:
+    """Does the reply carry this enhanced status code (the whole of it)?"""
+    words = reply_bytes(error.smtp_error).split(maxsplit=1)
+    # "5.7.3" must not match "5.7.30" or "5.7.39".
+    return bool(words) and words[0].rstrip(b";,") == enhanced_code.encode()
+
+
+def explain_auth(
+    error: smtplib.SMTPAuthenticationError, mailbox: str, *, refreshed: bool
+) -> smtplib.SMTPAuthenticationError:
+    """Our exception for a refused AUTH; ``refreshed``: with a brand-new token."""
+    code, reply = error.smtp_code, reply_bytes(error.smtp_error)
+    text = f"({code} {reply_text(reply)})"
+    if has_code(error, "5.7.139"):
+        return SMTPAuthDisabled(
+            f"Exchange refused SMTP AUTH for {mailbox}: it is disabled for the "
+            f"tenant or the mailbox {text}. This is not a token problem, "
+            "and linking again will not help. An Exchange administrator must "
+            "enable authenticated SMTP, e.g. `Set-CASMailbox -Identity "
+            f"{mailbox} -SmtpClientAuthenticationDisabled $false`, or clear "
+            "'Turn off SMTP AUTH protocol for your organization' in the "
+            "Microsoft 365 admin center (Settings > Org settings > Mail flow).",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    if has_code(error, "5.7.30"):
+        return BasicAuthRejected(
+            f"Microsoft refused basic authentication for {mailbox} {text}: "
+            "it is switched off. Link the mailbox and send through "
+            "django_live_oauth_mail.backends.EmailBackend, which signs in with "
+            "OAuth.",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    if refreshed and has_code(error, "5.7.3"):
+        return TokenRejected(
+            f"Exchange rejected a freshly refreshed token for {mailbox} {text}. "
+            "The token is not for SMTP: check that "
+            "LIVE_OAUTH_MAIL['SCOPES'] holds https://outlook.office.com/SMTP.Send "
+            "and that the app registration has that delegated permission, then "
+            "link the mailbox again.",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    return error
+
+
+def explain_send(
+    error: smtplib.SMTPResponseException, mailbox: str, sender: str | None
+) -> smtplib.SMTPResponseException:
+    """Our exception for a refused message, or ``error`` when we know no better.
+
+    ``sender`` is the message's From address, normalized.
+    """
+    code, reply = error.smtp_code, reply_bytes(error.smtp_error)
+    if code == 554 and b"5.2.252" in reply:
+        return SendAsDenied(
+            _send_as_advice(mailbox, sender),
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    if code == 554 and b"SubmissionQuotaExceeded" in reply:
+        return SubmissionQuotaExceeded(
+            f"{mailbox} has reached Microsoft's daily sending limit ({code} "
+            f"{reply_text(reply)}). Sending works again once the 24-hour window "
+            "has passed; spread bulk mail over several mailboxes or use a bulk "
+            "mail service.",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    return error
+
+
+def _send_as_advice(mailbox: str, sender: str | None) -> str:
+    if not sender or sender == mailbox:
+        return (
+            f"Exchange refused to send as {mailbox} from {mailbox} itself (554 "
+            "5.2.252 SendAsDenied): the From header names another address. Make "
+            "the From header the mailbox's own address."
+        )
+    # A Send As address (an Exchange shared mailbox, say) or DEFAULT_ACCOUNT
+    # sending for DEFAULT_FROM_EMAIL: Exchange needs the permission granted.
+    return (
+        f"Exchange refused to let {mailbox} send as {sender} (554 5.2.252 "
+        f"SendAsDenied). An Exchange administrator must grant {mailbox} Send As "
+        f"on {sender}: `Add-RecipientPermission -Identity {sender} -Trustee "
+        f"{mailbox} -AccessRights SendAs` (or Exchange admin center > Recipients "
+        f"> {sender} > Delegation > Send as). Until then, send from {mailbox} "
+        "itself."
+    )

@@ -1,0 +1,141 @@
+"""SMTP to Exchange: connect, TLS, XOAUTH2, then Django's own envelope and MIME.
+
+One :class:`SMTPSession` is one signed-in connection for one mailbox. The steps
+are separate methods so that :mod:`.diagnostics` can report on each; the
+backend only calls :meth:`SMTPTransport.open` and :meth:`SMTPSession.send`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import smtplib
+import ssl
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.core.mail.backends import smtp
+from django.core.mail.utils import DNS_NAME
+
+from . import exchange, xoauth2
+from .conf import conf
+from .models import MailAccount
+from .routing import sender_address
+from .tokens import AccountCredentials
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTPTransport:
+    """Where and how to connect; shared by every session a backend opens."""
+
+    host: str
+    port: int
+    timeout: float | None
+    use_ssl: bool
+    ssl_context: ssl.SSLContext
+
+    def open(self, account: MailAccount) -> SMTPSession:
+        session = SMTPSession(account, self)
+        try:
+            session.connect()
+            session.secure()
+            session.sign_in()
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+
+class SMTPSession:
+    """One mailbox's SMTP connection; signed in once :meth:`sign_in` returns."""
+
+    def __init__(self, account: MailAccount, transport: SMTPTransport) -> None:
+        self.account = account
+        self.transport = transport
+        self.connection: smtplib.SMTP | None = None
+        self._django: smtp.EmailBackend | None = None
+
+    def connect(self) -> None:
+        """Open the TCP connection (TLS from the start with ``use_ssl``)."""
+        t = self.transport
+        options: dict[str, Any] = {"local_hostname": DNS_NAME.get_fqdn()}
+        if t.timeout is not None:
+            options["timeout"] = t.timeout
+        if t.use_ssl:
+            self.connection = smtplib.SMTP_SSL(
+                t.host, t.port, context=t.ssl_context, **options
+            )
+        else:
+            self.connection = smtplib.SMTP(t.host, t.port, **options)
+        self._django = _djangos_backend(self.connection)
+
+    def secure(self) -> None:
+        """STARTTLS, unless the connection is TLS already."""
+        if not self.transport.use_ssl:
+            self._connected().starttls(context=self.transport.ssl_context)
+
+    def sign_in(self) -> None:
+        xoauth2.sign_in(self._connected(), AccountCredentials(self.account))
+
+    def send(self, message: EmailMessage) -> bool:
+        """Send with Django's own envelope and rendering for this Django version."""
+        if self._django is None or self.connection is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        try:
+            return self._django.send_messages([message]) == 1
+        except smtplib.SMTPResponseException as error:
+            sender = sender_address(str(message.from_email or ""))
+            explained = exchange.explain_send(error, self.account.email, sender)
+            if explained is error:
+                raise
+            raise explained from None
+
+    def close(self) -> None:
+        connection, self.connection, self._django = self.connection, None, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except OSError:  # smtplib's errors are OSErrors too
+            connection.close()
+
+    def _connected(self) -> smtplib.SMTP:
+        if self.connection is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        return self.connection
+
+    def __repr__(self) -> str:
+        return f"<SMTPSession {self.account.email}>"
+
+
+def _djangos_backend(connection: smtplib.SMTP) -> smtp.EmailBackend:
+    """Django's SMTP backend over our signed-in connection, for its sending.
+
+    With a connection in place its ``send_messages()`` neither opens nor
+    closes anything: it renders the message and sends it as this Django
+    version does. The alias keeps Django 6.1 from reading or warning about
+    EMAIL_* settings; older versions ignore it.
+    """
+    backend = smtp.EmailBackend(host="-", alias="live_oauth_mail")
+    backend.connection = connection
+    return backend
+
+
+def tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
+    """A context that verifies the server, with a client certificate if given."""
+    if not (certfile or keyfile):
+        return _verifying_context(conf.CA_BUNDLE)
+    context = ssl.create_default_context(cafile=conf.CA_BUNDLE)
+    context.load_cert_chain(str(certfile), keyfile)
+    return context
+
+
+@functools.lru_cache(maxsize=4)
+def _verifying_context(cafile: str | None) -> ssl.SSLContext:
+    """One TLS client context per process and CA file.
+
+    Loading the system certificates costs about 30 ms; Django's backend pays
+    it on every ``send_mail()``. Contexts are safe to share between threads.
+    A changed CA file is read again only after a restart.
+    """
+    return ssl.create_default_context(cafile=cafile)

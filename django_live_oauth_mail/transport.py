@@ -1,0 +1,39 @@
+"""What the backend needs from a way of sending mail: one session per mailbox.
+
+The backend routes messages to mailboxes, opens a session for each mailbox
+through a :class:`Transport`, sends through it, and decides about retries and
+``fail_silently``. A transport owns everything about its protocol: connecting,
+signing in, and turning the server's refusals into our exceptions. SMTP
+(:mod:`.smtp_transport`) is the first.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.core.mail import EmailMessage
+
+from .models import MailAccount
+
+
+class Session(Protocol):
+    """A signed-in session that sends one mailbox's messages."""
+
+    account: MailAccount
+
+    def send(self, message: EmailMessage) -> bool:
+        """Send; True when accepted, False when there was nothing to send.
+
+        A refusal raises: :mod:`.retry` tells a temporary one from a lasting one.
+        """
+        ...
+
+    def close(self) -> None:
+        """End the session; never raises."""
+        ...
+
+
+class Transport(Protocol):
+    def open(self, account: MailAccount) -> Session:
+        """A signed-in session for ``account``; raises if there can be none."""
+        ...
