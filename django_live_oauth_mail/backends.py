@@ -32,12 +32,13 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from . import retry, routing
+from . import exchange, retry, routing
 from .conf import conf
 from .delivery import Delivery, stable_message_id
 from .exceptions import AccountNotFound, ConfigurationError, LiveOAuthMailError
 from .exchange import describe
 from .models import MailAccount
+from .sessions import POOL
 from .smtp_transport import SMTPTransport, tls_context
 from .transport import Session
 
@@ -140,9 +141,10 @@ class EmailBackend(BaseEmailBackend):
         return True
 
     def close(self) -> None:
+        """End the sessions: back to the pool to stay warm, or closed."""
         self._held_open = False
-        while self._sessions:
-            self._sessions.popitem()[1].close()
+        for pk in list(self._sessions):
+            self._release(pk)
 
     def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
         """Send in one session per mailbox; return how many were accepted.
@@ -191,7 +193,7 @@ class EmailBackend(BaseEmailBackend):
             if sent:
                 delivery.accepted(account, message)
         if not self._held_open:
-            self._close_session(account)
+            self._release(account.pk)
 
     def _send_one(self, account: MailAccount, message: EmailMessage) -> bool:
         return self._session(account).send(message)
@@ -205,6 +207,8 @@ class EmailBackend(BaseEmailBackend):
                 if not retry.is_transient(error):
                     raise
                 self._close_session(account)
+                if exchange.has_code(error, "4.3.2"):
+                    POOL.drop(account)  # too many connections: free ours
                 if pause is None:
                     raise
                 logger.warning(
@@ -243,10 +247,22 @@ class EmailBackend(BaseEmailBackend):
     def _session(self, account: MailAccount) -> Session:
         session = self._sessions.get(account.pk)
         if session is None:
-            session = self._sessions[account.pk] = self.transport.open(account)
+            reuse = conf.SESSION_REUSE
+            session = (reuse and POOL.take(self.transport, account)) or (
+                self.transport.open(account)
+            )
+            self._sessions[account.pk] = session
         return session
 
+    def _release(self, pk: int) -> None:
+        session = self._sessions.pop(pk, None)
+        if session is not None and conf.SESSION_REUSE:
+            POOL.give_back(self.transport, session)
+        elif session is not None:
+            session.close()
+
     def _close_session(self, account: MailAccount) -> None:
+        """Close a session that failed; it never goes back to the pool."""
         session = self._sessions.pop(account.pk, None)
         if session is not None:
             session.close()

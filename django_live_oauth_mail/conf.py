@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SSL_CERTFILE": None,
     "SMTP_SSL_KEYFILE": None,
     "SMTP_RETRIES": 2,
+    "SESSION_REUSE": True,
+    "SESSION_IDLE_TIMEOUT": 60,
     "SMTP_RETRY_BACKOFF": 1.0,
     "ENCRYPTION_KEYS": [],
     "DEFAULT_ACCOUNT": None,
@@ -152,6 +154,16 @@ class Settings:
     def SMTP_SSL_KEYFILE(self) -> str | None:
         """Its private key; then Django's ``EMAIL_SSL_KEYFILE``."""
         return self._get("SMTP_SSL_KEYFILE") or None
+
+    @property
+    def SESSION_REUSE(self) -> bool:
+        """Keep signed-in sessions between sends (see :mod:`.sessions`)."""
+        return bool(self._get("SESSION_REUSE"))
+
+    @property
+    def SESSION_IDLE_TIMEOUT(self) -> float:
+        """Seconds an unused session is kept before it is closed."""
+        return max(0.0, float(self._get("SESSION_IDLE_TIMEOUT")))
 
     @property
     def SMTP_RETRIES(self) -> int:

@@ -39,8 +39,10 @@ def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def has_code(error: smtplib.SMTPResponseException, enhanced_code: str) -> bool:
-    """Does the reply carry this enhanced status code (the whole of it)?"""
+def has_code(error: BaseException, enhanced_code: str) -> bool:
+    """Is ``error`` a reply with this enhanced status code (the whole of it)?"""
+    if not isinstance(error, smtplib.SMTPResponseException):
+        return False
     words = reply_bytes(error.smtp_error).split(maxsplit=1)
     # "5.7.3" must not match "5.7.30" or "5.7.39".
     return bool(words) and words[0].rstrip(b";,") == enhanced_code.encode()

@@ -53,6 +53,7 @@ class SMTPSession:
         self.account = account
         self.transport = transport
         self.connection: smtplib.SMTP | None = None
+        self.rested = False
         self._django: smtp.EmailBackend | None = None
 
     def connect(self) -> None:
@@ -78,7 +79,28 @@ class SMTPSession:
         xoauth2.sign_in(self._connected(), AccountCredentials(self.account))
 
     def send(self, message: EmailMessage) -> bool:
-        """Send with Django's own envelope and rendering for this Django version."""
+        """Send with Django's own envelope and rendering for this Django version.
+
+        A rested session the server closed meanwhile is signed in again, and
+        the message sent once more: a disconnect, or a 421 to MAIL, means it
+        was not accepted.
+        """
+        rested, self.rested = self.rested, False
+        try:
+            return self._send(message)
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as error:
+            gone = not isinstance(error, smtplib.SMTPSenderRefused) or (
+                error.smtp_code == 421
+            )
+            if not (rested and gone):
+                raise
+        self.close()
+        self.connect()
+        self.secure()
+        self.sign_in()
+        return self._send(message)
+
+    def _send(self, message: EmailMessage) -> bool:
         if self._django is None or self.connection is None:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
         try:

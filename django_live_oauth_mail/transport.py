@@ -20,6 +20,10 @@ class Session(Protocol):
     """A signed-in session that sends one mailbox's messages."""
 
     account: MailAccount
+    #: Set when lent out again after waiting idle (see :mod:`.sessions`): the
+    #: server may have closed it meanwhile, so a first send that finds it
+    #: gone reconnects once instead of failing.
+    rested: bool
 
     def send(self, message: EmailMessage) -> bool:
         """Send; True when accepted, False when there was nothing to send.

@@ -17,6 +17,7 @@ from django.test import Client
 
 from django_live_oauth_mail import msal_client, sending_as
 from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.sessions import POOL
 from django_live_oauth_mail.testing import (
     FakeIdentity,
     FakeIdentityPlatform,
@@ -60,9 +61,14 @@ def identity_platform(_identity_platform: FakeIdentityPlatform) -> FakeIdentityP
 
 @pytest.fixture
 def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
-    """The SMTP stand-in; rules a test sets (smtp_auth_disabled...) end with it."""
+    """The SMTP stand-in; rules a test sets (smtp_auth_disabled...) end with it.
+
+    No warm session outlives a test: each starts with an empty pool.
+    """
+    POOL.close_all()
     _smtp_server.reset()
     yield _smtp_server
+    POOL.close_all()
     _smtp_server.smtp_auth_disabled.clear()
     _smtp_server.submission_quota_exceeded.clear()
     _smtp_server.send_as.clear()

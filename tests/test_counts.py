@@ -5,7 +5,9 @@ the times) are asserted here so that a regression fails CI. Per batch, at
 several N: database queries stay constant, a fresh token costs no request to
 the identity platform and an expiring one exactly one, each mailbox gets one
 SMTP session with one AUTH, K mailboxes get K sessions, and discovery happens
-once per process, never per batch.
+once per process, never per batch. Those per-batch costs are measured cold
+(``SESSION_REUSE`` off); with warm sessions, later batches of the same mailbox
+cost no session, no AUTH and no token at all.
 
 Already covered elsewhere and not repeated: two mailboxes at N = 2 and 20
 (tests/test_backend.py), and the same rules for a single ``get_access_token``
@@ -36,6 +38,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 
 SIZES = (1, 10, 50)
 ALICE = "alice@outlook.com"
+
+
+@pytest.fixture
+def cold(live_settings: dict[str, Any]) -> None:
+    """Every batch opens its own sessions, as in a new process."""
+    live_settings["SESSION_REUSE"] = False
 
 
 def batch(n: int, senders: list[str]) -> list[EmailMessage]:
@@ -92,6 +100,7 @@ def send_counted(
 
 
 @pytest.mark.parametrize("selector", ["sender", "account", "user"])
+@pytest.mark.usefixtures("cold")
 def test_fresh_token_batch_costs_the_same_at_every_size(
     selector: str,
     link: Any,
@@ -118,6 +127,7 @@ def test_fresh_token_batch_costs_the_same_at_every_size(
         assert cost.sessions_by_mailbox == {ALICE: 1}
 
 
+@pytest.mark.usefixtures("cold")
 def test_expiring_token_costs_one_refresh_per_batch_at_every_size(
     link: Any,
     user: Any,
@@ -150,6 +160,7 @@ def test_expiring_token_costs_one_refresh_per_batch_at_every_size(
     assert after.queries == 2  # the refresh's extra queries are gone too
 
 
+@pytest.mark.usefixtures("cold")
 def test_discovery_happens_once_per_process_never_per_batch(
     link: Any,
     user: Any,
@@ -178,6 +189,7 @@ def test_discovery_happens_once_per_process_never_per_batch(
 
 
 @pytest.mark.parametrize("k", [2, 10])
+@pytest.mark.usefixtures("cold")
 def test_k_mailboxes_in_one_batch_cost_k_sessions_and_constant_queries(
     k: int,
     link: Any,
@@ -201,3 +213,27 @@ def test_k_mailboxes_in_one_batch_cost_k_sessions_and_constant_queries(
         assert cost.auth_exchanges == k
         assert cost.sessions_by_mailbox == dict.fromkeys(mailboxes, 1)
         assert cost.http_requests == 0
+
+
+def test_warm_batches_cost_no_session_no_auth_and_no_token(
+    link: Any,
+    user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    # Tokens expire in 2 minutes: cold, each batch would refresh (see above).
+    identity_platform.access_token_lifetime = 120
+    link(user, ALICE)
+    link(user, "bob@contoso.com")
+
+    costs = [
+        send_counted(
+            batch(n, [ALICE, "bob@contoso.com"]), smtp_server, identity_platform
+        )
+        for n in (2, 2, 10, 50)
+    ]
+
+    assert [c.sessions for c in costs] == [2, 0, 0, 0]
+    assert [c.auth_exchanges for c in costs] == [2, 0, 0, 0]
+    assert [c.token_requests for c in costs] == [2, 0, 0, 0]
+    assert [c.queries for c in costs][1:] == [2, 2, 2]

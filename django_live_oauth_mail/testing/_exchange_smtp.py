@@ -12,6 +12,7 @@ import base64
 import binascii
 import collections
 import socket
+import weakref
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -205,13 +206,31 @@ class ExchangeController(Controller):
         self._mailroom = mailroom
         self._sock = sock
         self._probe_pending = True
+        self._clients: weakref.WeakSet[ExchangeSMTP] = weakref.WeakSet()
 
     def factory(self) -> ExchangeSMTP:
         # Controller.start() opens one connection to check the server is up.
         probe, self._probe_pending = self._probe_pending, False
-        return ExchangeSMTP(
+        client = ExchangeSMTP(
             self.handler, mailroom=self._mailroom, probe=probe, **self.SMTP_kwargs
         )
+        self._clients.add(client)
+        return client
+
+    def hang_up_all(self) -> int:
+        """Close every open client connection; return how many there were."""
+
+        async def hang_up() -> int:
+            open_ = [
+                c
+                for c in self._clients
+                if c.transport is not None and not c.transport.is_closing()
+            ]
+            for client in open_:
+                client.hang_up()
+            return len(open_)
+
+        return asyncio.run_coroutine_threadsafe(hang_up(), self.loop).result(10)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)

@@ -94,6 +94,15 @@ class XOAuth2SMTPServer(LocalServer):
         self._controller = controller
         return self
 
+    def hang_up_all(self) -> int:
+        """Close every open client connection, as Exchange does with idle ones.
+
+        Returns how many were open.
+        """
+        if self._controller is None:
+            return 0
+        return self._controller.hang_up_all()
+
     def stop(self) -> None:
         """Stop serving (recorded messages are kept)."""
         if self._controller is not None:
