@@ -22,22 +22,21 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
-from django.db import DatabaseError
 from django.db.models import Model
-from django.utils import timezone
 from django.utils.functional import cached_property
 
 from . import exchange, retry, routing
 from .conf import conf
 from .delivery import Delivery, stable_message_id
-from .exceptions import AccountNotFound, ConfigurationError, LiveOAuthMailError
+from .exceptions import ConfigurationError, LiveOAuthMailError
 from .exchange import describe
 from .models import MailAccount
+from .options import smtp_options
 from .sessions import POOL
 from .smtp_transport import SMTPTransport, tls_context
 from .transport import Session
@@ -72,27 +71,23 @@ class EmailBackend(BaseEmailBackend):
         fail_silently: bool = False,
         **kwargs: Any,
     ) -> None:
-        _refuse_unknown_options(kwargs)
+        options = smtp_options(
+            host=host,
+            port=port,
+            timeout=timeout,
+            password=password,
+            use_tls=use_tls,
+            use_ssl=use_ssl,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            others=kwargs,
+        )
         super().__init__(**kwargs)  # Django 6.1's alias
-        if password:
-            raise ConfigurationError(
-                "django_live_oauth_mail.backends.EmailBackend signs in with OAuth; "
-                "do not give it a password (auth_password, EMAIL_HOST_PASSWORD "
-                "is ignored). Link the mailbox instead."
-            )
-        self.use_ssl = conf.SMTP_USE_SSL if use_ssl is None else bool(use_ssl)
-        self.use_tls = not self.use_ssl if use_tls is None else bool(use_tls)
-        if self.use_tls == self.use_ssl:
-            raise ConfigurationError(
-                "Use exactly one of use_tls (STARTTLS, which Microsoft requires on "
-                "port 587) and use_ssl: OAuth tokens never travel unencrypted."
-            )
         self.fail_silently = fail_silently
-        self.host = host or conf.SMTP_HOST
-        self.port = port or conf.SMTP_PORT
-        self.timeout = conf.SMTP_TIMEOUT if timeout is None else timeout
-        self.ssl_keyfile = ssl_keyfile or conf.SMTP_SSL_KEYFILE
-        self.ssl_certfile = ssl_certfile or conf.SMTP_SSL_CERTFILE
+        # Django's attribute names, which code (and Django's tests) read.
+        self.host, self.port, self.timeout = options.host, options.port, options.timeout
+        self.use_tls, self.use_ssl = options.use_tls, options.use_ssl
+        self.ssl_certfile, self.ssl_keyfile = options.ssl_certfile, options.ssl_keyfile
         # `username` (send_mail's auth_user) names a mailbox too; "" is
         # Django's "no login", so it names none.
         self.account_selector = account if account is not None else (username or None)
@@ -114,14 +109,8 @@ class EmailBackend(BaseEmailBackend):
     @property
     def connection(self) -> smtplib.SMTP | None:
         """The SMTP connection of an open session, as on Django's backend."""
-        return next(
-            (
-                c
-                for s in self._sessions.values()
-                if (c := getattr(s, "connection", None))
-            ),
-            None,
-        )
+        connections = (getattr(s, "connection", None) for s in self._sessions.values())
+        return next((c for c in connections if c), None)
 
     def open(self) -> bool | None:
         """Sign in as the fixed mailbox, else the one for ``DEFAULT_FROM_EMAIL``.
@@ -132,7 +121,7 @@ class EmailBackend(BaseEmailBackend):
         if self._sessions:
             return False
         try:
-            self._session(self._fixed or self._site_account())
+            self._session(self._fixed or routing.site_account(self.user_selector))
         except (OSError, LiveOAuthMailError):
             if self.fail_silently:
                 return None
@@ -161,7 +150,11 @@ class EmailBackend(BaseEmailBackend):
         with self._lock:
             delivery = Delivery(messages)
             try:
-                batches, refused = self._route(messages)
+                batches, refused = (
+                    ([(self._fixed, messages)], [])
+                    if self._fixed
+                    else routing.route(messages, user=self.user_selector)
+                )
                 for message, error in refused:
                     self._give_up(error, delivery, message, None)
                 for account, group in batches:
@@ -169,7 +162,7 @@ class EmailBackend(BaseEmailBackend):
             finally:
                 if not self._held_open:
                     self.close()
-                self._mark_used(delivery.used)
+                delivery.record_use()
         return len(delivery.sent)
 
     def _send_group(
@@ -267,59 +260,9 @@ class EmailBackend(BaseEmailBackend):
         if session is not None:
             session.close()
 
-    def _route(
-        self, messages: Sequence[EmailMessage]
-    ) -> tuple[routing.Batches, list[tuple[EmailMessage, AccountNotFound]]]:
-        fixed = self._fixed
-        if fixed is not None:
-            return [(fixed, list(messages))], []
-        return routing.route(messages, user=self.user_selector)
-
     @cached_property
     def _fixed(self) -> MailAccount | None:
         """The mailbox given to the backend itself, if any (looked up once)."""
         if self.account_selector is None:
             return None
         return routing.explicit_account(self.account_selector)
-
-    def _site_account(self) -> MailAccount:
-        """The mailbox that would send a message from ``DEFAULT_FROM_EMAIL``."""
-        batches, refused = routing.route([EmailMessage()], user=self.user_selector)
-        for _, error in refused:
-            raise type(error)(
-                "open() signs in as the mailbox that sends DEFAULT_FROM_EMAIL, "
-                f"and there is none: {error} Or give the backend account=, or "
-                "leave open() out: send_messages() opens the sessions it needs.",
-                mailbox=error.mailbox,
-            )
-        return batches[0][0]
-
-    def _mark_used(self, pks: set[int]) -> None:
-        if not pks:
-            return
-        try:
-            MailAccount.objects.filter(pk__in=pks).update(last_used_at=timezone.now())
-        except DatabaseError as error:
-            # The mail went out; failing now would only make callers resend it.
-            logger.warning("Could not record when mailboxes were last used: %s", error)
-
-
-#: Options Django itself passes to backends (6.1's MAILERS), not ours to judge.
-_DJANGOS_OWN_OPTIONS = frozenset({"alias", "_ignore_unknown_kwargs"})
-
-
-def _refuse_unknown_options(options: dict[str, Any]) -> None:
-    """Refuse a misspelt option on every Django version, as 6.1's MAILERS does.
-
-    With an ``alias`` (a MAILERS entry) Django raises ``InvalidMailer`` itself,
-    naming the alias; before 6.1, or when built directly, Django would ignore it.
-    """
-    ignored = set(options.get("_ignore_unknown_kwargs") or ())
-    unknown = sorted(set(options) - _DJANGOS_OWN_OPTIONS - ignored)
-    if unknown and options.get("alias") is None:
-        raise ConfigurationError(
-            f"Unknown option(s) for django_live_oauth_mail.backends.EmailBackend: "
-            f"{', '.join(map(repr, unknown))}. It takes account, user, host, port, "
-            "timeout, use_tls, use_ssl, ssl_certfile, ssl_keyfile and "
-            "fail_silently."
-        )

@@ -6,13 +6,18 @@ Kept apart from the backend so that its send loop reads like Django's.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 
 from django.core.mail.message import EmailMessage, make_msgid
 from django.core.mail.utils import DNS_NAME
+from django.db import DatabaseError
+from django.utils import timezone
 
 from .exceptions import PartialDelivery
 from .models import MailAccount
+
+logger = logging.getLogger(__name__)
 
 
 class Delivery:
@@ -26,6 +31,18 @@ class Delivery:
     def accepted(self, account: MailAccount, message: EmailMessage) -> None:
         self.sent.append(message)
         self.used.add(account.pk)
+
+    def record_use(self) -> None:
+        """Set ``last_used_at`` on the mailboxes that sent, in one query."""
+        if not self.used:
+            return
+        try:
+            MailAccount.objects.filter(pk__in=self.used).update(
+                last_used_at=timezone.now()
+            )
+        except DatabaseError as error:
+            # The mail went out; failing now would only make callers resend it.
+            logger.warning("Could not record when mailboxes were last used: %s", error)
 
     def partial(
         self, error: BaseException, failed: EmailMessage, mailbox: str | None

@@ -87,6 +87,22 @@ def route(
     return list(batches.values()), refused
 
 
+def site_account(user: Any = None) -> MailAccount:
+    """The mailbox that sends a message from ``DEFAULT_FROM_EMAIL``.
+
+    The backend's ``open()`` signs in as it, so that opening checks something.
+    """
+    batches, refused = route([EmailMessage()], user=user)
+    for _, error in refused:
+        raise type(error)(
+            "open() signs in as the mailbox that sends DEFAULT_FROM_EMAIL, "
+            f"and there is none: {error} Or give the backend account=, or "
+            "leave open() out: send_messages() opens the sessions it needs.",
+            mailbox=error.mailbox,
+        )
+    return batches[0][0]
+
+
 def sender_address(raw: str) -> str | None:
     """The normalized address in a From value; "" when empty.
 
