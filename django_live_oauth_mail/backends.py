@@ -33,7 +33,7 @@ from django.utils.functional import cached_property
 from . import exchange, retry, routing
 from .conf import conf
 from .delivery import Delivery, stable_message_id
-from .exceptions import ConfigurationError, LiveOAuthMailError
+from .exceptions import LiveOAuthMailError
 from .exchange import describe
 from .models import MailAccount
 from .options import smtp_options
@@ -230,7 +230,7 @@ class EmailBackend(BaseEmailBackend):
         if silenceable and self.fail_silently:
             logger.warning("Sending failed silently: %s", describe(error))
             return
-        if not delivery.sent or isinstance(error, ConfigurationError):
+        if not delivery.sent:
             raise error
         mailbox = account.email if account else None
         raise delivery.partial(error, message, mailbox) from error

@@ -5,7 +5,9 @@ them ever contains a token: they are built from error codes and descriptions,
 never from request or response bodies that could carry one.
 
 ``fail_silently`` swallows :class:`LiveOAuthMailError` and its subclasses,
-never :class:`ConfigurationError`: a broken setup must not lose mail quietly.
+never a plain :class:`ConfigurationError`: a broken setup must not lose mail
+quietly. :class:`TokenCacheUnreadable` is both: one mailbox's tokens cannot be
+read, and the others may still send.
 
 Every error survives ``pickle`` (task queues and result backends pickle what a
 task raised) with its type, message and fields. Like any Python exception's,
@@ -162,6 +164,10 @@ class AppCredentialsError(TokenError):
     This is the site operator's problem, not the user's: the account keeps its
     status and nobody is asked to link again.
     """
+
+
+class TokenCacheUnreadable(LiveOAuthMailError, ConfigurationError):
+    """One mailbox's stored tokens cannot be decrypted with the current keys."""
 
 
 class AuthorizationFailed(LiveOAuthMailError):

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
-from .exceptions import ConfigurationError
+from .exceptions import TokenCacheUnreadable
 
 
 class MailAccountQuerySet(models.QuerySet["MailAccount"]):
@@ -106,11 +106,12 @@ class MailAccount(models.Model):
         try:
             return crypto.decrypt(self.encrypted_token_cache)
         except crypto.InvalidToken:
-            raise ConfigurationError(
+            raise TokenCacheUnreadable(
                 f"The stored tokens of {self.email} cannot be decrypted with the "
                 "current LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (or SECRET_KEY). Put the "
                 "key they were written with back (after the newest key, or in "
-                "SECRET_KEY_FALLBACKS), or have the mailbox linked again."
+                "SECRET_KEY_FALLBACKS), or have the mailbox linked again.",
+                mailbox=self.email,
             ) from None
 
     def write_token_cache(self, serialized: str) -> None:

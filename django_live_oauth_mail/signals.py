@@ -1,4 +1,5 @@
-"""Signals, each sent after the transaction that caused it commits.
+"""Signals, each sent after the transaction that caused it commits (except
+``recipients_refused``, which has no transaction).
 
 ``account_connected``
     A mailbox was linked or re-linked. ``sender``: ``MailAccount``;
@@ -13,6 +14,12 @@
     A refresh token was redeemed and the rotated cache stored.
     ``sender``: ``MailAccount``; ``account``.
 
+``recipients_refused``
+    A message went out, but the server refused some of its recipients (all
+    refused is an error instead). Sent at once. ``sender``: ``MailAccount``;
+    ``account``; ``message``: the ``EmailMessage``; ``refused``: a dict of
+    address to ``(code, reply text)``.
+
 ``reconnect_required``
     The grant is gone and the user must link the mailbox again.
     ``sender``: ``MailAccount``; ``account``; ``error``: the
@@ -25,3 +32,4 @@ account_connected = Signal()
 account_disconnected = Signal()
 token_refreshed = Signal()
 reconnect_required = Signal()
+recipients_refused = Signal()

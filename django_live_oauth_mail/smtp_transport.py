@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import smtplib
 import ssl
 from typing import Any
@@ -17,11 +18,13 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
 
-from . import exchange, xoauth2
+from . import exchange, signals, xoauth2
 from .conf import conf
 from .models import MailAccount
 from .routing import sender_address
 from .tokens import AccountCredentials
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,7 @@ class SMTPSession:
     def __init__(self, account: MailAccount, transport: SMTPTransport) -> None:
         self.account = account
         self.transport = transport
-        self.connection: smtplib.SMTP | None = None
+        self.connection: _SMTP | _SMTP_SSL | None = None
         self.rested = False
         self._django: smtp.EmailBackend | None = None
 
@@ -63,11 +66,11 @@ class SMTPSession:
         if t.timeout is not None:
             options["timeout"] = t.timeout
         if t.use_ssl:
-            self.connection = smtplib.SMTP_SSL(
+            self.connection = _SMTP_SSL(
                 t.host, t.port, context=t.ssl_context, **options
             )
         else:
-            self.connection = smtplib.SMTP(t.host, t.port, **options)
+            self.connection = _SMTP(t.host, t.port, **options)
         self._django = _djangos_backend(self.connection)
 
     def secure(self) -> None:
@@ -101,16 +104,41 @@ class SMTPSession:
         return self._send(message)
 
     def _send(self, message: EmailMessage) -> bool:
-        if self._django is None or self.connection is None:
+        connection = self.connection
+        if self._django is None or connection is None:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
+        connection.refused = {}
         try:
-            return self._django.send_messages([message]) == 1
+            sent = self._django.send_messages([message]) == 1
         except smtplib.SMTPResponseException as error:
             sender = sender_address(str(message.from_email or ""))
             explained = exchange.explain_send(error, self.account.email, sender)
             if explained is error:
                 raise
             raise explained from None
+        if connection.refused:
+            self._report_refused(message, connection.refused)
+        return sent
+
+    def _report_refused(
+        self, message: EmailMessage, refused: dict[str, tuple[int, bytes]]
+    ) -> None:
+        """Some recipients were refused, the others accepted: say so, loudly."""
+        replies = {
+            rcpt: (code, exchange.reply_text(r)) for rcpt, (code, r) in refused.items()
+        }
+        logger.warning(
+            "%s sent %r, but the server refused %d recipient(s): %s",
+            self.account.email,
+            message.subject,
+            len(replies),
+            "; ".join(
+                f"{rcpt}: {code} {text}" for rcpt, (code, text) in replies.items()
+            ),
+        )
+        signals.recipients_refused.send(
+            sender=MailAccount, account=self.account, message=message, refused=replies
+        )
 
     def close(self) -> None:
         connection, self.connection, self._django = self.connection, None, None
@@ -128,6 +156,28 @@ class SMTPSession:
 
     def __repr__(self) -> str:
         return f"<SMTPSession {self.account.email}>"
+
+
+class _RefusalsKept:
+    """Keeps what ``sendmail()`` returns: the recipients it refused.
+
+    Django's backend drops that; part of a message's recipients refused is
+    still a sent message, but it must not pass unnoticed.
+    """
+
+    refused: dict[str, tuple[int, bytes]] = {}
+
+    def sendmail(self, *args: Any, **kwargs: Any) -> dict[str, tuple[int, bytes]]:
+        self.refused = super().sendmail(*args, **kwargs)  # type: ignore[misc]
+        return self.refused
+
+
+class _SMTP(_RefusalsKept, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_RefusalsKept, smtplib.SMTP_SSL):
+    pass
 
 
 def _djangos_backend(connection: smtplib.SMTP) -> smtp.EmailBackend:

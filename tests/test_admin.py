@@ -145,7 +145,9 @@ def test_send_test_message_reports_a_mailbox_it_cannot_decrypt_and_sends_the_res
 
     [(level, text), (sent, sent_text)] = reported(response)
     assert level == messages.ERROR
-    assert text.startswith("alice@outlook.com: The stored tokens of alice@outlook")
+    assert text.startswith(
+        "alice@outlook.com: failed at token: The stored tokens of alice@outlook"
+    )
     assert sent == messages.SUCCESS and sent_text.startswith("bob@contoso.com: test")
     [received] = smtp_server.messages
     assert received.authenticated_as == "bob@contoso.com"

@@ -343,3 +343,41 @@ def test_daily_quota_is_explained(
     assert "daily sending limit" in str(caught.value)
     assert "alice@outlook.com" in str(caught.value)
     assert isinstance(caught.value, smtplib.SMTPDataError)
+
+
+def test_recipients_the_server_refused_are_reported_not_dropped(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django_live_oauth_mail import signals
+
+    reported: list[tuple[str, dict[str, Any]]] = []
+
+    def on_refused(sender: Any, account: MailAccount, message: Any, **kw: Any) -> None:
+        reported.append((account.email, kw["refused"]))
+
+    signals.recipients_refused.connect(on_refused)
+    smtp_server.fail_next(stage="rcpt", reply="550 5.1.1 User unknown")
+    try:
+        email = EmailMessage("Hi", "b", "alice@outlook.com", ["gone@x.org", "ok@x.org"])
+        assert email.send() == 1
+    finally:
+        signals.recipients_refused.disconnect(on_refused)
+
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["ok@x.org"]
+    assert reported == [
+        ("alice@outlook.com", {"gone@x.org": (550, "5.1.1 User unknown")})
+    ]
+    assert "gone@x.org: 550 5.1.1 User unknown" in caplog.text
+
+
+def test_a_message_refused_for_every_recipient_is_a_failure(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    smtp_server.fail_next(2, stage="rcpt", reply="550 5.1.1 User unknown")
+    email = EmailMessage("Hi", "b", "alice@outlook.com", ["a@x.org", "b@x.org"])
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        email.send()
+    assert smtp_server.messages == []

@@ -229,3 +229,34 @@ def test_a_finished_batch_leaves_no_mailbox_behind_for_the_next_open(
         "bob@contoso.com",
     ]
     assert smtp_server.sessions == 2
+
+
+@pytest.mark.parametrize("fail_silently", [False, True])
+def test_a_mailbox_whose_tokens_cannot_be_decrypted_mid_batch_is_a_partial_delivery(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    fail_silently: bool,
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from django_live_oauth_mail.exceptions import TokenCacheUnreadable
+
+    lost_key = Fernet(Fernet.generate_key())  # as after losing an old key
+    MailAccount.objects.filter(pk=bob_account.pk).update(
+        encrypted_token_cache=lost_key.encrypt(b"{}").decode()
+    )
+    mixed = [*batch(2), *batch(1, sender="bob@contoso.com"), *batch(1)]
+    backend = make_backend(fail_silently=fail_silently)
+
+    if fail_silently:
+        assert backend.send_messages(mixed) == 3
+    else:
+        with pytest.raises(PartialDelivery) as caught:
+            backend.send_messages(mixed)
+        assert isinstance(caught.value.error, TokenCacheUnreadable)
+        assert "bob@contoso.com cannot be decrypted" in str(caught.value)
+        assert [m.subject for m in caught.value.sent] == ["m1", "m2", "m1"]
+    assert [m.authenticated_as for m in smtp_server.messages] == [
+        "alice@outlook.com"
+    ] * 3
