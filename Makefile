@@ -151,12 +151,18 @@ $(VENV)/.demo-stamp: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
 	touch $@
 
-# Side-by-side send benchmark (docs/benchmarks.md); about 4 minutes. Installs
-# once (again only when pyproject.toml changes). ARGS="--quick" for a smoke
-# run, ARGS="--profile 1000" adds a cProfile.
+# Side-by-side send benchmarks (docs/benchmarks.md): batches, then one message
+# per call over 30 ms of RTT; about 6 minutes. Installs once (again only when
+# pyproject.toml changes). ARGS="--quick" smoke-runs both; other ARGS go to
+# send_batch only (ARGS="--profile 1000" adds a cProfile), PER_CALL_ARGS to
+# per_call (PER_CALL_ARGS="--rtt-ms 60"). Fails if either fails.
 .PHONY: bench
 bench: $(VENV)/.bench-stamp
-	exec $(VENV)/bin/python -m benchmarks.send_batch $(ARGS)
+	rc=0
+	$(VENV)/bin/python -m benchmarks.send_batch $(ARGS) || rc=$$?
+	quick=""; case " $(ARGS) " in *" --quick "*) quick=--quick ;; esac
+	$(VENV)/bin/python -m benchmarks.per_call $$quick $(PER_CALL_ARGS) || rc=$$?
+	exit $$rc
 
 $(VENV)/.bench-stamp: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[testing]'

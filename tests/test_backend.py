@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 from typing import Any
 
+import django
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, send_mail
@@ -381,3 +382,31 @@ def test_a_message_refused_for_every_recipient_is_a_failure(
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         email.send()
     assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "to"),
+    [("jörg@example.com", "r@x.org"), ("alice@outlook.com", "jörg@x.org")],
+)
+def test_a_non_ascii_address_gets_djangos_clear_answer_never_a_unicode_error(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+    sender: str,
+    to: str,
+) -> None:
+    # A non-ASCII local part cannot go into SMTP commands without SMTPUTF8.
+    live_settings["DEFAULT_ACCOUNT"] = "alice@outlook.com"
+    live_settings["ROUTING"] = "any"
+    smtp_server.enforce_send_as = False
+    email = EmailMessage("s", "b", sender, [to])
+    try:
+        if django.VERSION < (6, 0):
+            # Django 5.2 encodes it (RFC 2047) and the server takes it.
+            assert make_backend(account="alice@outlook.com").send_messages([email]) == 1
+        else:
+            with pytest.raises(ValueError, match="non-ASCII"):
+                make_backend(account="alice@outlook.com").send_messages([email])
+            assert smtp_server.messages == []
+    finally:
+        smtp_server.enforce_send_as = True
