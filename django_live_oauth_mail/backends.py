@@ -1,25 +1,17 @@
 """The email backend: each message goes out through its sender's linked mailbox.
 
-``send_messages()`` reads like Django's SMTP backend, with one step added:
-
-1. group the messages by mailbox (:mod:`.routing` decides who may send as whom);
-2. get a signed-in session for each mailbox from the transport
-   (:mod:`.smtp_transport`);
-3. send each message, retrying temporary failures (:mod:`.retry`) with one
-   Message-ID for all attempts;
-4. apply ``fail_silently`` in one place, :meth:`EmailBackend._give_up`.
-
-Return values, ``fail_silently`` and ``with connection:`` are Django's.
-``open()`` signs in as the fixed mailbox, else the one that sends
-``DEFAULT_FROM_EMAIL``. Passwords and plaintext connections are refused.
+``send_messages()`` reads like Django's: group the messages by mailbox
+(:mod:`.routing`), get a signed-in session for each from the transport
+(:mod:`.smtp_transport`, kept warm by :mod:`.sessions`), send each message
+with retries of temporary failures (:mod:`.retry`), and decide about
+``fail_silently`` in one place, :meth:`EmailBackend._give_up`. ``open()``
+signs in as the fixed mailbox, else the one that sends ``DEFAULT_FROM_EMAIL``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -49,9 +41,8 @@ T = TypeVar("T")
 class EmailBackend(BaseEmailBackend):
     """Send through Microsoft's SMTP as the linked mailbox of each sender.
 
-    The mailbox for a message is the ``account`` given to the backend (a
-    ``MailAccount``, its pk, or its address), else the one :mod:`.routing`
-    picks from ``from_email`` for the acting user, or for ``user`` when given.
+    The mailbox is ``account`` (a ``MailAccount``, its pk or its address) when
+    given, else the one :mod:`.routing` picks for the acting user (or ``user``).
     """
 
     def __init__(
@@ -97,14 +88,9 @@ class EmailBackend(BaseEmailBackend):
         self._held_open = False  # open() was called: keep sessions until close()
 
     @cached_property
-    def ssl_context(self) -> ssl.SSLContext:
-        return tls_context(self.ssl_certfile, self.ssl_keyfile)
-
-    @cached_property
     def transport(self) -> SMTPTransport:
-        return SMTPTransport(
-            self.host, self.port, self.timeout, self.use_ssl, self.ssl_context
-        )
+        context = tls_context(self.ssl_certfile, self.ssl_keyfile)
+        return SMTPTransport(self.host, self.port, self.timeout, self.use_ssl, context)
 
     @property
     def connection(self) -> smtplib.SMTP | None:
@@ -140,9 +126,8 @@ class EmailBackend(BaseEmailBackend):
 
         A temporary failure (4xx, a dropped connection, a timeout) is retried
         on a new connection, up to ``SMTP_RETRIES`` times with backoff; a 5xx
-        never is, and an accepted message is never sent again. Without
-        ``fail_silently`` the first lasting failure is raised: as it is when
-        nothing was sent yet, else as :class:`PartialDelivery`.
+        never is, and an accepted message is never sent again. The first
+        lasting failure raises, as :class:`PartialDelivery` once some went out.
         """
         messages = list(email_messages)  # an iterator must be read once
         if not messages:
@@ -169,7 +154,7 @@ class EmailBackend(BaseEmailBackend):
         self, account: MailAccount, group: list[EmailMessage], delivery: Delivery
     ) -> None:
         try:
-            self._retrying(account, lambda: self._session(account))
+            self._retrying(account, self._session, account)
         except Exception as error:
             # The mailbox cannot sign in: none of its messages is tried.
             self._give_up(error, delivery, group[0], account)
@@ -177,9 +162,7 @@ class EmailBackend(BaseEmailBackend):
         for message in group:
             try:
                 with stable_message_id(message):
-                    sent = self._retrying(
-                        account, functools.partial(self._send_one, account, message)
-                    )
+                    sent = self._retrying(account, self._send_one, account, message)
             except Exception as error:
                 self._give_up(error, delivery, message, account)
                 continue
@@ -191,11 +174,13 @@ class EmailBackend(BaseEmailBackend):
     def _send_one(self, account: MailAccount, message: EmailMessage) -> bool:
         return self._session(account).send(message)
 
-    def _retrying(self, account: MailAccount, attempt: Callable[[], T]) -> T:
-        """``attempt()``, again on a new session after each temporary failure."""
+    def _retrying(
+        self, account: MailAccount, attempt: Callable[..., T], *args: Any
+    ) -> T:
+        """``attempt(*args)``, again on a new session after a temporary failure."""
         for pause in (*retry.delays(), None):
             try:
-                return attempt()
+                return attempt(*args)
             except (OSError, LiveOAuthMailError) as error:
                 if not retry.is_transient(error):
                     raise
@@ -220,11 +205,10 @@ class EmailBackend(BaseEmailBackend):
         message: EmailMessage,
         account: MailAccount | None,
     ) -> None:
-        """Apply ``fail_silently``: the one place it is decided.
+        """Apply ``fail_silently``, here only: sending failures pass when asked.
 
-        Failures of sending (ours and the network's) pass silently when asked;
-        anything else is a bug or a broken setup and always raises. Once some
-        messages went out, the error is raised as :class:`PartialDelivery`.
+        Anything else is a bug or a broken setup and raises; once some messages
+        went out, as :class:`PartialDelivery`.
         """
         silenceable = isinstance(error, (OSError, LiveOAuthMailError))
         if silenceable and self.fail_silently:
@@ -234,8 +218,6 @@ class EmailBackend(BaseEmailBackend):
             raise error
         mailbox = account.email if account else None
         raise delivery.partial(error, message, mailbox) from error
-
-    # -- sessions and mailboxes ------------------------------------------------
 
     def _session(self, account: MailAccount) -> Session:
         session = self._sessions.get(account.pk)
