@@ -22,10 +22,10 @@ from django.core.mail.message import EmailMessage
 from django.db.models import Model
 from django.utils.functional import cached_property
 
-from . import exchange, retry, routing
+from . import retry, routing
 from .conf import conf
 from .delivery import Delivery, stable_message_id
-from .exceptions import LiveOAuthMailError
+from .exceptions import LiveOAuthMailError, Throttled
 from .exchange import describe
 from .models import MailAccount
 from .options import smtp_options
@@ -177,26 +177,24 @@ class EmailBackend(BaseEmailBackend):
     def _retrying(
         self, account: MailAccount, attempt: Callable[..., T], *args: Any
     ) -> T:
-        """``attempt(*args)``, again on a new session after a temporary failure."""
-        for pause in (*retry.delays(), None):
+        """``attempt(*args)``, again after a temporary failure (:mod:`.retry`)."""
+        pauses, waited = retry.delays(), 0.0
+        while True:
             try:
                 return attempt(*args)
             except (OSError, LiveOAuthMailError) as error:
-                if not retry.is_transient(error):
-                    raise
-                self._close_session(account)
-                if exchange.has_code(error, "4.3.2"):
+                if retry.is_transient(error):
+                    self._close_session(account)
+                if isinstance(error, Throttled):
                     POOL.drop(account)  # too many connections: free ours
+                pause = retry.next_pause(error, pauses, waited)
                 if pause is None:
                     raise
+                waited += pause
                 logger.warning(
-                    "Temporary SMTP failure for %s (%s); retrying in %.1f s.",
-                    account.email,
-                    describe(error),
-                    pause,
+                    "Retrying %s in %.1fs: %s", account, pause, describe(error)
                 )
                 time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _give_up(
         self,

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_REUSE": True,
     "SESSION_IDLE_TIMEOUT": 60,
     "SMTP_RETRY_BACKOFF": 1.0,
+    "MAX_INLINE_WAIT": 10,
     "ENCRYPTION_KEYS": [],
     "DEFAULT_ACCOUNT": None,
     "ROUTING": "owner",
@@ -174,6 +175,11 @@ class Settings:
     def SMTP_RETRY_BACKOFF(self) -> float:
         """Seconds before the first retry; each further retry waits twice as long."""
         return max(0.0, float(self._get("SMTP_RETRY_BACKOFF")))
+
+    @property
+    def MAX_INLINE_WAIT(self) -> float:
+        """Seconds one message may wait, in all, on a server that throttles us."""
+        return max(0.0, float(self._get("MAX_INLINE_WAIT")))
 
     @property
     def ENCRYPTION_KEYS(self) -> list[str]:

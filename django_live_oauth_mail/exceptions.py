@@ -166,6 +166,20 @@ class AppCredentialsError(TokenError):
     """
 
 
+class Throttled(LiveOAuthMailError):
+    """The server asked us to slow down; ``retry_after``: seconds, if it said.
+
+    Sending inline waits it out up to ``MAX_INLINE_WAIT`` seconds in all,
+    then raises this.
+    """
+
+    def __init__(
+        self, message: str, *, mailbox: str | None = None, retry_after: float | None
+    ) -> None:
+        super().__init__(message, mailbox=mailbox)
+        self.retry_after = retry_after
+
+
 class TokenCacheUnreadable(LiveOAuthMailError, ConfigurationError):
     """One mailbox's stored tokens cannot be decrypted with the current keys."""
 

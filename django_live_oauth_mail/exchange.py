@@ -15,6 +15,7 @@ from .exceptions import (
     SendAsDenied,
     SMTPAuthDisabled,
     SubmissionQuotaExceeded,
+    Throttled,
     TokenRejected,
 )
 
@@ -91,14 +92,39 @@ def explain_auth(
     return error
 
 
+def throttling(error: BaseException, mailbox: str) -> Throttled | None:
+    """Our Throttled for Exchange's "too many at once" (``432 4.3.2``), else None.
+
+    Exchange allows 3 connections per mailbox and refuses more with it, at the
+    greeting, AUTH or MAIL.
+    """
+    if not (
+        isinstance(error, smtplib.SMTPResponseException) and error.smtp_code == 432
+    ):
+        return None
+    if not has_code(error, "4.3.2"):
+        return None
+    return Throttled(
+        f"Exchange refused {mailbox} another connection: it allows 3 at a time "
+        f"per mailbox (432 {reply_text(error.smtp_error)}). Other processes or "
+        "programs are sending as this mailbox; queue the mail, or send from "
+        "fewer workers at once.",
+        mailbox=mailbox,
+        retry_after=None,
+    )
+
+
 def explain_send(
     error: smtplib.SMTPResponseException, mailbox: str, sender: str | None
-) -> smtplib.SMTPResponseException:
+) -> Exception:
     """Our exception for a refused message, or ``error`` when we know no better.
 
     ``sender`` is the message's From address, normalized.
     """
     code, reply = error.smtp_code, reply_bytes(error.smtp_error)
+    throttled = throttling(error, mailbox)
+    if throttled is not None:
+        return throttled
     if code == 554 and b"5.2.252" in reply:
         return SendAsDenied(
             _send_as_advice(mailbox, sender),

@@ -12,11 +12,13 @@ import smtplib
 import ssl
 
 from .conf import conf
-from .exceptions import LiveOAuthMailError
+from .exceptions import LiveOAuthMailError, Throttled
 
 
 def is_transient(error: BaseException) -> bool:
     """True for failures that another attempt, on a new connection, may cure."""
+    if isinstance(error, Throttled):
+        return True
     if isinstance(error, LiveOAuthMailError):
         return False
     if isinstance(error, smtplib.SMTPResponseException):
@@ -36,3 +38,22 @@ def delays() -> list[float]:
     """The pauses before each retry: SMTP_RETRY_BACKOFF, doubling each time."""
     base = conf.SMTP_RETRY_BACKOFF
     return [base * 2**attempt for attempt in range(conf.SMTP_RETRIES)]
+
+
+def next_pause(
+    error: BaseException, pauses: list[float], waited: float
+) -> float | None:
+    """Seconds to wait before trying again after ``error``; None: give up.
+
+    Takes the next of ``pauses`` (see :func:`delays`). A throttled attempt
+    waits at least the server's ``retry_after``, and never beyond
+    ``MAX_INLINE_WAIT`` seconds of such waiting in all (the queue defers
+    instead).
+    """
+    if not is_transient(error) or not pauses:
+        return None
+    after = getattr(error, "retry_after", None)
+    pause = max(pauses.pop(0), float(after or 0))
+    if isinstance(error, Throttled) and waited + pause > conf.MAX_INLINE_WAIT:
+        return None
+    return pause

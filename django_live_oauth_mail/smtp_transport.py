@@ -43,8 +43,11 @@ class SMTPTransport:
             session.connect()
             session.secure()
             session.sign_in()
-        except BaseException:
+        except BaseException as error:
             session.close()
+            throttled = exchange.throttling(error, account.email)
+            if throttled is not None:
+                raise throttled from None
             raise
         return session
 

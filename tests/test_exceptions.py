@@ -17,6 +17,7 @@ from django_live_oauth_mail.exceptions import (
     MailboxRejected,
     PartialDelivery,
     SendAsDenied,
+    Throttled,
     TokenError,
 )
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
@@ -119,6 +120,8 @@ def example(cls: type[BaseException]) -> BaseException:
             error_codes=[70000, 50173],
             description="AADSTS70000: The provided grant has expired.",
         )
+    if issubclass(cls, Throttled):
+        return cls(text, mailbox=MAILBOX, retry_after=12.5)
     if issubclass(cls, LiveOAuthMailError):
         return cls(text, mailbox=MAILBOX)
     return cls(text)

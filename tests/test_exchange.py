@@ -129,3 +129,23 @@ def test_other_send_replies_are_left_as_they_are(code: int, reply: bytes) -> Non
 )
 def test_describe_gives_one_line(error: BaseException, text: str) -> None:
     assert exchange.describe(error) == text
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "throttled"),
+    [
+        (432, b"4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", True),
+        (421, b"4.3.2 Service not available, closing transmission channel", False),
+        (432, b"4.3.20 something else", False),
+        (451, b"4.3.2 busy", False),
+    ],
+)
+def test_only_too_many_connections_is_throttling(
+    code: int, reply: bytes, throttled: bool
+) -> None:
+    error = smtplib.SMTPConnectError(code, reply)
+    found = exchange.throttling(error, MAILBOX)
+    assert (found is not None) is throttled
+    if found is not None:
+        assert found.retry_after is None and found.mailbox == MAILBOX
+        assert "allows 3 at a time" in str(found)

@@ -260,3 +260,46 @@ def test_a_mailbox_whose_tokens_cannot_be_decrypted_mid_batch_is_a_partial_deliv
     assert [m.authenticated_as for m in smtp_server.messages] == [
         "alice@outlook.com"
     ] * 3
+
+
+TOO_MANY = "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
+
+
+@pytest.mark.parametrize("stage", ["connect", "mail"])
+def test_too_many_connections_is_waited_out_and_sent_once(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    pauses: list[float],
+    live_settings: dict[str, Any],
+    stage: Any,
+) -> None:
+    live_settings["SMTP_RETRY_BACKOFF"] = 2
+    smtp_server.fail_next(stage=stage, reply=TOO_MANY)
+    assert make_backend().send_messages(batch(2)) == 2
+    assert subjects(smtp_server) == ["m1", "m2"]
+    assert pauses == [2]
+
+
+def test_throttling_longer_than_max_inline_wait_raises_throttled(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    pauses: list[float],
+    live_settings: dict[str, Any],
+) -> None:
+    from django_live_oauth_mail.exceptions import Throttled
+
+    live_settings["SMTP_RETRY_BACKOFF"] = 4
+    live_settings["MAX_INLINE_WAIT"] = 5
+    smtp_server.fail_next(2, stage="connect", reply=TOO_MANY)
+
+    with pytest.raises(Throttled) as caught:
+        make_backend().send_messages(batch(1))
+    # 4 s, then 8 s would pass the 5 s cap: one wait, then the error.
+    assert pauses == [4]
+    assert "allows 3 at a time" in str(caught.value)
+    assert caught.value.mailbox == "alice@outlook.com"
+    assert smtp_server.messages == []
+
+    smtp_server.fail_next(stage="connect", reply=TOO_MANY)
+    live_settings["MAX_INLINE_WAIT"] = 0
+    assert make_backend(fail_silently=True).send_messages(batch(1)) == 0
