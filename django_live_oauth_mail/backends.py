@@ -11,6 +11,7 @@ signs in as the fixed mailbox, else the one that sends ``DEFAULT_FROM_EMAIL``.
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import threading
 import time
@@ -95,8 +96,11 @@ class EmailBackend(BaseEmailBackend):
     @property
     def connection(self) -> smtplib.SMTP | None:
         """The SMTP connection of an open session, as on Django's backend."""
-        connections = (getattr(s, "connection", None) for s in self._sessions.values())
-        return next((c for c in connections if c), None)
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return next(
+            (c for s in sessions if (c := getattr(s, "connection", None))), None
+        )
 
     def open(self) -> bool | None:
         """Sign in as the fixed mailbox, else the one for ``DEFAULT_FROM_EMAIL``.
@@ -104,22 +108,29 @@ class EmailBackend(BaseEmailBackend):
         True if a session was opened, False if one was open already, None if
         it failed silently. Sessions stay open until :meth:`close`.
         """
-        if self._sessions:
-            return False
-        try:
-            self._session(self._fixed or routing.site_account(self.user_selector))
-        except (OSError, LiveOAuthMailError):
-            if self.fail_silently:
-                return None
-            raise
-        self._held_open = True
-        return True
+        with self._lock:
+            if self._sessions:
+                return False
+            selector = self.account_selector
+            try:
+                self._session(
+                    routing.explicit_account(selector)
+                    if selector is not None
+                    else routing.site_account(self.user_selector)
+                )
+            except (OSError, LiveOAuthMailError):
+                if self.fail_silently:
+                    return None
+                raise
+            self._held_open = True
+            return True
 
     def close(self) -> None:
         """End the sessions: back to the pool to stay warm, or closed."""
-        self._held_open = False
-        for pk in list(self._sessions):
-            self._release(pk)
+        with self._lock:
+            self._held_open = False
+            for pk in list(self._sessions):
+                self._release(pk)
 
     def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
         """Send in one session per mailbox; return how many were accepted.
@@ -135,10 +146,8 @@ class EmailBackend(BaseEmailBackend):
         with self._lock:
             delivery = Delivery(messages)
             try:
-                batches, refused = (
-                    ([(self._fixed, messages)], [])
-                    if self._fixed
-                    else routing.route(messages, user=self.user_selector)
+                batches, refused = routing.route(
+                    messages, user=self.user_selector, account=self.account_selector
                 )
                 for message, error in refused:
                     self._give_up(error, delivery, message, None)
@@ -182,9 +191,9 @@ class EmailBackend(BaseEmailBackend):
         while True:
             try:
                 return attempt(*args)
-            except (OSError, LiveOAuthMailError) as error:
-                if retry.is_transient(error):
-                    self._close_session(account)
+            except BaseException as error:
+                if retry.is_transient(error) or not retry.leaves_session_usable(error):
+                    self._close_session(account)  # retried on a new connection
                 if isinstance(error, Throttled):
                     POOL.drop(account)  # too many connections: free ours
                 pause = retry.next_pause(error, pauses, waited)
@@ -219,7 +228,7 @@ class EmailBackend(BaseEmailBackend):
 
     def _session(self, account: MailAccount) -> Session:
         session = self._sessions.get(account.pk)
-        if session is None:
+        if session is None or session.pid != os.getpid():  # forked: not ours
             reuse = conf.SESSION_REUSE
             session = (reuse and POOL.take(self.transport, account)) or (
                 self.transport.open(account)
@@ -239,10 +248,3 @@ class EmailBackend(BaseEmailBackend):
         session = self._sessions.pop(account.pk, None)
         if session is not None:
             session.close()
-
-    @cached_property
-    def _fixed(self) -> MailAccount | None:
-        """The mailbox given to the backend itself, if any (looked up once)."""
-        if self.account_selector is None:
-            return None
-        return routing.explicit_account(self.account_selector)

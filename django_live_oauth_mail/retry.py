@@ -34,6 +34,26 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)
 
 
+def leaves_session_usable(error: BaseException) -> bool:
+    """Is the session still signed in and in step after ``error``?
+
+    Only after a clean refusal of one message (smtplib sends RSET after it),
+    or an address Django refused before any command. Anything else (a dropped
+    connection, a failed sign-in, a timeout or interruption part-way) and the
+    session is closed rather than lent out again.
+    """
+    if isinstance(error, (smtplib.SMTPRecipientsRefused, ValueError)):
+        return True
+    return (
+        isinstance(error, smtplib.SMTPResponseException)
+        and not isinstance(
+            error, (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError)
+        )
+        and error.smtp_code >= 500
+        and error.smtp_code != 530  # "authentication required": not signed in
+    )
+
+
 def delays() -> list[float]:
     """The pauses before each retry: SMTP_RETRY_BACKOFF, doubling each time."""
     base = conf.SMTP_RETRY_BACKOFF

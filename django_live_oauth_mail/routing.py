@@ -58,14 +58,20 @@ def explicit_account(selector: MailAccount | int | str) -> MailAccount:
 
 
 def route(
-    messages: Sequence[EmailMessage], *, user: Any = None
+    messages: Sequence[EmailMessage], *, user: Any = None, account: Any = None
 ) -> tuple[Batches, list[tuple[EmailMessage, AccountNotFound]]]:
     """Group messages by the mailbox that sends them, in first-seen order.
 
-    ``user`` (the backend's ``user=``) wins over the acting user. One query
-    finds every candidate, whatever the batch size. Also returns each message
-    no mailbox may send, with the reason; the backend decides what to do.
+    ``account`` (the backend's fixed mailbox) sends them all; else ``user``
+    (the backend's ``user=``) wins over the acting user. One query finds every
+    candidate, whatever the batch size. Also returns each message no mailbox
+    may send, with the reason; the backend decides what to do.
     """
+    if account is not None:
+        try:
+            return [(explicit_account(account), list(messages))], []
+        except AccountNotFound as error:
+            return [], [(message, error) for message in messages]
     addresses: dict[str, str | None] = {}  # parse each distinct From once
     for message in messages:
         raw = str(message.from_email or "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import smtplib
 import ssl
 from typing import Any
@@ -39,16 +40,7 @@ class SMTPTransport:
 
     def open(self, account: MailAccount) -> SMTPSession:
         session = SMTPSession(account, self)
-        try:
-            session.connect()
-            session.secure()
-            session.sign_in()
-        except BaseException as error:
-            session.close()
-            throttled = exchange.throttling(error, account.email)
-            if throttled is not None:
-                raise throttled from None
-            raise
+        session.start()
         return session
 
 
@@ -60,7 +52,21 @@ class SMTPSession:
         self.transport = transport
         self.connection: _SMTP | _SMTP_SSL | None = None
         self.rested = False
+        self.pid = os.getpid()
         self._django: smtp.EmailBackend | None = None
+
+    def start(self) -> None:
+        """Connect, TLS and sign in; on any failure the connection is closed."""
+        try:
+            self.connect()
+            self.secure()
+            self.sign_in()
+        except BaseException as error:
+            self.close()
+            throttled = exchange.throttling(error, self.account.email)
+            if throttled is not None:
+                raise throttled from None
+            raise
 
     def connect(self) -> None:
         """Open the TCP connection (TLS from the start with ``use_ssl``)."""
@@ -101,9 +107,7 @@ class SMTPSession:
             if not (rested and gone):
                 raise
         self.close()
-        self.connect()
-        self.secure()
-        self.sign_in()
+        self.start()
         return self._send(message)
 
     def _send(self, message: EmailMessage) -> bool:
@@ -139,9 +143,14 @@ class SMTPSession:
                 f"{rcpt}: {code} {text}" for rcpt, (code, text) in replies.items()
             ),
         )
-        signals.recipients_refused.send(
+        # The message was accepted: a receiver's error must not make it a failure.
+        for receiver, error in signals.recipients_refused.send_robust(
             sender=MailAccount, account=self.account, message=message, refused=replies
-        )
+        ):
+            if isinstance(error, Exception):
+                logger.error(
+                    "recipients_refused receiver %r failed: %r", receiver, error
+                )
 
     def close(self) -> None:
         connection, self.connection, self._django = self.connection, None, None
@@ -198,19 +207,22 @@ def _djangos_backend(connection: smtplib.SMTP) -> smtp.EmailBackend:
 
 def tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
     """A context that verifies the server, with a client certificate if given."""
-    if not (certfile or keyfile):
-        return _verifying_context(conf.CA_BUNDLE)
-    context = ssl.create_default_context(cafile=conf.CA_BUNDLE)
-    context.load_cert_chain(str(certfile), keyfile)
-    return context
+    return _context(conf.CA_BUNDLE, certfile, keyfile)
 
 
-@functools.lru_cache(maxsize=4)
-def _verifying_context(cafile: str | None) -> ssl.SSLContext:
-    """One TLS client context per process and CA file.
+@functools.lru_cache(maxsize=8)
+def _context(
+    cafile: str | None, certfile: str | None, keyfile: str | None
+) -> ssl.SSLContext:
+    """One TLS client context per process and set of files.
 
     Loading the system certificates costs about 30 ms; Django's backend pays
-    it on every ``send_mail()``. Contexts are safe to share between threads.
-    A changed CA file is read again only after a restart.
+    it on every ``send_mail()``. One object per set of files also lets warm
+    sessions be shared by every backend with the same settings (see
+    :mod:`.sessions`). Contexts are safe to share between threads; changed
+    files are read again only after a restart.
     """
-    return ssl.create_default_context(cafile=cafile)
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile or keyfile:
+        context.load_cert_chain(str(certfile), keyfile)
+    return context

@@ -24,6 +24,8 @@ class Session(Protocol):
     #: server may have closed it meanwhile, so a first send that finds it
     #: gone reconnects once instead of failing.
     rested: bool
+    #: The process that opened it: a forked child must never use it.
+    pid: int
 
     def send(self, message: EmailMessage) -> bool:
         """Send; True when accepted, False when there was nothing to send.

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime
 import smtplib
 import threading
+import time
 from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage, send_mail
 
-from django_live_oauth_mail import sessions
+from django_live_oauth_mail import backends, sessions
 from django_live_oauth_mail.accounts import unlink_mailbox
-from django_live_oauth_mail.exceptions import AccountNotFound
+from django_live_oauth_mail.exceptions import AccountNotFound, SMTPAuthDisabled
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sessions import POOL
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
@@ -218,19 +219,103 @@ def test_too_many_connections_drops_the_spare_sessions(
     assert smtp_server.sessions == 3  # the retry's session, kept warm
 
 
-def test_after_fork_the_child_forgets_the_parents_sessions_unclosed(
+def test_after_fork_the_child_never_uses_or_quits_the_parents_sessions(
     alice_account: MailAccount,
     smtp_server: XOAuth2SMTPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert send("parent") == 1
-    backend = make_backend()
-    [(key, idle)] = list(POOL._idle.items())  # the parent's warm session
-    [(_, parents)] = idle
+    held = make_backend(account=ALICE)
+    held.open()  # a session in use when the process forks
+    assert send("parent") == 1  # and one idle in the pool
+    parents = held.connection
+    assert parents is not None and smtp_server.sessions == 2
     # As seen from a forked child: another pid.
     monkeypatch.setattr(sessions.os, "getpid", lambda: -1)
+    monkeypatch.setattr(backends.os, "getpid", lambda: -1)
 
-    assert POOL.take(key[0], alice_account) is None
-    assert parents.connection is not None  # not QUIT: the parent still owns it
-    assert backend.send_messages([EmailMessage("child", "b", ALICE, ["r@x.org"])])
-    assert smtp_server.sessions == 2
+    assert POOL.take(held.transport, alice_account) is None
+    assert held.send_messages([EmailMessage("child", "b", ALICE, ["r@x.org"])]) == 1
+    held.close()
+
+    assert smtp_server.sessions == 3  # the child signed in for itself
+    assert subjects(smtp_server) == ["parent", "child"]
+    assert parents.sock is not None  # never QUIT: the parent still owns it
+
+
+def test_a_session_that_failed_to_sign_in_again_is_never_lent_out(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["SMTP_RETRIES"] = 0
+    assert send("first") == 1
+    smtp_server.hang_up_all()
+    smtp_server.smtp_auth_disabled.add(ALICE)  # the re-sign-in is refused
+    with pytest.raises(SMTPAuthDisabled):
+        send("refused")
+    smtp_server.smtp_auth_disabled.clear()
+
+    assert send("after") == 1  # on a new session, not the half-open one
+    assert subjects(smtp_server) == ["first", "after"]
+    assert smtp_server.sessions == 3
+
+
+def test_throttling_on_a_rested_sessions_reconnect_is_waited_out(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(backends.time, "sleep", slept.append)
+    live_settings["SMTP_RETRY_BACKOFF"] = 2
+    assert send("first") == 1
+    smtp_server.hang_up_all()
+    smtp_server.fail_next(stage="connect", reply="432 4.3.2 STOREDRV.ClientSubmit")
+
+    assert send("second") == 1
+    assert subjects(smtp_server) == ["first", "second"]
+    assert slept == [2]  # handled as Throttled, not as a plain 4xx
+
+
+def test_a_failing_recipients_refused_receiver_does_not_resend_the_message(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    from django_live_oauth_mail import signals
+
+    def broken(**kwargs: Any) -> None:
+        raise ConnectionResetError("the receiver's own network call failed")
+
+    signals.recipients_refused.connect(broken)
+    smtp_server.fail_next(stage="rcpt", reply="550 5.1.1 User unknown")
+    try:
+        email = EmailMessage("s", "b", ALICE, ["gone@x.org", "ok@x.org"])
+        assert email.send() == 1
+    finally:
+        signals.recipients_refused.disconnect(broken)
+    assert subjects(smtp_server) == ["s"]
+
+
+def test_a_fixed_mailbox_that_is_not_linked_fails_silently_when_asked(
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    email = EmailMessage("s", "b", ALICE, ["r@x.org"])
+    assert make_backend(account=ALICE, fail_silently=True).send_messages([email]) == 0
+    with pytest.raises(AccountNotFound):
+        make_backend(account=ALICE).send_messages([email])
+    assert smtp_server.sessions == 0
+
+
+def test_idle_sessions_are_closed_on_time_even_when_nothing_else_is_sent(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["SESSION_IDLE_TIMEOUT"] = 0
+    assert send("first") == 1
+    assert smtp_server.open_connections == 1  # kept warm
+    for _ in range(50):  # the pool's timer runs a second later
+        if smtp_server.open_connections == 0:
+            break
+        time.sleep(0.1)
+    assert smtp_server.open_connections == 0

@@ -217,20 +217,20 @@ class ExchangeController(Controller):
         self._clients.add(client)
         return client
 
-    def hang_up_all(self) -> int:
-        """Close every open client connection; return how many there were."""
+    def open_clients(self, *, hang_up: bool) -> int:
+        """How many client connections are open; ``hang_up`` closes them too."""
 
-        async def hang_up() -> int:
+        async def on_the_loop() -> int:
             open_ = [
                 c
                 for c in self._clients
                 if c.transport is not None and not c.transport.is_closing()
             ]
-            for client in open_:
+            for client in open_ if hang_up else ():
                 client.hang_up()
             return len(open_)
 
-        return asyncio.run_coroutine_threadsafe(hang_up(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(on_the_loop(), self.loop).result(10)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)

@@ -101,7 +101,14 @@ class XOAuth2SMTPServer(LocalServer):
         """
         if self._controller is None:
             return 0
-        return self._controller.hang_up_all()
+        return self._controller.open_clients(hang_up=True)
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open now."""
+        if self._controller is None:
+            return 0
+        return self._controller.open_clients(hang_up=False)
 
     def stop(self) -> None:
         """Stop serving (recorded messages are kept)."""
