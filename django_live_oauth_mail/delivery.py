@@ -55,7 +55,7 @@ class Delivery:
         return PartialDelivery(
             f"{len(self.sent)} of {len(self.messages)} messages were sent "
             f"({numbers}) before #{position[id(failed)]} failed: {error} The "
-            f"{len(unsent)} message(s) after it were not attempted; the sent ones "
+            f"{len(unsent)} message(s) not yet tried were not sent; the sent ones "
             "must not be sent again.",
             mailbox=mailbox,
             error=error,

@@ -228,5 +228,9 @@ class SubmissionQuotaExceeded(MailboxRejected, smtplib.SMTPDataError):
     """``554 5.2.0 ...SubmissionQuotaExceeded``: the mailbox hit its daily limit."""
 
 
+class MailboxFull(MailboxRejected, smtplib.SMTPDataError):
+    """``554 5.2.2``: the sending mailbox is over its storage quota."""
+
+
 class BasicAuthRejected(MailboxRejected, smtplib.SMTPAuthenticationError):
     """``550 5.7.30``: a password was sent where Microsoft requires OAuth."""

@@ -12,6 +12,7 @@ import smtplib
 
 from .exceptions import (
     BasicAuthRejected,
+    MailboxFull,
     SendAsDenied,
     SMTPAuthDisabled,
     SubmissionQuotaExceeded,
@@ -138,6 +139,16 @@ def explain_send(
             f"{reply_text(reply)}). Sending works again once the 24-hour window "
             "has passed; spread bulk mail over several mailboxes or use a bulk "
             "mail service.",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
+    if code == 554 and has_code(error, "5.2.2"):
+        return MailboxFull(
+            f"{mailbox} is over its storage quota, so Exchange will not take mail "
+            f"from it ({code} {reply_text(reply)}). Sent messages are saved in "
+            "its Sent Items, which fill up on a busy sender: empty Sent Items or "
+            "Deleted Items, archive, or raise the mailbox's quota.",
             mailbox=mailbox,
             smtp_code=code,
             smtp_error=reply,

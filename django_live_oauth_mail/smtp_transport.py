@@ -27,6 +27,9 @@ from .tokens import AccountCredentials
 
 logger = logging.getLogger(__name__)
 
+#: Seconds to wait for the reply to QUIT when closing a session.
+QUIT_TIMEOUT = 2.0
+
 
 @dataclasses.dataclass(frozen=True)
 class SMTPTransport:
@@ -97,6 +100,8 @@ class SMTPSession:
         the message sent once more: a disconnect, or a 421 to MAIL, means it
         was not accepted.
         """
+        if not message.recipients():
+            return False  # as Django: nothing to send, and no SMTP command
         rested, self.rested = self.rested, False
         try:
             return self._send(message)
@@ -157,6 +162,9 @@ class SMTPSession:
         if connection is None:
             return
         try:
+            if connection.sock is not None:
+                # QUIT is a courtesy: never wait the full timeout on a dead peer.
+                connection.sock.settimeout(QUIT_TIMEOUT)
             connection.quit()
         except OSError:  # smtplib's errors are OSErrors too
             connection.close()

@@ -410,3 +410,14 @@ def test_a_non_ascii_address_gets_djangos_clear_answer_never_a_unicode_error(
             assert smtp_server.messages == []
     finally:
         smtp_server.enforce_send_as = True
+
+
+def test_a_full_sending_mailbox_is_explained(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    from django_live_oauth_mail.exceptions import MailboxFull
+
+    smtp_server.fail_next(stage="data", reply="554 5.2.2 mailbox full")
+    with pytest.raises(MailboxFull, match="storage quota.*Sent Items"):
+        message("alice@outlook.com").send()
+    assert smtp_server.messages == []

@@ -56,6 +56,7 @@ REPLIES: dict[str, tuple[int, bytes]] = {
         554,
         b"5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
     ),
+    "MailboxFull": (554, b"5.2.2 mailbox full; STOREDRV.Submission.Exception"),
     "BasicAuthRejected": (
         550,
         b"5.7.30 Basic authentication is not supported for Client Submission.",
@@ -91,7 +92,7 @@ def rejection(cls: type[MailboxRejected] = SendAsDenied) -> MailboxRejected:
 def partial_delivery() -> PartialDelivery:
     return PartialDelivery(
         "2 of 4 messages were sent (#1, #2) before #3 failed: Exchange refused "
-        f"{MAILBOX}. The 1 message(s) after it were not attempted; the sent ones "
+        f"{MAILBOX}. The 1 message(s) not yet tried were not sent; the sent ones "
         "must not be sent again.",
         mailbox=MAILBOX,
         error=rejection(SendAsDenied),

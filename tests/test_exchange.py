@@ -13,6 +13,7 @@ import pytest
 from django_live_oauth_mail import exchange
 from django_live_oauth_mail.exceptions import (
     BasicAuthRejected,
+    MailboxFull,
     SendAsDenied,
     SMTPAuthDisabled,
     SubmissionQuotaExceeded,
@@ -88,6 +89,7 @@ SEND_REPLIES = [
         SubmissionQuotaExceeded,
         "daily sending limit",
     ),
+    (554, b"5.2.2 mailbox full", MAILBOX, MailboxFull, "Sent Items"),
 ]
 
 
@@ -105,7 +107,12 @@ def test_refused_message_is_explained(
 
 @pytest.mark.parametrize(
     ("code", "reply"),
-    [(550, b"5.2.252 SendAsDenied"), (451, b"4.3.0 busy"), (554, b"5.6.0 bad")],
+    [
+        (550, b"5.2.252 SendAsDenied"),
+        (451, b"4.3.0 busy"),
+        (554, b"5.6.0 bad"),
+        (554, b"5.2.20 not the code"),
+    ],
 )
 def test_other_send_replies_are_left_as_they_are(code: int, reply: bytes) -> None:
     error = smtplib.SMTPDataError(code, reply)
