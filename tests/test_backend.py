@@ -418,6 +418,6 @@ def test_a_full_sending_mailbox_is_explained(
     from django_live_oauth_mail.exceptions import MailboxFull
 
     smtp_server.fail_next(stage="data", reply="554 5.2.2 mailbox full")
-    with pytest.raises(MailboxFull, match="storage quota.*Sent Items"):
+    with pytest.raises(MailboxFull, match=r"storage quota.*Sent Items"):
         message("alice@outlook.com").send()
     assert smtp_server.messages == []
