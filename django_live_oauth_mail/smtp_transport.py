@@ -144,9 +144,7 @@ class SMTPSession:
             self.account.email,
             message.subject,
             len(replies),
-            "; ".join(
-                f"{rcpt}: {code} {text}" for rcpt, (code, text) in replies.items()
-            ),
+            exchange.describe(smtplib.SMTPRecipientsRefused(refused)),
         )
         # The message was accepted: a receiver's error must not make it a failure.
         for receiver, error in signals.recipients_refused.send_robust(
