@@ -319,3 +319,31 @@ def test_idle_sessions_are_closed_on_time_even_when_nothing_else_is_sent(
             break
         time.sleep(0.1)
     assert smtp_server.open_connections == 0
+
+
+def test_a_warm_session_never_serves_a_sender_who_does_not_own_it(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, other_user: Any
+) -> None:
+    from django_live_oauth_mail import sending_as
+    from django_live_oauth_mail.exceptions import SenderNotAllowed
+
+    assert send("owner") == 1  # Alice's session is now warm in the pool
+    with sending_as(other_user), pytest.raises(SenderNotAllowed):
+        send("not the owner")
+    assert subjects(smtp_server) == ["owner"]
+    assert len(smtp_server.auth_attempts) == 1
+
+
+def test_open_never_signs_in_as_a_mailbox_the_acting_user_does_not_own(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    other_user: Any,
+    settings: Any,
+) -> None:
+    from django_live_oauth_mail import sending_as
+    from django_live_oauth_mail.exceptions import SenderNotAllowed
+
+    settings.DEFAULT_FROM_EMAIL = ALICE  # a person's mailbox, not shared
+    with sending_as(other_user), pytest.raises(SenderNotAllowed):
+        make_backend().open()
+    assert smtp_server.sessions == 0
