@@ -53,12 +53,7 @@ def get_access_token(
     status alone.
     """
     if not account.is_active:
-        raise ReconnectRequired(
-            f"{account.email} needs to be linked again before it can send mail "
-            f"({account.last_error or 'its sign-in expired'}).",
-            mailbox=account.email,
-            error="reconnect_required",
-        )
+        raise _needs_linking(account)
     if not force_refresh:
         token = msal_client.cached_access_token(
             account.read_token_cache(), account.home_account_id
@@ -121,12 +116,7 @@ class _Refresh:
             if not row.is_active:
                 if claimed:
                     self._release()
-                raise ReconnectRequired(
-                    f"{row.email} needs to be linked again before it can send mail "
-                    f"({row.last_error or 'its sign-in expired'}).",
-                    mailbox=row.email,
-                    error="reconnect_required",
-                )
+                raise _needs_linking(row)
             token = self._stored_by_another(row)
             if token is not None:
                 if claimed:
@@ -216,6 +206,14 @@ class _Refresh:
         self.rows.update(refreshing_until=None)
 
     @sensitive_variables()
+    def _write(self, row: MailAccount, fields: dict[str, Any]) -> None:
+        """Store ``fields``, and show them on ``row`` and the caller's copy."""
+        self.rows.update(**fields)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        _copy_state(row, self.account)
+
+    @sensitive_variables()
     def _record_success(self, row: MailAccount, token: AccessToken) -> None:
         now = timezone.now()
         fields: dict[str, Any] = {
@@ -228,10 +226,7 @@ class _Refresh:
             fields["encrypted_token_cache"] = crypto.encrypt(token.serialized_cache)
         if token.refreshed:
             fields["last_refreshed_at"] = now
-        self.rows.update(**fields)
-        for name, value in fields.items():
-            setattr(row, name, value)
-        _copy_state(row, self.account)
+        self._write(row, fields)
         if token.refreshed:
             logger.info("Refreshed the access token for %s.", row.email)
             account = self.account
@@ -250,10 +245,7 @@ class _Refresh:
         }
         if isinstance(error, ReconnectRequired):
             fields["status"] = MailAccount.Status.RECONNECT_REQUIRED
-        self.rows.update(**fields)
-        for name, value in fields.items():
-            setattr(row, name, value)
-        _copy_state(row, self.account)
+        self._write(row, fields)
         if isinstance(error, ReconnectRequired):
             logger.warning("%s", error)
             account = self.account
@@ -265,6 +257,15 @@ class _Refresh:
             )
         else:
             logger.error("%s", error)
+
+
+def _needs_linking(account: MailAccount) -> ReconnectRequired:
+    return ReconnectRequired(
+        f"{account.email} needs to be linked again before it can send mail "
+        f"({account.last_error or 'its sign-in expired'}).",
+        mailbox=account.email,
+        error="reconnect_required",
+    )
 
 
 _SHARED_STATE = (
