@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import router, transaction
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, signals
+from . import crypto, durable, signals
 from .models import MailAccount
 from .msal_client import LinkedIdentity
 
@@ -42,6 +43,25 @@ def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool
             using=using,
         )
     return account, created
+
+
+def remember_transport(account: MailAccount, transport: str) -> None:
+    """Store the mailbox's transport now, whatever transaction the caller has.
+
+    What Exchange told us stays true if the caller's request is rolled back.
+    """
+    account.transport = transport
+    durable.update(account, transport=transport)
+
+
+def choose_transport(mailbox: str, transport: str) -> int:
+    """Set how every link to ``mailbox`` sends ("" follows the setting).
+
+    Returns how many links there were. ``updated_at`` moves, so no session
+    signed in before the change is lent out again.
+    """
+    links = MailAccount.objects.filter(email__iexact=mailbox.strip())
+    return links.update(transport=transport, updated_at=timezone.now())
 
 
 def unlink_mailbox(account: MailAccount) -> None:

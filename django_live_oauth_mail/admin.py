@@ -48,10 +48,11 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "kind",
         "status",
         "shared",
+        "transport",
         "last_used_at",
         "last_refreshed_at",
     )
-    list_filter = ("status", "kind", "shared")
+    list_filter = ("status", "kind", "shared", "transport")
     # The user model's own login field: not every user model has "username".
     search_fields = (
         "email",
@@ -61,9 +62,9 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_select_related = ("user",)
     ordering = ("email",)
-    # The encrypted cache is left out entirely. Only "shared" is the site's to
-    # decide; the rest is read-only because it mirrors what Microsoft said,
-    # and editing it would lie.
+    # The encrypted cache is left out entirely. Only "shared" and "transport"
+    # are the site's to decide; the rest is read-only because it mirrors what
+    # Microsoft said, and editing it would lie.
     fields = (
         "user",
         "email",
@@ -73,6 +74,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "home_account_id",
         "status",
         "shared",
+        "transport",
         "created_at",
         "updated_at",
         "last_used_at",
@@ -80,7 +82,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "token_expires_at",
         "last_error",
     )
-    readonly_fields = tuple(name for name in fields if name != "shared")
+    readonly_fields = tuple(n for n in fields if n not in {"shared", "transport"})
     inlines = (SendAsAddressInline,)
     actions = ("send_test_message", "refresh_now", "disconnect")
 
@@ -189,8 +191,9 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # Write only what the form edits: a full save would put back the token
         # cache and status read when the request began, undoing a refresh
         # (and the rotated refresh token) that committed meanwhile.
-        if "shared" in form.changed_data:
-            obj.save(update_fields=["shared", "updated_at"])
+        edited = [n for n in ("shared", "transport") if n in form.changed_data]
+        if edited:
+            obj.save(update_fields=[*edited, "updated_at"])
 
     def delete_model(self, request: HttpRequest, obj: MailAccount) -> None:
         unlink_mailbox(obj)

@@ -23,11 +23,12 @@ from django.core.mail.message import EmailMessage
 from django.db.models import Model
 from django.utils.functional import cached_property
 
-from . import retry, routing
+from . import accounts, retry, routing
 from .conf import conf
 from .delivery import Delivery, stable_message_id
-from .exceptions import LiveOAuthMailError, Throttled
+from .exceptions import LiveOAuthMailError, SMTPAuthDisabled, Throttled
 from .exchange import describe
+from .graph_transport import GraphTransport
 from .models import MailAccount
 from .options import smtp_options
 from .sessions import POOL
@@ -92,6 +93,13 @@ class EmailBackend(BaseEmailBackend):
     def transport(self) -> SMTPTransport:
         context = tls_context(self.ssl_certfile, self.ssl_keyfile)
         return SMTPTransport(self.host, self.port, self.timeout, self.use_ssl, context)
+
+    @cached_property
+    def graph(self) -> GraphTransport:
+        return GraphTransport(conf.GRAPH_ENDPOINT)
+
+    def _transport_for(self, account: MailAccount) -> SMTPTransport | GraphTransport:
+        return self.graph if account.protocol == "graph" else self.transport
 
     @property
     def connection(self) -> smtplib.SMTP | None:
@@ -181,6 +189,11 @@ class EmailBackend(BaseEmailBackend):
             self._release(account.pk)
 
     def _send_one(self, account: MailAccount, message: EmailMessage) -> bool:
+        try:
+            return self._session(account).send(message)
+        except SMTPAuthDisabled:  # a rested session, signing in again
+            if not self._moved_to_graph(account):
+                raise
         return self._session(account).send(message)
 
     def _retrying(
@@ -229,17 +242,41 @@ class EmailBackend(BaseEmailBackend):
     def _session(self, account: MailAccount) -> Session:
         session = self._sessions.get(account.pk)
         if session is None or session.pid != os.getpid():  # forked: not ours
+            transport = self._transport_for(account)
             reuse = conf.SESSION_REUSE
-            session = (reuse and POOL.take(self.transport, account)) or (
-                self.transport.open(account)
-            )
+            try:
+                session = (reuse and POOL.take(transport, account)) or (
+                    transport.open(account)
+                )
+            except SMTPAuthDisabled:
+                if not self._moved_to_graph(account):
+                    raise
+                return self._session(account)
             self._sessions[account.pk] = session
         return session
+
+    def _moved_to_graph(self, account: MailAccount) -> bool:
+        """With ``TRANSPORT = "auto"``, send through Graph from now on.
+
+        SMTP AUTH refused the sign-in, so nothing was sent through SMTP; the
+        message goes through Graph once. Not for a mailbox set to SMTP.
+        """
+        if conf.TRANSPORT != "auto" or account.transport:
+            return False
+        self._close_session(account)
+        POOL.drop(account)
+        accounts.remember_transport(account, "graph")
+        logger.warning(
+            "SMTP AUTH is switched off for %s, so it sends through Microsoft Graph "
+            "from now on (clear its transport in the admin to try SMTP again).",
+            account.email,
+        )
+        return True
 
     def _release(self, pk: int) -> None:
         session = self._sessions.pop(pk, None)
         if session is not None and conf.SESSION_REUSE:
-            POOL.give_back(self.transport, session)
+            POOL.give_back(session.transport, session)
         elif session is not None:
             session.close()
 

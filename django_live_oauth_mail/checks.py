@@ -88,6 +88,7 @@ def check_settings(
             )
         )
     messages.extend(_routing_messages())
+    messages.extend(_transport_messages())
     if urlsplit(conf.AUTHORITY).scheme != "https":
         messages.append(
             Warning(
@@ -141,6 +142,31 @@ def _django_host_messages() -> list[CheckMessage]:
             id="live_oauth_mail.W006",
         )
     ]
+
+
+def _transport_messages() -> list[CheckMessage]:
+    try:
+        transport = conf.TRANSPORT
+    except ConfigurationError as error:
+        return [
+            Error(
+                str(error),
+                hint="Use 'smtp' (the default), 'graph', or 'auto' (SMTP, and Graph "
+                "for mailboxes whose SMTP AUTH is switched off).",
+                id="live_oauth_mail.E007",
+            )
+        ]
+    if transport != "smtp" and urlsplit(conf.GRAPH_ENDPOINT).scheme != "https":
+        return [
+            Error(
+                f"{SETTINGS_NAME}['GRAPH_ENDPOINT'] is not an https URL: "
+                f"{conf.GRAPH_ENDPOINT!r}.",
+                hint="Use https://graph.microsoft.com (the default), or your "
+                "national cloud's Graph endpoint.",
+                id="live_oauth_mail.E008",
+            )
+        ]
+    return []
 
 
 def _routing_messages() -> list[CheckMessage]:

@@ -7,7 +7,7 @@ Every property reads ``django.conf.settings`` when it is accessed, so
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.conf import settings as django_settings
 
@@ -15,11 +15,18 @@ from .exceptions import ConfigurationError
 
 SETTINGS_NAME = "LIVE_OAUTH_MAIL"
 
+#: What a mailbox sends through; each needs a token for its own resource.
+Protocol = Literal["smtp", "graph"]
+TRANSPORTS = ("smtp", "graph", "auto")
+
 DEFAULTS: dict[str, Any] = {
     "CLIENT_ID": "",
     "CLIENT_SECRET": "",
     "AUTHORITY": "https://login.microsoftonline.com/common",
     "SCOPES": ["https://outlook.office.com/SMTP.Send"],
+    "TRANSPORT": "smtp",
+    "GRAPH_ENDPOINT": "https://graph.microsoft.com",
+    "GRAPH_SCOPES": ["Mail.Send"],
     "REDIRECT_URI": None,
     "SUCCESS_URL": None,
     "RESPONSE_MODE": "query",
@@ -104,9 +111,59 @@ class Settings:
         return [s for s in scopes if s not in RESERVED_SCOPES]
 
     @property
+    def TRANSPORT(self) -> str:
+        """``"smtp"``, ``"graph"``, or ``"auto"``: SMTP until SMTP AUTH is off."""
+        transport = str(self._get("TRANSPORT"))
+        if transport not in TRANSPORTS:
+            raise ConfigurationError(
+                f"{SETTINGS_NAME}['TRANSPORT'] must be 'smtp', 'graph' or 'auto', "
+                f"not {transport!r}."
+            )
+        return transport
+
+    @property
+    def GRAPH_ENDPOINT(self) -> str:
+        """Graph's base URL: national clouds and the local stand-in differ."""
+        return str(self._get("GRAPH_ENDPOINT")).rstrip("/")
+
+    @property
+    def GRAPH_SCOPES(self) -> list[str]:
+        """Graph permissions, as full scopes under ``GRAPH_ENDPOINT``.
+
+        A bare name (``Mail.Send``) is joined to the endpoint, so one setting
+        serves every cloud.
+        """
+        scopes: Sequence[str] = self._get("GRAPH_SCOPES") or []
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        endpoint = self.GRAPH_ENDPOINT
+        return [s if "/" in s else f"{endpoint}/{s}" for s in scopes]
+
+    def scopes_for(self, protocol: Protocol) -> list[str]:
+        """The scopes of one resource's token: one token never serves both."""
+        return self.GRAPH_SCOPES if protocol == "graph" else self.SCOPES
+
+    @property
+    def LINK_PROTOCOL(self) -> Protocol:
+        """The resource a new link's code is redeemed for; the other comes later."""
+        return "graph" if self.TRANSPORT == "graph" else "smtp"
+
+    @property
     def LOGIN_SCOPES(self) -> list[str]:
-        """The scopes asked for when linking: SCOPES plus ``email``."""
+        """The consent asked for when linking: each transport's scopes, ``email``.
+
+        Graph's are asked only when Graph may be used, so an SMTP-only site
+        never asks its users for more than it needs.
+        """
         scopes = self.SCOPES
+        if self.TRANSPORT != "smtp":
+            scopes = [*scopes, *self.GRAPH_SCOPES]
+        return scopes if "email" in scopes else [*scopes, "email"]
+
+    @property
+    def REDEEM_SCOPES(self) -> list[str]:
+        """What the authorization code is redeemed for: one resource, ``email``."""
+        scopes = self.scopes_for(self.LINK_PROTOCOL)
         return scopes if "email" in scopes else [*scopes, "email"]
 
     @property

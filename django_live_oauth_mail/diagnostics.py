@@ -35,7 +35,11 @@ def send_test_message(
     *,
     report: Callable[[Step], None] = lambda step: None,
 ) -> list[Step]:
-    """Try token, TCP, TLS, AUTH, then MAIL/RCPT/DATA; stop at a failure."""
+    """Try token, TCP, TLS, AUTH, then MAIL/RCPT/DATA; stop at a failure.
+
+    A mailbox that sends through Graph is tried as it sends: its Graph token,
+    then ``sendMail``.
+    """
     steps: list[Step] = []
 
     def record(name: str, ok: bool, detail: str) -> bool:
@@ -46,9 +50,10 @@ def send_test_message(
 
     # Only for its settings. The alias keeps Django 6.1 from warning about a
     # backend built outside MAILERS; older versions ignore it.
-    transport = EmailBackend(account=account, alias="live_oauth_mail_test").transport
+    backend = EmailBackend(account=account, alias="live_oauth_mail_test")
+    transport = backend.transport
     try:
-        token = get_access_token(account)
+        token = get_access_token(account, protocol=account.protocol)
     except LiveOAuthMailError as error:
         record("token", False, str(error))
         return steps
@@ -59,14 +64,23 @@ def send_test_message(
     )
     record("token", True, f"{'refreshed, ' if token.refreshed else ''}{expiry}")
 
-    where = f"{transport.host}:{transport.port}"
-    session = SMTPSession(account, transport)
     message = EmailMessage(
         "django-live-oauth-mail test message",
         f"Sent through {account.email} to check that sending works.",
         account.email,
         [to],
     )
+    if account.protocol == "graph":
+        graph = backend.graph.open(account)
+        try:
+            graph.send(message)
+        except (OSError, LiveOAuthMailError) as error:
+            record("graph", False, describe(error))
+        else:
+            record("graph", True, f"Microsoft Graph accepted it for {to}")
+        return steps
+    where = f"{transport.host}:{transport.port}"
+    session = SMTPSession(account, transport)
     stages: list[tuple[str, Callable[[], object], str]] = [
         ("tcp", session.connect, f"connected to {where}"),
         (

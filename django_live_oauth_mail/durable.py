@@ -26,8 +26,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from django.db import connections
+from django.db import connections, router
+from django.db.models import Model
 from django.db.utils import OperationalError
 
 #: How long the second connection waits for a row lock before deciding the
@@ -61,6 +63,29 @@ def second_connection(alias: str) -> Iterator[str]:
         _local.depth = _depth() - 1
         del connections[name]
         wrapper.close()
+
+
+def update(instance: Model, **fields: Any) -> None:
+    """``UPDATE`` the instance's row and commit now where that is possible.
+
+    Falls back to the caller's connection when the second one cannot see or
+    lock the row (the caller created or wrote it in its open transaction).
+    """
+    model = type(instance)
+    alias = router.db_for_write(model, instance=instance)
+    if needs_second_connection(alias):
+        with second_connection(alias) as second:
+            try:
+                if (
+                    model._default_manager.using(second)
+                    .filter(pk=instance.pk)
+                    .update(**fields)
+                ):
+                    return
+            except OperationalError as error:
+                if not is_lock_timeout(error):
+                    raise
+    model._default_manager.using(alias).filter(pk=instance.pk).update(**fields)
 
 
 def _depth() -> int:

@@ -154,6 +154,14 @@ class ReconnectRequired(TokenError):
     """The grant is gone (revoked, expired, or new consent needed): link again."""
 
 
+class ConsentRequired(TokenError):
+    """The mailbox never consented to a permission one transport needs.
+
+    Linked before Graph was configured, say. Its other transport still works,
+    so its status stays active; linking it again asks for the consent.
+    """
+
+
 class IdentityPlatformUnavailable(TokenError):
     """The identity platform failed or throttled us; retrying later may work."""
 
@@ -182,6 +190,24 @@ class Throttled(LiveOAuthMailError):
 
 class TokenCacheUnreadable(LiveOAuthMailError, ConfigurationError):
     """One mailbox's stored tokens cannot be decrypted with the current keys."""
+
+
+class GraphError(LiveOAuthMailError):
+    """Microsoft Graph refused a request; ``status`` and ``code`` are Graph's."""
+
+    def __init__(
+        self, message: str, *, mailbox: str | None, status: int, code: str
+    ) -> None:
+        super().__init__(message, mailbox=mailbox)
+        self.status = status
+        self.code = code
+
+
+class MessageMayHaveBeenSent(GraphError):
+    """Graph failed after taking the message: it may have gone out, or not.
+
+    Graph's ``sendMail`` has no idempotency key, so it is never repeated.
+    """
 
 
 class AuthorizationFailed(LiveOAuthMailError):

@@ -128,7 +128,7 @@ def explain_send(
         return throttled
     if code == 554 and b"5.2.252" in reply:
         return SendAsDenied(
-            _send_as_advice(mailbox, sender),
+            send_as_advice(mailbox, sender, "(554 5.2.252 SendAsDenied)"),
             mailbox=mailbox,
             smtp_code=code,
             smtp_error=reply,
@@ -156,20 +156,21 @@ def explain_send(
     return error
 
 
-def _send_as_advice(mailbox: str, sender: str | None) -> str:
+def send_as_advice(mailbox: str, sender: str | None, said: str) -> str:
+    """What to do about SendAsDenied; ``said`` quotes the server (any transport)."""
     if not sender or sender == mailbox:
         return (
-            f"Exchange refused to send as {mailbox} from {mailbox} itself (554 "
-            "5.2.252 SendAsDenied): the From header names another address. Make "
-            "the From header the mailbox's own address."
+            f"Exchange refused to send as {mailbox} from {mailbox} itself {said}: "
+            "the From header names another address. Make the From header the "
+            "mailbox's own address."
         )
     # A Send As address (an Exchange shared mailbox, say) or DEFAULT_ACCOUNT
     # sending for DEFAULT_FROM_EMAIL: Exchange needs the permission granted.
     return (
-        f"Exchange refused to let {mailbox} send as {sender} (554 5.2.252 "
-        f"SendAsDenied). An Exchange administrator must grant {mailbox} Send As "
-        f"on {sender}: `Add-RecipientPermission -Identity {sender} -Trustee "
-        f"{mailbox} -AccessRights SendAs` (or Exchange admin center > Recipients "
+        f"Exchange refused to let {mailbox} send as {sender} {said}. An Exchange "
+        f"administrator must grant {mailbox} Send As on {sender}: "
+        f"`Add-RecipientPermission -Identity {sender} -Trustee {mailbox} "
+        "-AccessRights SendAs` (or Exchange admin center > Recipients "
         f"> {sender} > Delegation > Send as). Until then, send from {mailbox} "
         "itself."
     )

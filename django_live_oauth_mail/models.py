@@ -9,6 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
+from .conf import Protocol, conf
 from .exceptions import TokenCacheUnreadable
 
 
@@ -80,6 +81,24 @@ class MailAccount(models.Model):
         ),
     )
 
+    # Which transport sends its mail; "" follows LIVE_OAUTH_MAIL["TRANSPORT"].
+    # In "auto" mode a mailbox whose SMTP AUTH is off is moved to "graph".
+    transport = models.CharField(
+        _("transport"),
+        max_length=8,
+        blank=True,
+        default="",
+        choices=[
+            ("", _("Follow the TRANSPORT setting")),
+            ("smtp", _("SMTP")),
+            ("graph", _("Microsoft Graph")),
+        ],
+        help_text=_(
+            "Set to Microsoft Graph automatically when SMTP AUTH is off for this "
+            "mailbox (TRANSPORT 'auto'). Clear it to try SMTP again."
+        ),
+    )
+
     objects = MailAccountQuerySet.as_manager()
 
     class Meta:
@@ -98,6 +117,15 @@ class MailAccount(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def protocol(self) -> Protocol:
+        """What its mail goes through now: its own choice, else the setting's."""
+        if self.transport == "graph" or (
+            not self.transport and conf.TRANSPORT == "graph"
+        ):
+            return "graph"
+        return "smtp"
 
     def read_token_cache(self) -> str:
         """The decrypted msal cache, as JSON text. Keep it out of logs."""

@@ -38,6 +38,7 @@ from .exceptions import (
     AuthorizationDeclined,
     AuthorizationFailed,
     ConfigurationError,
+    ConsentRequired,
     IdentityPlatformUnavailable,
     LiveOAuthMailError,
     ReconnectRequired,
@@ -203,6 +204,17 @@ def _http_client() -> _HttpClient:
         if key not in _http_clients:
             _http_clients[key] = _HttpClient(_session(*key))
         return _http_clients[key]
+
+
+def http_session() -> requests.Session:
+    """The process's ``requests`` session, which Graph requests share with msal.
+
+    One connection pool per process; the timeout is ``HTTP_TIMEOUT`` and
+    certificates are checked against ``CA_BUNDLE``, as for the identity
+    platform. It retries a failed connection once, but never a request that
+    was sent (urllib3 retries no POST after a read error).
+    """
+    return _http_client().session
 
 
 class _Refusals:
@@ -421,8 +433,11 @@ def finish_link(
     with _refusals.lend(f"flow {state}" if state else None) as http_cache:
         app = _application(http_cache=http_cache, token_cache=cache)
         try:
+            # Consent covered every transport's resource; a token is for one
+            # (asking for two fails with AADSTS28000). The other is redeemed
+            # later from the same refresh token, see acquire_token().
             result = app.acquire_token_by_auth_code_flow(
-                flow, dict(auth_response), scopes=conf.LOGIN_SCOPES
+                flow, dict(auth_response), scopes=conf.REDEEM_SCOPES
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(None, error) from None
@@ -474,11 +489,13 @@ def start_device_link() -> dict[str, Any]:
     """Begin a device-code flow; ``flow["message"]`` tells the user what to do.
 
     It uses a public client application (no secret), which the app
-    registration must allow ("Allow public client flows").
+    registration must allow ("Allow public client flows"). It asks consent
+    for one resource only: the code is redeemed with the scopes it was issued
+    for, and a token is for one resource.
     """
     app = _application(public=True)
     try:
-        flow: dict[str, Any] = app.initiate_device_flow(scopes=conf.LOGIN_SCOPES)
+        flow: dict[str, Any] = app.initiate_device_flow(scopes=conf.REDEEM_SCOPES)
     except _TRANSPORT_ERRORS as error:
         raise _unavailable(None, error) from None
     if "user_code" not in flow:
@@ -521,7 +538,7 @@ REFRESH_MARGIN_SECONDS = 5 * 60
 
 @sensitive_variables()
 def cached_access_token(
-    serialized_cache: str, home_account_id: str
+    serialized_cache: str, home_account_id: str, scopes: list[str]
 ) -> AccessToken | None:
     """A still-fresh access token read from the cache, or None.
 
@@ -541,7 +558,7 @@ def cached_access_token(
     now = time.time()
     entries = cache.search(
         msal.TokenCache.CredentialType.ACCESS_TOKEN,
-        target=conf.SCOPES,
+        target=scopes,
         query={"home_account_id": home_account_id, "client_id": conf.CLIENT_ID},
     )
     for entry in entries:
@@ -565,15 +582,18 @@ def acquire_token(
     serialized_cache: str,
     home_account_id: str,
     *,
+    scopes: list[str],
     mailbox: str,
     force_refresh: bool = False,
     public_client: bool = False,
 ) -> AccessToken:
-    """An access token for SMTP from the mailbox's cache, refreshing if needed.
+    """An access token for ``scopes`` (one resource), refreshing if needed.
 
     msal answers from the cache while the token has more than five minutes
     left; otherwise (or with ``force_refresh``) it redeems the refresh token,
     which Microsoft rotates, so the caller must persist ``serialized_cache``.
+    The refresh token serves every resource the user consented to, so this
+    is also how a mailbox linked for SMTP gets its first Graph token.
     """
     try:
         cache = _load_cache(serialized_cache)
@@ -605,7 +625,7 @@ def acquire_token(
             )
         try:
             result = app.acquire_token_silent_with_error(
-                conf.SCOPES, account, force_refresh=force_refresh
+                scopes, account, force_refresh=force_refresh
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(mailbox, error) from None
@@ -616,7 +636,7 @@ def acquire_token(
                 error="no_refresh_token",
             )
         if "error" in result:
-            raise token_error(result, mailbox=mailbox)
+            raise token_error(result, mailbox=mailbox, scopes=scopes)
     return AccessToken(
         value=_SecretStr(result["access_token"]),
         expires_at=_expires_at(result),
@@ -671,8 +691,14 @@ def _unavailable(
     )
 
 
-def token_error(result: Mapping[str, Any], *, mailbox: str | None) -> TokenError:
-    """Translate msal's error dict into the exception that says what to do."""
+def token_error(
+    result: Mapping[str, Any], *, mailbox: str | None, scopes: list[str] | None = None
+) -> TokenError:
+    """Translate msal's error dict into the exception that says what to do.
+
+    ``scopes``: what was asked for. Missing consent to Graph's is
+    :class:`ConsentRequired`: the link (and its SMTP) still works.
+    """
     error = str(result.get("error") or "unknown_error")
     codes = [int(c) for c in result.get("error_codes") or [] if str(c).isdigit()]
     description = _first_line(result.get("error_description"))
@@ -689,7 +715,21 @@ def token_error(result: Mapping[str, Any], *, mailbox: str | None) -> TokenError
             error_codes=codes,
             description=description,
         )
-    if code_set & _CONSENT or error == "consent_required":
+    missing_consent = code_set & _CONSENT or error == "consent_required"
+    graph = [s for s in scopes or () if s in conf.GRAPH_SCOPES]
+    if missing_consent and graph:
+        permissions = ", ".join(s.rpartition("/")[2] for s in graph)
+        return ConsentRequired(
+            f"{who} has not granted this app {permissions} on Microsoft Graph "
+            f"({description}), which sending through Graph needs. Link the "
+            "mailbox again (re-link) to grant it; until then it can send only "
+            "through SMTP.",
+            mailbox=mailbox,
+            error=error,
+            error_codes=codes,
+            description=description,
+        )
+    if missing_consent:
         return ReconnectRequired(
             f"Consent is missing for {who} ({description}). A tenant administrator "
             "must grant admin consent to the app (Azure portal > Enterprise "

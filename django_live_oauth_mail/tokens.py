@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import crypto, durable, msal_client, signals
-from .conf import conf
+from .conf import Protocol, conf
 from .exceptions import AccountNotFound, ReconnectRequired, TokenError
 from .models import MailAccount
 from .msal_client import AccessToken
@@ -42,21 +42,24 @@ POLL_SECONDS = (0.02, 0.05, 0.1, 0.2)
 
 @sensitive_variables()
 def get_access_token(
-    account: MailAccount, *, force_refresh: bool = False
+    account: MailAccount, *, force_refresh: bool = False, protocol: Protocol = "smtp"
 ) -> AccessToken:
     """An access token for ``account`` with at least five minutes left.
 
+    It is for ``protocol``'s resource only (Exchange's SMTP or Graph): both
+    are kept in the one msal cache, and neither is ever sent to the other.
     ``force_refresh`` redeems the refresh token even when the cached access
-    token looks fresh (Exchange rejected it), unless another worker stored a
-    new one meanwhile. Raises ``ReconnectRequired`` when the grant is gone,
-    having marked the account; other ``TokenError`` subclasses leave its
-    status alone.
+    token looks fresh (the server rejected it), unless another worker stored
+    a new one meanwhile. Raises ``ReconnectRequired`` when the grant is gone,
+    having marked the account; other ``TokenError`` subclasses (such as
+    ``ConsentRequired`` for Graph) leave its status alone.
     """
     if not account.is_active:
         raise _needs_linking(account)
+    scopes = conf.scopes_for(protocol)
     if not force_refresh:
         token = msal_client.cached_access_token(
-            account.read_token_cache(), account.home_account_id
+            account.read_token_cache(), account.home_account_id, scopes
         )
         if token is not None:
             return token
@@ -64,10 +67,10 @@ def get_access_token(
     if durable.needs_second_connection(alias):
         with durable.second_connection(alias) as second:
             try:
-                return _Refresh(account, second, force_refresh).run()
+                return _Refresh(account, second, force_refresh, protocol).run()
             except _StayWithTheCaller:
                 pass
-    return _Refresh(account, alias, force_refresh).run()
+    return _Refresh(account, alias, force_refresh, protocol).run()
 
 
 class AccountCredentials:
@@ -96,10 +99,14 @@ class _StayWithTheCaller(Exception):
 class _Refresh:
     """One worker's way to a fresh token: claim, or wait for whoever has."""
 
-    def __init__(self, account: MailAccount, using: str, force: bool) -> None:
+    def __init__(
+        self, account: MailAccount, using: str, force: bool, protocol: Protocol
+    ) -> None:
         self.account = account
         self.using = using
         self.force = force
+        self.protocol = protocol
+        self.scopes = conf.scopes_for(protocol)
         self.rows = MailAccount.objects.using(using).filter(pk=account.pk)
         # The caller's copy is updated as we learn; force needs the original.
         self.started_with = account.encrypted_token_cache
@@ -165,7 +172,9 @@ class _Refresh:
         # row without changing the tokens in it.
         if self.force and serialized == self._cache_we_started_with():
             return None
-        return msal_client.cached_access_token(serialized, row.home_account_id)
+        return msal_client.cached_access_token(
+            serialized, row.home_account_id, self.scopes
+        )
 
     @sensitive_variables()
     def _cache_we_started_with(self) -> str:
@@ -181,6 +190,7 @@ class _Refresh:
             token = msal_client.acquire_token(
                 serialized,
                 row.home_account_id,
+                scopes=self.scopes,
                 mailbox=row.email,
                 force_refresh=self.force
                 and serialized == self._cache_we_started_with(),
@@ -217,11 +227,12 @@ class _Refresh:
     def _record_success(self, row: MailAccount, token: AccessToken) -> None:
         now = timezone.now()
         fields: dict[str, Any] = {
-            "token_expires_at": token.expires_at,
             "last_error": "",
             "refreshing_until": None,
             "updated_at": now,
         }
+        if self.protocol == "smtp":  # what signed-in SMTP sessions depend on
+            fields["token_expires_at"] = token.expires_at
         if token.serialized_cache is not None:
             fields["encrypted_token_cache"] = crypto.encrypt(token.serialized_cache)
         if token.refreshed:

@@ -3,12 +3,13 @@
 The backend routes messages to mailboxes, opens a session for each mailbox
 through a :class:`Transport`, sends through it, and decides about retries and
 ``fail_silently``. A transport owns everything about its protocol: connecting,
-signing in, and turning the server's refusals into our exceptions. SMTP
-(:mod:`.smtp_transport`) is the first.
+signing in, and turning the server's refusals into our exceptions: SMTP
+(:mod:`.smtp_transport`) and Microsoft Graph (:mod:`.graph_transport`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Protocol
 
 from django.core.mail import EmailMessage
@@ -20,12 +21,18 @@ class Session(Protocol):
     """A signed-in session that sends one mailbox's messages."""
 
     account: MailAccount
+
     #: Set when lent out again after waiting idle (see :mod:`.sessions`): the
     #: server may have closed it meanwhile, so a first send that finds it
     #: gone reconnects once instead of failing.
     rested: bool
     #: The process that opened it: a forked child must never use it.
     pid: int
+
+    @property
+    def transport(self) -> Hashable:
+        """What opened it; the pool lends it only to a backend with the same."""
+        ...
 
     def send(self, message: EmailMessage) -> bool:
         """Send; True when accepted, False when there was nothing to send.

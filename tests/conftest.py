@@ -19,6 +19,7 @@ from django_live_oauth_mail import msal_client, sending_as
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sessions import POOL
 from django_live_oauth_mail.testing import (
+    FakeGraphAPI,
     FakeIdentity,
     FakeIdentityPlatform,
     XOAuth2SMTPServer,
@@ -52,6 +53,20 @@ def _smtp_server(
         yield server
 
 
+@pytest.fixture(scope="session")
+def _graph_server(
+    _identity_platform: FakeIdentityPlatform, _smtp_server: XOAuth2SMTPServer
+) -> Iterator[FakeGraphAPI]:
+    # The identity platform's certificate, so CA_BUNDLE covers both; it
+    # records into the SMTP stand-in's inbox, as the demo's does.
+    with FakeGraphAPI(
+        _identity_platform,
+        certificate=_identity_platform.certificate,
+        smtp=_smtp_server,
+    ) as server:
+        yield server
+
+
 @pytest.fixture
 def identity_platform(_identity_platform: FakeIdentityPlatform) -> FakeIdentityPlatform:
     _identity_platform.reset()
@@ -74,11 +89,21 @@ def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
     _smtp_server.send_as.clear()
 
 
+@pytest.fixture
+def graph_server(_graph_server: FakeGraphAPI) -> Iterator[FakeGraphAPI]:
+    """The Graph stand-in; what a test sets on it ends with the test."""
+    _graph_server.reset()
+    yield _graph_server
+    _graph_server.reset()
+    _graph_server.rest_disabled.clear()
+
+
 @pytest.fixture(autouse=True)
 def live_settings(
     settings: Any,
     identity_platform: FakeIdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
+    graph_server: FakeGraphAPI,
 ) -> dict[str, Any]:
     """Point the app at the stand-ins, with a clean msal state."""
     msal_client.reset()
@@ -94,6 +119,7 @@ def live_settings(
         "CA_BUNDLE": identity_platform.ca_bundle,
         "SMTP_HOST": smtp_server.host,
         "SMTP_PORT": smtp_server.port,
+        "GRAPH_ENDPOINT": graph_server.endpoint,
         "SMTP_TIMEOUT": 10,
         "SMTP_RETRY_BACKOFF": 0,
     }

@@ -13,8 +13,10 @@ from django.db.models.signals import pre_delete, pre_save
 from django.test import Client
 
 from django_live_oauth_mail import signals
+from django_live_oauth_mail.exceptions import ConsentRequired
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.tokens import get_access_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -378,3 +380,39 @@ def test_admin_pages_never_show_a_token(
         assert "encrypted_token_cache" not in page
         for secret in secrets:
             assert secret not in page
+
+
+def test_the_transport_is_shown_and_can_be_reset(
+    staff: Client, alice_account: MailAccount
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(transport="graph")
+    page = staff.get(CHANGELIST).content.decode()
+    assert "column-transport" in page and "Microsoft Graph" in page
+    assert "?transport__exact=graph" in page
+    form = staff.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
+    assert 'name="transport"' in form
+
+    # Cleared, the mailbox follows the TRANSPORT setting (and tries SMTP again).
+    assert change(staff, alice_account, transport="").status_code == 302
+    assert MailAccount.objects.get(pk=alice_account.pk).transport == ""
+    assert change(staff, alice_account, transport="smtp").status_code == 302
+    assert MailAccount.objects.get(pk=alice_account.pk).transport == "smtp"
+
+
+def test_a_missing_graph_consent_shows_on_the_mailbox(
+    staff: Client,
+    alice_account: MailAccount,
+    live_settings: dict[str, Any],
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    live_settings["TRANSPORT"] = "graph"
+    # alice linked for SMTP only: no Graph consent (unless an earlier test
+    # gave it, so take it back the way an admin would).
+    graph_scope = f"{live_settings['GRAPH_ENDPOINT']}/Mail.Send"
+    identity_platform.withdraw_consent("alice@outlook.com", graph_scope)
+    with pytest.raises(ConsentRequired):
+        get_access_token(alice_account, protocol="graph")
+
+    page = staff.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
+    assert "has not granted this app Mail.Send" in page
+    assert MailAccount.objects.get(pk=alice_account.pk).status == "active"

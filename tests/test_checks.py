@@ -28,6 +28,11 @@ def test_the_test_settings_pass(live_settings: dict[str, Any]) -> None:
         ({"ENCRYPTION_KEYS": []}, "live_oauth_mail.W001"),
         ({"AUTHORITY": "http://login.example/common"}, "live_oauth_mail.W002"),
         ({"RESPONSE_MODE": "fragment"}, "live_oauth_mail.E005"),
+        ({"TRANSPORT": "ews"}, "live_oauth_mail.E007"),
+        (
+            {"TRANSPORT": "auto", "GRAPH_ENDPOINT": "http://graph.example"},
+            "live_oauth_mail.E008",
+        ),
     ],
 )
 def test_setting_checks(

@@ -14,7 +14,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import (
+    FakeGraphAPI,
+    FakeIdentityPlatform,
+    XOAuth2SMTPServer,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -221,3 +225,45 @@ def test_rotate_keys_re_encrypts_every_row_it_can_and_names_the_others(
     live_settings["ENCRYPTION_KEYS"] = [NEW_KEY, LOST_KEY]
     assert "Re-encrypted 1 token cache(s)" in run("rotate-keys")
     assert decrypts_with_only(NEW_KEY, alice)
+
+
+def test_status_shows_each_mailboxs_transport(
+    alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    MailAccount.objects.filter(pk=bob_account.pk).update(transport="graph")
+    lines = run("status").splitlines()
+    [alice] = [line for line in lines if "alice@outlook.com" in line]
+    [bob] = [line for line in lines if "bob@contoso.com" in line]
+    assert "TRANSPORT" in lines[0]
+    assert " smtp (setting) " in alice
+    assert " graph " in bob
+
+
+def test_transport_sets_and_resets_a_mailboxs_choice(
+    bob_account: MailAccount,
+) -> None:
+    assert "now sends through graph" in run("transport", "Bob@Contoso.com", "graph")
+    assert MailAccount.objects.get(pk=bob_account.pk).transport == "graph"
+    output = run("transport", "bob@contoso.com", "setting")
+    assert "now sends through the TRANSPORT setting" in output
+    assert MailAccount.objects.get(pk=bob_account.pk).transport == ""
+    with pytest.raises(CommandError, match=r"No linked mailbox is nobody@x\.org"):
+        run("transport", "nobody@x.org", "smtp")
+
+
+def test_test_subcommand_tries_a_graph_mailbox_through_graph(
+    live_settings: dict[str, Any],
+    link: Any,
+    user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    graph_server: FakeGraphAPI,
+) -> None:
+    live_settings["TRANSPORT"] = "graph"
+    link(user, "bob@contoso.com")
+
+    output = run("test", "bob@contoso.com", "--to", "me@example.org")
+
+    assert "ok   token" in output
+    assert "ok   graph" in output and "Microsoft Graph accepted it" in output
+    assert [m.rcpt_tos for m in graph_server.messages] == [["me@example.org"]]
+    assert smtp_server.sessions == 0

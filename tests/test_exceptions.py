@@ -13,6 +13,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mass_mai
 from django_live_oauth_mail import exceptions
 from django_live_oauth_mail.exceptions import (
     ConfigurationError,
+    GraphError,
     LiveOAuthMailError,
     MailboxRejected,
     PartialDelivery,
@@ -123,6 +124,8 @@ def example(cls: type[BaseException]) -> BaseException:
         )
     if issubclass(cls, Throttled):
         return cls(text, mailbox=MAILBOX, retry_after=12.5)
+    if issubclass(cls, GraphError):
+        return cls(text, mailbox=MAILBOX, status=403, code="ErrorAccessDenied")
     if issubclass(cls, LiveOAuthMailError):
         return cls(text, mailbox=MAILBOX)
     return cls(text)

@@ -20,6 +20,7 @@ import pytest
 from django.test import Client
 
 from django_live_oauth_mail import msal_client
+from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import (
     AuthorizationFailed,
     IdentityPlatformUnavailable,
@@ -86,7 +87,11 @@ def refresh(account: MailAccount) -> Callable[[], msal_client.AccessToken]:
     """A forced refresh of ``account``, its cache read now (not on the thread)."""
     serialized = account.read_token_cache()
     return lambda: msal_client.acquire_token(
-        serialized, account.home_account_id, mailbox=account.email, force_refresh=True
+        serialized,
+        account.home_account_id,
+        scopes=conf.SCOPES,
+        mailbox=account.email,
+        force_refresh=True,
     )
 
 
@@ -319,11 +324,16 @@ def test_an_unreadable_cache_asks_for_the_mailbox_to_be_linked_again(
 
     # The fast path has no mailbox to name; it finds no fresh token...
     assert (
-        msal_client.cached_access_token(broken, alice_account.home_account_id) is None
+        msal_client.cached_access_token(
+            broken, alice_account.home_account_id, conf.SCOPES
+        )
+        is None
     )
     # ...and the refresh path says what is wrong and what to do.
     with pytest.raises(ReconnectRequired) as caught:
-        msal_client.acquire_token(broken, alice_account.home_account_id, mailbox=ALICE)
+        msal_client.acquire_token(
+            broken, alice_account.home_account_id, scopes=conf.SCOPES, mailbox=ALICE
+        )
     assert ALICE in str(caught.value)
     assert "cannot be read" in str(caught.value)
     assert "Link the mailbox again" in str(caught.value)

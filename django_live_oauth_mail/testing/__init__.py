@@ -5,8 +5,10 @@
 * :class:`XOAuth2SMTPServer` - an SMTP server that behaves like
   smtp.office365.com:587 (STARTTLS, XOAUTH2, Exchange reply codes). It needs
   ``aiosmtpd``: ``pip install "django-live-oauth-mail[testing]"``.
+* :class:`FakeGraphAPI` - an HTTPS server that answers Microsoft Graph's
+  mail-sending calls (MIME ``sendMail``, drafts with upload sessions).
 
-Both use a throwaway CA (:func:`make_test_certificate`), so clients keep TLS
+All use a throwaway CA (:func:`make_test_certificate`), so clients keep TLS
 verification on. Nothing here imports Django.
 """
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
 from .certs import TestCertificate, make_test_certificate
 from .consent import AuthorizationResponse, ConsentPageError
+from .graph import FakeGraphAPI
 from .identity import FakeIdentityPlatform, TokenRequest
 from .ports import find_free_port
 from .records import AuthAttempt, ReceivedMessage
@@ -29,6 +32,7 @@ __all__ = [
     "AuthAttempt",
     "AuthorizationResponse",
     "ConsentPageError",
+    "FakeGraphAPI",
     "FakeIdentity",
     "FakeIdentityPlatform",
     "ReceivedMessage",

@@ -22,6 +22,10 @@ _MFA = (
 )
 
 _DESCRIPTIONS: dict[int, str] = {
+    28000: (
+        "Provided value for the input parameter scope is not valid because it "
+        "contains more than one resource. Scope {} is not valid."
+    ),
     50058: "A silent sign-in request was sent but no user is signed in.",
     50076: _MFA.format("use multi-factor authentication"),
     50079: _MFA.format("enroll in multi-factor authentication"),

@@ -13,12 +13,21 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._aad_errors import AADError
-from ._tokens import resource_scopes
+from ._tokens import OUTLOOK, resource_of, resource_scopes
 
-__all__ = ["AuthorizationCode", "DeviceCode", "GrantStore", "RefreshGrant"]
+__all__ = [
+    "AuthorizationCode",
+    "DeviceCode",
+    "GrantStore",
+    "IssuedToken",
+    "RefreshGrant",
+]
+
+#: Audiences Exchange's SMTP accepts (the second is app-only's ``.default``).
+OUTLOOK_AUDIENCES = frozenset({OUTLOOK, "https://outlook.office365.com"})
 
 
 @dataclass
@@ -42,6 +51,18 @@ class RefreshGrant:
     revoked_code: int | None = None
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """What a resource server learns from an access token it is shown."""
+
+    mailbox: str
+    #: The resource it is for, e.g. ``https://graph.microsoft.com``.
+    audience: str
+    #: Short permission names, as in the ``scp`` claim: ``{"Mail.Send"}``.
+    scopes: frozenset[str]
+    expires_at: float
+
+
 @dataclass
 class DeviceCode:
     user_code: str
@@ -56,7 +77,7 @@ class GrantStore:
         self._lock = threading.Lock()
         self._codes: dict[str, AuthorizationCode] = {}
         self._refresh: dict[str, RefreshGrant] = {}
-        self._access: dict[str, tuple[str, float]] = {}
+        self._access: dict[str, IssuedToken] = {}
         self._devices: dict[str, DeviceCode] = {}
         self._consents: dict[tuple[str, str], set[str]] = {}
 
@@ -121,20 +142,28 @@ class GrantStore:
 
     # -- access tokens -------------------------------------------------------
 
-    def add_access_token(self, token: str, email: str, expires_at: float) -> None:
+    def add_access_token(self, token: str, issued: IssuedToken) -> None:
         with self._lock:
-            self._access[token] = (email, expires_at)
+            self._access[token] = issued
+
+    def introspect(self, token: str) -> IssuedToken | None:
+        """The unexpired token's grant, or None."""
+        with self._lock:
+            issued = self._access.get(token)
+        return issued if issued and issued.expires_at > time.time() else None
 
     def mailbox_for(self, token: str) -> str | None:
-        with self._lock:
-            email, expires_at = self._access.get(token, ("", 0.0))
-        return email if expires_at > time.time() else None
+        """The mailbox of an unexpired token for Exchange's SMTP, or None."""
+        issued = self.introspect(token)
+        if issued is None or issued.audience not in OUTLOOK_AUDIENCES:
+            return None
+        return issued.mailbox
 
     def expire_access_tokens(self, email: str | None) -> None:
         with self._lock:
-            for token, (owner, _) in self._access.items():
-                if email is None or _same(owner, email):
-                    self._access[token] = (owner, 0.0)
+            for token, issued in self._access.items():
+                if email is None or _same(issued.mailbox, email):
+                    self._access[token] = replace(issued, expires_at=0.0)
 
     # -- device codes --------------------------------------------------------
 
@@ -183,6 +212,17 @@ class GrantStore:
         with self._lock:
             granted = self._consents.get((email.casefold(), client_id), set())
             return set(resource_scopes(list(scopes))) <= granted
+
+    def withdraw_consent(self, email: str, client_id: str, scopes: set[str]) -> None:
+        with self._lock:
+            granted = self._consents.get((email.casefold(), client_id), set())
+            granted -= scopes or set(granted)
+
+    def consented(self, email: str, client_id: str, resource: str) -> list[str]:
+        """Every scope of ``resource`` consented to: Entra puts all in a token."""
+        with self._lock:
+            granted = self._consents.get((email.casefold(), client_id), set())
+            return sorted(s for s in granted if resource_of(s) == resource)
 
 
 def _s256(verifier: str) -> str:

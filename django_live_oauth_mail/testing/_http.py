@@ -1,8 +1,8 @@
 """A small threaded HTTPS server that hands parsed requests to an app object.
 
-Only the standard library is used so the fake identity platform works without
-extra dependencies. The server never logs query strings or bodies, because
-those carry codes and tokens.
+Only the standard library is used so the fake identity platform and the fake
+Graph API work without extra dependencies. The server never logs query strings
+or bodies, because those carry codes and tokens.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Request:
     query: dict[str, str]
     form: dict[str, str]
     headers: dict[str, str]
+    body: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class HTTPSServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"FakeIdentityPlatform:{sock.getsockname()[1]}",
+            name=f"{type(app).__name__}:{sock.getsockname()[1]}",
             daemon=True,
         )
         self._thread.start()
@@ -139,7 +140,6 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; don't let Nagle delay them.
     disable_nagle_algorithm = True
-    server_version = "FakeIdentityPlatform/1.0"
     sys_version = ""
     timeout = 30
     server: _Server
@@ -149,30 +149,44 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
 
+    def version_string(self) -> str:
+        return f"{type(self.server.app).__name__}/1.0"
+
     def do_GET(self) -> None:
         self._serve()
 
     def do_POST(self) -> None:
         self._serve()
 
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
     def _serve(self) -> None:
         url = urlsplit(self.path)
+        body = b""
+        if self.command in ("POST", "PUT", "DELETE"):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         form: dict[str, str] = {}
-        if self.command == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            form = _first_values(self.rfile.read(length).decode("utf-8", "replace"))
+        is_form = self.headers.get_content_type() == "application/x-www-form-urlencoded"
+        if self.command == "POST" and (is_form or "Content-Type" not in self.headers):
+            form = _first_values(body.decode("utf-8", "replace"))
         request = Request(
             method=self.command,
             path=url.path,
             query=_first_values(url.query),
             form=form,
             headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
         )
+        app_name = type(self.server.app).__name__
         try:
             reply = self.server.app.dispatch(request)
         except Exception:
-            logger.exception("fake identity platform failed on %s", url.path)
-            reply = Reply(500, b"internal error in FakeIdentityPlatform")
+            logger.exception("%s failed on %s", app_name, url.path)
+            reply = Reply(500, f"internal error in {app_name}".encode())
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))

@@ -149,37 +149,55 @@ class Mailroom:
         """End of DATA: apply send-as and quota rules, then store the message."""
         if login is None:
             return NOT_AUTHENTICATED
-        mailbox = login.user.casefold()
-        if self.enforce_send_as:
-            granted = {
-                address.casefold()
-                for owner, addresses in tuple(self.send_as.items())
-                if owner.casefold() == mailbox
-                for address in tuple(addresses)
-            }
-            for sender in [mail_from, *_header_senders(data)]:
-                if sender.casefold() != mailbox and sender.casefold() not in granted:
-                    return (
-                        f"554 5.2.252 SendAsDenied; {login.user} not allowed to send "
-                        f"as {sender}; STOREDRV.Submission.Exception:"
-                        "SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
-                        "process message due to a permanent exception with message "
-                        "[BeginDiagnosticData]Cannot submit message."
-                    )
-        if _contains(self.submission_quota_exceeded, mailbox):
+        refusal = self.send_as_refusal(login.user, [mail_from, *_header_senders(data)])
+        if refusal is not None:
+            return refusal
+        if _contains(self.submission_quota_exceeded, login.user):
             return QUOTA_EXCEEDED
-        message = ReceivedMessage(
-            mail_from=mail_from,
-            rcpt_tos=list(rcpt_tos),
-            authenticated_as=login.user,
-            mechanism=login.mechanism,
-            data=data,
-            session_id=session_id,
+        self.deliver(
+            ReceivedMessage(
+                mail_from=mail_from,
+                rcpt_tos=list(rcpt_tos),
+                authenticated_as=login.user,
+                mechanism=login.mechanism,
+                data=data,
+                session_id=session_id,
+            )
         )
+        return ACCEPTED
+
+    def send_as_refusal(self, mailbox: str, senders: Iterable[str]) -> str | None:
+        """Exchange's ``554 5.2.252`` if ``mailbox`` may not send as a sender.
+
+        A mailbox may always send as itself and as the addresses in
+        :attr:`send_as`; with ``enforce_send_as`` off, as anyone. Shared by the
+        SMTP and Graph stand-ins, so one grant covers both transports.
+        """
+        if not self.enforce_send_as:
+            return None
+        own = mailbox.casefold()
+        granted = {
+            address.casefold()
+            for owner, addresses in tuple(self.send_as.items())
+            if owner.casefold() == own
+            for address in tuple(addresses)
+        }
+        for sender in senders:
+            if sender.casefold() != own and sender.casefold() not in granted:
+                return (
+                    f"554 5.2.252 SendAsDenied; {mailbox} not allowed to send "
+                    f"as {sender}; STOREDRV.Submission.Exception:"
+                    "SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
+                    "process message due to a permanent exception with message "
+                    "[BeginDiagnosticData]Cannot submit message."
+                )
+        return None
+
+    def deliver(self, message: ReceivedMessage) -> None:
+        """Record an accepted message and wake :meth:`wait_for_messages`."""
         with self._lock:
             self._messages.append(message)
             self._lock.notify_all()
-        return ACCEPTED
 
     def _token_valid_for(self, user: str, token: str) -> bool:
         if self._validator is None:

@@ -21,12 +21,15 @@ from .accounts import FakeIdentity
 
 __all__ = [
     "MIN_ACCESS_TOKEN_LENGTH",
+    "OUTLOOK",
     "RESERVED_SCOPES",
     "access_token",
     "authorization_code",
     "client_info",
     "id_token",
+    "permission_of",
     "refresh_token",
+    "resource_of",
     "resource_scopes",
 ]
 
@@ -34,7 +37,8 @@ __all__ = [
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 
 MIN_ACCESS_TOKEN_LENGTH = 1000
-_OUTLOOK = "https://outlook.office.com/"
+#: The resource of SMTP.Send (and of a bare scope such as ``SMTP.Send``).
+OUTLOOK = "https://outlook.office.com"
 
 
 def b64url(data: bytes) -> str:
@@ -48,6 +52,21 @@ def b64url_json(payload: dict[str, Any]) -> str:
 def resource_scopes(scopes: Sequence[str]) -> list[str]:
     """The scopes Microsoft echoes back: everything except the OIDC ones."""
     return [s for s in scopes if s.lower() not in RESERVED_SCOPES]
+
+
+def resource_of(scope: str) -> str:
+    """The resource (token audience) a scope belongs to: all before its last '/'.
+
+    ``https://graph.microsoft.com/Mail.Send`` is Graph's; a bare permission
+    name is Outlook's here, which is what the tests ask for.
+    """
+    resource, slash, _ = scope.rpartition("/")
+    return resource if slash else OUTLOOK
+
+
+def permission_of(scope: str) -> str:
+    """The short permission name, as in the ``scp`` claim: ``Mail.Send``."""
+    return scope.rpartition("/")[2]
 
 
 def client_info(identity: FakeIdentity) -> str:
@@ -81,8 +100,9 @@ def access_token(
         "x5t": "FakeIdentityPlatform",
         "kid": "FakeIdentityPlatform",
     }
+    resources = {resource_of(s) for s in resource_scopes(scopes)}
     payload = {
-        "aud": _OUTLOOK.rstrip("/"),
+        "aud": resources.pop() if len(resources) == 1 else OUTLOOK,
         "iss": f"https://sts.windows.net/{identity.tid}/",
         "iat": now,
         "nbf": now,
@@ -100,7 +120,7 @@ def access_token(
         "oid": identity.oid,
         "puid": secrets.token_hex(8).upper(),
         "rh": secrets.token_urlsafe(40),
-        "scp": " ".join(s.removeprefix(_OUTLOOK) for s in resource_scopes(scopes)),
+        "scp": " ".join(permission_of(s) for s in resource_scopes(scopes)),
         "sid": secrets.token_hex(16),
         "sub": secrets.token_urlsafe(32),
         "tid": identity.tid,

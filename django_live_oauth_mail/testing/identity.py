@@ -19,7 +19,13 @@ from typing import Any, NoReturn
 
 from . import _authorize, _pages, _tokens
 from ._aad_errors import AADError, TokenFault
-from ._grants import AuthorizationCode, DeviceCode, GrantStore, RefreshGrant
+from ._grants import (
+    AuthorizationCode,
+    DeviceCode,
+    GrantStore,
+    IssuedToken,
+    RefreshGrant,
+)
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
@@ -32,6 +38,7 @@ __all__ = [
     "AuthorizationResponse",
     "FakeIdentity",
     "FakeIdentityPlatform",
+    "IssuedToken",
     "TokenRequest",
 ]
 
@@ -250,13 +257,30 @@ class FakeIdentityPlatform(LocalServer):
         with self._lock:
             self._faults.extend([fault] * count)
 
+    def withdraw_consent(self, email: str, *scopes: str) -> None:
+        """Take back consent to ``scopes`` (all if none are named).
+
+        Refreshing for them then fails with ``AADSTS65001``, as after an
+        administrator removed a permission, or for a link made before the
+        app asked for it.
+        """
+        self._grants.withdraw_consent(email, self.client_id, set(scopes))
+
     def expire_access_tokens(self, email: str | None = None) -> None:
         """Invalidate issued access tokens server-side (clients still trust them)."""
         self._grants.expire_access_tokens(email)
 
     def validate_access_token(self, token: str) -> str | None:
-        """The mailbox ``token`` was issued for, or ``None`` if invalid/expired."""
+        """The mailbox an unexpired token for Exchange's SMTP is for, or ``None``.
+
+        A token for another resource (Graph) is ``None`` too, as Exchange
+        refuses it.
+        """
         return self._grants.mailbox_for(token)
+
+    def introspect(self, token: str) -> IssuedToken | None:
+        """Mailbox, audience and permissions of an unexpired token, or ``None``."""
+        return self._grants.introspect(token)
 
     # -- HTTP dispatch -----------------------------------------------------
 
@@ -455,8 +479,19 @@ class FakeIdentityPlatform(LocalServer):
         identity = self._find(email)
         if identity is None:  # pragma: no cover - identities are never removed
             raise AADError("invalid_grant", 70000, email=email)
-        scopes = requested or list(granted)
-        return identity, self._issue(identity, scopes, nonce, form)
+        resources = {_tokens.resource_of(s) for s in _tokens.resource_scopes(requested)}
+        if not resources:
+            resources = {
+                _tokens.resource_of(s) for s in _tokens.resource_scopes(granted)
+            }
+        if len(resources) > 1:
+            # Like Entra: a token is for one resource; ask for each separately.
+            raise AADError("invalid_request", 28000, " ".join(requested), email=email)
+        # Like Entra: the token carries every scope consented for its resource.
+        resource = resources.pop() if resources else _tokens.OUTLOOK
+        asked = requested or list(granted)
+        scopes = [*self._grants.consented(email, client_id, resource), *asked]
+        return identity, self._issue(identity, list(dict.fromkeys(scopes)), nonce, form)
 
     def _issue(
         self,
@@ -468,12 +503,20 @@ class FakeIdentityPlatform(LocalServer):
         client_id = form["client_id"]
         lifetime = self.access_token_lifetime
         access_token = _tokens.access_token(identity, client_id, scopes, lifetime)
+        granted = _tokens.resource_scopes(scopes)
+        audience = _tokens.resource_of(granted[0]) if granted else _tokens.OUTLOOK
         self._grants.add_access_token(
-            access_token, identity.email, time.time() + lifetime
+            access_token,
+            IssuedToken(
+                mailbox=identity.email,
+                audience=audience,
+                scopes=frozenset(_tokens.permission_of(s) for s in granted),
+                expires_at=time.time() + lifetime,
+            ),
         )
         payload: dict[str, Any] = {
             "token_type": "Bearer",
-            "scope": " ".join(_tokens.resource_scopes(scopes)),
+            "scope": " ".join(granted),
             "expires_in": lifetime,
             "ext_expires_in": lifetime,
             "access_token": access_token,

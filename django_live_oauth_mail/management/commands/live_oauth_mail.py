@@ -1,4 +1,5 @@
-"""``manage.py live_oauth_mail``: status, refresh, connect, test, rotate-keys."""
+"""``manage.py live_oauth_mail``: status, refresh, connect, test, transport,
+rotate-keys."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ... import crypto, msal_client
-from ...accounts import link_mailbox
+from ...accounts import choose_transport, link_mailbox
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
 from ...models import MailAccount
@@ -44,6 +45,13 @@ class Command(BaseCommand):
         )
         test.add_argument("mailbox")
         test.add_argument("--to", required=True, metavar="ADDRESS")
+        transport = commands.add_parser(
+            "transport",
+            help="Choose how a mailbox sends: smtp, graph, or setting (follow "
+            "LIVE_OAUTH_MAIL['TRANSPORT'] again, e.g. once SMTP AUTH is back on).",
+        )
+        transport.add_argument("mailbox")
+        transport.add_argument("choice", choices=["smtp", "graph", "setting"])
         commands.add_parser(
             "rotate-keys",
             help="Re-encrypt every token cache with the newest key; exit 1 if "
@@ -67,6 +75,7 @@ class Command(BaseCommand):
             "KIND",
             "STATUS",
             "SHARED",
+            "TRANSPORT",
             "LAST USED",
             "LAST REFRESHED",
             "TOKEN EXPIRES",
@@ -79,6 +88,7 @@ class Command(BaseCommand):
                 account.kind,
                 account.status,
                 "shared" if account.shared else "-",
+                account.transport or f"{account.protocol} (setting)",
                 _when(account.last_used_at),
                 _when(account.last_refreshed_at),
                 _when(account.token_expires_at),
@@ -105,6 +115,14 @@ class Command(BaseCommand):
                 f"{len(broken)} mailbox(es) must be linked again: {', '.join(broken)}.",
                 returncode=1,
             )
+
+    # -- transport -------------------------------------------------------------------
+
+    def handle_transport(self, *, mailbox: str, choice: str, **options: Any) -> None:
+        if not choose_transport(mailbox, "" if choice == "setting" else choice):
+            raise CommandError(f"No linked mailbox is {mailbox}.")
+        how = "the TRANSPORT setting" if choice == "setting" else choice
+        self.stdout.write(self.style.SUCCESS(f"{mailbox} now sends through {how}."))
 
     # -- refresh ---------------------------------------------------------------------
 

@@ -1,0 +1,190 @@
+"""Microsoft Graph: send Django's message as MIME through ``/me/sendMail``.
+
+For mailboxes whose SMTP AUTH is switched off. The message goes as Django
+rendered it (base64 MIME, ``Content-Type: text/plain``), so alternatives,
+attachments, headers and Message-ID survive. Graph reads the recipients from
+the MIME headers, so envelope recipients the headers do not show (Django's
+bcc) are added as a Bcc header, which Exchange strips before delivery.
+Graph saves a copy to Sent Items, as SMTP submission does. A message whose
+request would pass Graph's 4 MB limit goes through :mod:`.graph_upload`.
+
+There is no connection to keep signed in: a session is the mailbox and the
+process's shared HTTP connection pool, and each request carries the
+mailbox's Graph token (from the stored cache: no query, no token request).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator
+from email.utils import getaddresses
+from typing import Any
+
+import requests
+import urllib3.exceptions
+from django.core.mail import EmailMessage
+from django.views.decorators.debug import sensitive_variables
+
+from . import graph_errors, graph_upload, msal_client
+from .exceptions import GraphError, MessageMayHaveBeenSent
+from .models import MailAccount
+from .routing import sender_address
+from .tokens import get_access_token
+
+#: Graph refuses requests over about 4 MB (413); the body is the base64 MIME.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
+#: Graph serves 4 requests at once per app and mailbox; more get 429.
+CONCURRENT_REQUESTS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphTransport:
+    """Which Graph to talk to; shared by every session a backend opens."""
+
+    endpoint: str
+
+    def open(self, account: MailAccount) -> GraphSession:
+        return GraphSession(account, self)
+
+
+class GraphSession:
+    """One mailbox's way to Graph; see the module docstring."""
+
+    def __init__(self, account: MailAccount, transport: GraphTransport) -> None:
+        self.account = account
+        self.transport = transport
+        self.rested = False
+        self.pid = os.getpid()
+
+    def send(self, message: EmailMessage) -> bool:
+        """POST the MIME to sendMail; True once Graph answers ``202 Accepted``."""
+        if not message.recipients():
+            return False  # as Django: nothing to send
+        self.rested = False
+        body = base64.b64encode(mime_for_graph(message))
+        sender = sender_address(str(message.from_email or ""))
+        if len(body) > MAX_REQUEST_BYTES:
+            graph_upload.send_large(
+                self, message, sender, limit=MAX_REQUEST_BYTES, render=mime_for_graph
+            )
+            return True
+        self.request("POST", "/me/sendMail", sender, sends=True, data=body)
+        return True
+
+    def request(
+        self, method: str, path: str, sender: str | None, *, sends: bool, **kwargs: Any
+    ) -> requests.Response:
+        """One Graph call as this mailbox; raise our explanation of a refusal.
+
+        ``sends``: a lost answer may mean the message went out. A 401 is
+        tried once more with a refreshed token: it was not accepted.
+        """
+        url = f"{self.transport.endpoint}/v1.0{path}"
+        with _slot(self.account.email):
+            for refreshed in (False, True):
+                response = self._call(method, url, kwargs, refreshed, sends)
+                if response.status_code != 401:
+                    break
+        if response.status_code < 400:
+            return response
+        raise graph_errors.refusal(
+            response, mailbox=self.account.email, sender=sender, refreshed=True
+        )
+
+    @sensitive_variables()
+    def _call(
+        self,
+        method: str,
+        url: str,
+        options: dict[str, Any],
+        refresh: bool,
+        sends: bool,
+    ) -> requests.Response:
+        token = get_access_token(self.account, force_refresh=refresh, protocol="graph")
+        headers = {"Authorization": f"Bearer {token.value}"}
+        if "data" in options:
+            headers["Content-Type"] = "text/plain"
+        with _explained_transport_errors(self.account.email, sends):
+            return msal_client.http_session().request(
+                method, url, headers=headers, **options
+            )
+
+    def close(self) -> None:
+        """Nothing to end: the HTTP connections are the process's."""
+
+    def __repr__(self) -> str:
+        return f"<GraphSession {self.account.email}>"
+
+
+def mime_for_graph(message: EmailMessage) -> bytes:
+    """Django's MIME, with a Bcc header for recipients no header shows."""
+    mime = message.message()
+    headers = [str(v) for name in ("To", "Cc") for v in mime.get_all(name) or []]
+    shown = {address.casefold() for _, address in getaddresses(headers)}
+    hidden = [
+        recipient
+        for recipient in message.recipients()
+        if getaddresses([recipient])[0][1].casefold() not in shown
+    ]
+    if hidden:
+        mime["Bcc"] = ", ".join(hidden)
+    return bytes(mime.as_bytes())
+
+
+_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _slot(mailbox: str) -> Iterator[None]:
+    """Hold one of the mailbox's concurrent Graph requests in this process."""
+    with _slots_lock:
+        slot = _slots.setdefault(
+            mailbox, threading.BoundedSemaphore(CONCURRENT_REQUESTS)
+        )
+    with slot:
+        yield
+
+
+@contextlib.contextmanager
+def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
+    """Tell a request that never left from one whose answer was lost.
+
+    One that never connected is an ``OSError`` the backend retries. One
+    whose answer was lost may have sent the message, and is never repeated.
+    """
+    try:
+        yield
+    except requests.exceptions.SSLError as error:
+        raise GraphError(
+            f"The TLS connection to Microsoft Graph for {mailbox} failed "
+            f"({type(error).__name__}): its certificate was not trusted. Check "
+            "LIVE_OAUTH_MAIL['CA_BUNDLE'] and GRAPH_ENDPOINT.",
+            mailbox=mailbox,
+            status=0,
+            code="tls",
+        ) from None
+    except requests.RequestException as error:
+        if _never_sent(error) or not sends:
+            raise
+        raise MessageMayHaveBeenSent(
+            f"The connection to Microsoft Graph broke while sending from "
+            f"{mailbox} ({type(error).__name__}), after the message was handed "
+            "over. It may have been sent: Graph's sendMail cannot be safely "
+            "repeated, so it was not. Check the mailbox's Sent Items before "
+            "sending it again.",
+            mailbox=mailbox,
+            status=0,
+            code=type(error).__name__,
+        ) from None
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)

@@ -1,0 +1,178 @@
+"""Messages over Graph's 4 MB request limit: a draft plus upload sessions.
+
+The largest attachments are taken out until the rest fits one request; that
+becomes a draft (from MIME, so everything else survives as with sendMail),
+each attachment taken out is uploaded to it in chunks, and the draft is
+sent. Creating and changing drafts needs the ``Mail.ReadWrite`` permission
+besides ``Mail.Send``. A draft left by a failure before sending is deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.mail import EmailMessage
+
+from . import graph_errors, msal_client
+from .conf import SETTINGS_NAME
+from .exceptions import GraphError
+
+if TYPE_CHECKING:
+    from .graph_transport import GraphSession
+
+#: Graph takes up to 4 MB per upload request; a multiple of 320 KiB is safe.
+CHUNK_BYTES = 12 * 320 * 1024
+#: Graph's limit for one attachment.
+MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
+
+
+def send_large(
+    session: GraphSession,
+    message: EmailMessage,
+    sender: str | None,
+    *,
+    limit: int,
+    render: Callable[[EmailMessage], bytes],
+) -> None:
+    """Send ``message`` as a draft with its largest attachments uploaded.
+
+    ``render`` makes the MIME Graph is given; ``limit`` is the most a request
+    may carry, base64 included.
+    """
+    mailbox = session.account.email
+    draft, moved = _split(message, limit, render, mailbox)
+    try:
+        created = session.request(
+            "POST", "/me/messages", sender, sends=False, data=draft
+        )
+    except GraphError as error:
+        if error.code == "ErrorAccessDenied":
+            raise _needs_read_write(mailbox, error) from None
+        raise
+    draft_id = str(created.json()["id"])
+    try:
+        for filename, content, mimetype in moved:
+            _upload(session, draft_id, filename, content, mimetype, sender)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            session.request("DELETE", f"/me/messages/{draft_id}", sender, sends=False)
+        raise
+    session.request("POST", f"/me/messages/{draft_id}/send", sender, sends=True)
+
+
+def _split(
+    message: EmailMessage,
+    limit: int,
+    render: Callable[[EmailMessage], bytes],
+    mailbox: str,
+) -> tuple[bytes, list[tuple[str, bytes, str]]]:
+    """The draft's base64 MIME, and the attachments taken out of it."""
+    draft = copy.copy(message)
+    kept = list(message.attachments)
+    movable = sorted(
+        (a for a in kept if _is_file(a)), key=lambda a: len(_bytes(a[1])), reverse=True
+    )
+    moved: list[tuple[str, bytes, str]] = []
+    while True:
+        draft.attachments = kept
+        body = base64.b64encode(render(draft))
+        if len(body) <= limit:
+            return body, moved
+        if not movable:
+            raise GraphError(
+                f"A message from {mailbox} is too large for Microsoft Graph even "
+                f"without its file attachments ({len(body)} bytes to send, at most "
+                f"{limit}): Graph takes 4 MB per request. Send the body and inline "
+                "parts smaller, or attach large content as files.",
+                mailbox=mailbox,
+                status=413,
+                code="RequestBodyTooLarge",
+            )
+        attachment = movable.pop(0)
+        kept = [a for a in kept if a is not attachment]
+        filename, content, mimetype = (
+            attachment[0],
+            _bytes(attachment[1]),
+            attachment[2],
+        )
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise GraphError(
+                f"The attachment {filename!r} ({len(content)} bytes) is over "
+                "Microsoft Graph's limit of 150 MB per attachment, so the message "
+                f"from {mailbox} was not sent. Share large files by link instead.",
+                mailbox=mailbox,
+                status=413,
+                code="ErrorAttachmentSizeLimitExceeded",
+            )
+        moved.append(
+            (filename or "attachment", content, mimetype or "application/octet-stream")
+        )
+
+
+def _upload(
+    session: GraphSession,
+    draft_id: str,
+    filename: str,
+    content: bytes,
+    mimetype: str,
+    sender: str | None,
+) -> None:
+    """One attachment through an upload session, in chunks."""
+    item = {
+        "attachmentType": "file",
+        "name": filename,
+        "size": len(content),
+        "contentType": mimetype,
+    }
+    created = session.request(
+        "POST",
+        f"/me/messages/{draft_id}/attachments/createUploadSession",
+        sender,
+        sends=False,
+        json={"AttachmentItem": item},
+    )
+    # The upload URL authorizes itself; Graph refuses a bearer token on it.
+    upload_url = str(created.json()["uploadUrl"])
+    http = msal_client.http_session()
+    for start in range(0, len(content), CHUNK_BYTES):
+        chunk = content[start : start + CHUNK_BYTES]
+        end = start + len(chunk) - 1
+        response = http.put(
+            upload_url,
+            data=chunk,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {start}-{end}/{len(content)}",
+            },
+        )
+        if response.status_code >= 400:
+            raise graph_errors.refusal(
+                response, mailbox=session.account.email, sender=sender, refreshed=False
+            )
+
+
+def _needs_read_write(mailbox: str, error: GraphError) -> GraphError:
+    return GraphError(
+        f"A message from {mailbox} is over Microsoft Graph's 4 MB request limit, "
+        "so it must be sent as a draft with its attachments uploaded, and Graph "
+        f"refused to create the draft ({error.code}). That needs the delegated "
+        "Microsoft Graph permission Mail.ReadWrite besides Mail.Send: add it to "
+        f"the app registration and to {SETTINGS_NAME}['GRAPH_SCOPES'], then link "
+        "the mailbox again to consent. Nothing was sent.",
+        mailbox=mailbox,
+        status=error.status,
+        code=error.code,
+    )
+
+
+def _is_file(attachment: Any) -> bool:
+    """A (filename, content, mimetype) attachment, not a ready MIME part."""
+    return isinstance(attachment, Sequence) and len(attachment) == 3
+
+
+def _bytes(content: Any) -> bytes:
+    return content if isinstance(content, bytes) else str(content).encode()
