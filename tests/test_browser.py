@@ -102,7 +102,7 @@ def _free_ports(count: int) -> list[int]:
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
     tmp = tmp_path_factory.mktemp("example_project")
-    site_port, identity_port, smtp_port, pages_port = _free_ports(4)
+    site_port, identity_port, smtp_port, pages_port, graph_port = _free_ports(5)
     env = {
         **os.environ,
         # Real variables win over example_project/.env, so a developer's real
@@ -113,6 +113,7 @@ def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
         "DEMO_IDENTITY_PORT": str(identity_port),
         "DEMO_SMTP_PORT": str(smtp_port),
         "DEMO_PAGES_PORT": str(pages_port),
+        "DEMO_GRAPH_PORT": str(graph_port),
         "DEBUG": "true",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
@@ -429,6 +430,44 @@ def test_link_send_and_read_in_dev_inbox(demo_site: DemoSite, page: Any) -> None
     for step in ("#step-link", "#step-send", "#step-inbox"):
         expect(page.locator(step)).to_have_class(re.compile(r"\bdone\b"))
     steps.shot("home-done")
+
+
+def test_a_mailbox_whose_smtp_auth_is_off_sends_through_graph(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "graph")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, WORK)
+
+    # The Exchange admin's switch, on the stand-in: SMTP AUTH off.
+    _open(page, "Dev inbox")
+    switch = page.locator(f'#smtp-auth tr[data-mailbox="{WORK}"]')
+    expect(switch.locator('[data-field="smtp-auth"]')).to_have_text("on")
+    switch.get_by_role("button", name="Turn SMTP AUTH off").click()
+    expect(page.locator(".lom-messages")).to_contain_text("535 5.7.139")
+    expect(switch.locator('[data-field="smtp-auth"]')).to_have_text("off")
+    steps.shot("smtp-auth-off")
+
+    _open(page, "Compose")
+    page.locator("#id_sender").select_option(label=f"Grace Hopper <{WORK}>")
+    page.fill("#id_to", "ada@example.com")
+    page.fill("#id_subject", "Sent through Graph")
+    page.fill("#id_body", "SMTP AUTH is off for this mailbox.")
+    page.click("#send")
+    expect(page.locator("#send-error")).to_have_count(0)
+    expect(page.locator(".lom-messages")).to_contain_text(f"from {WORK}")
+
+    mail = _received(page, "Sent through Graph")
+    expect(mail.locator('[data-field="authenticated-as"]')).to_contain_text(
+        f"{WORK} via graph"
+    )
+    # "auto" remembered the move: the mailbox now sends through Graph.
+    expect(switch.locator('[data-field="sends-through"]')).to_contain_text(
+        "graph (Microsoft Graph)"
+    )
+    steps.shot("sent-through-graph")
 
 
 def test_admin_lists_linked_mailboxes_with_shared_column(

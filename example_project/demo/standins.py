@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from django_live_oauth_mail import msal_client
-from django_live_oauth_mail.testing import FakeIdentity, FakeIdentityPlatform
+from django_live_oauth_mail.testing import (
+    FakeGraphAPI,
+    FakeIdentity,
+    FakeIdentityPlatform,
+)
 
 if TYPE_CHECKING:
     from django_live_oauth_mail.testing import XOAuth2SMTPServer
@@ -33,6 +37,7 @@ SITE_MAILBOX_NAME = "Contoso website"
 class StandIns:
     identity: FakeIdentityPlatform
     smtp: XOAuth2SMTPServer
+    graph: FakeGraphAPI
 
     @property
     def ca_bundle(self) -> str:
@@ -49,7 +54,7 @@ def running() -> StandIns | None:
 
 
 def start() -> StandIns:
-    """Start both stand-ins on the configured ports and point the app at them.
+    """Start the stand-ins on the configured ports and point the app at them.
 
     Raises ``OSError`` when a port is taken, ``ImportError`` without aiosmtpd.
     """
@@ -75,7 +80,7 @@ def start() -> StandIns:
             pages_port=settings.DEMO_PAGES_PORT,
         ).start()
         try:
-            # Shares the platform's certificate, so one CA file covers both.
+            # Shares the platform's certificate, so one CA file covers all.
             smtp = XOAuth2SMTPServer(
                 identity,
                 host=settings.DEMO_STANDIN_HOST,
@@ -83,6 +88,19 @@ def start() -> StandIns:
                 certificate=identity.certificate,
             ).start()
         except BaseException:
+            identity.stop()
+            raise
+        try:
+            # Records into the SMTP stand-in's inbox: one Dev inbox for both.
+            graph = FakeGraphAPI(
+                identity,
+                host=settings.DEMO_STANDIN_HOST,
+                port=settings.DEMO_GRAPH_PORT,
+                certificate=identity.certificate,
+                smtp=smtp,
+            ).start()
+        except BaseException:
+            smtp.stop()
             identity.stop()
             raise
         if config["AUTHORITY"] != identity.authority:
@@ -94,7 +112,7 @@ def start() -> StandIns:
         # now. Nothing has read LIVE_OAUTH_MAIL yet: no request was served.
         settings.LIVE_OAUTH_MAIL = {**config, "CA_BUNDLE": identity.ca_bundle}
         msal_client.reset()
-        _running = StandIns(identity, smtp)
+        _running = StandIns(identity, smtp, graph)
         return _running
 
 
@@ -121,6 +139,7 @@ def stop() -> None:
         if _running is None:
             return
         try:
+            _running.graph.stop()
             _running.smtp.stop()
         finally:
             _running.identity.stop()

@@ -8,9 +8,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.mail import EmailMessage
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
@@ -151,14 +152,68 @@ def _send(message: EmailMessage) -> str:
 @login_required
 @require_GET
 def dev_inbox(request: HttpRequest) -> HttpResponse:
-    """Every message the local SMTP stand-in received, newest first."""
+    """Every message the local stand-ins received (SMTP or Graph), newest first."""
     running = standins.running()
     received = running.smtp.messages if running is not None else []
     inbox = [_summary(number, item) for number, item in enumerate(received, 1)]
     inbox.reverse()
+    switches = []
+    if running is not None:
+        off = {address.casefold() for address in running.smtp.smtp_auth_disabled}
+        switches = [
+            {
+                "email": account.email,
+                "smtp_auth": account.email.casefold() not in off,
+                "transport": account.get_transport_display(),
+                "sends_through": account.protocol,
+            }
+            for account in _switchable(request)
+        ]
     return render(
-        request, "demo/inbox.html", {"inbox": inbox, "running": running is not None}
+        request,
+        "demo/inbox.html",
+        {"inbox": inbox, "running": running is not None, "switches": switches},
     )
+
+
+@login_required
+@require_POST
+def smtp_auth(request: HttpRequest) -> HttpResponse:
+    """Turn SMTP AUTH off or on for a mailbox, as an Exchange admin would.
+
+    Only on the stand-in, and only for the user's own or shared mailboxes.
+    With TRANSPORT "auto", the next send from a mailbox whose SMTP AUTH is
+    off goes through Graph, and the mailbox stays there.
+    """
+    running = standins.running()
+    allowed = {account.email for account in _switchable(request)}
+    mailbox = request.POST.get("mailbox", "")
+    if running is None or mailbox not in allowed:
+        messages.error(request, "There is no such mailbox to switch.")
+        return redirect("dev_inbox")
+    if request.POST.get("smtp_auth") == "off":
+        running.smtp.smtp_auth_disabled.add(mailbox)
+        messages.info(
+            request,
+            f"SMTP AUTH is now off for {mailbox}: Exchange answers 535 5.7.139. "
+            "Send from it, and see it go out through Microsoft Graph.",
+        )
+    else:
+        running.smtp.smtp_auth_disabled.discard(mailbox)
+        messages.info(
+            request,
+            f"SMTP AUTH is on again for {mailbox}. A mailbox moved to Graph stays "
+            "there until you clear its Transport in the admin.",
+        )
+    return redirect("dev_inbox")
+
+
+def _switchable(request: HttpRequest) -> list[MailAccount]:
+    """The user's own mailboxes and the shared ones."""
+    mailboxes = MailAccount.objects.active().filter(
+        Q(user=request.user.pk) | Q(shared=True)
+    )
+    return list(mailboxes.order_by("email"))
 
 
 def _summary(number: int, received: Any) -> dict[str, Any]:

@@ -132,6 +132,7 @@ USE_STANDINS = not _value("LIVE_OAUTH_MAIL_CLIENT_ID")
 DEMO_STANDIN_HOST = "127.0.0.1"
 DEMO_IDENTITY_PORT = int(_value("DEMO_IDENTITY_PORT", "8001"))
 DEMO_SMTP_PORT = int(_value("DEMO_SMTP_PORT", "8025"))
+DEMO_GRAPH_PORT = int(_value("DEMO_GRAPH_PORT", "8003"))
 # The stand-in sign-in pages, served over plain HTTP (no certificate warning).
 DEMO_PAGES_PORT = int(_value("DEMO_PAGES_PORT", "8002"))
 # The site's own mailbox on the stand-ins: `manage.py demo` links it (owned by
@@ -156,6 +157,10 @@ if USE_STANDINS:
         "SMTP_HOST": DEMO_STANDIN_HOST,
         "SMTP_PORT": DEMO_SMTP_PORT,
         "SMTP_TIMEOUT": 10,
+        # SMTP, and Microsoft Graph for a mailbox whose SMTP AUTH is off: the
+        # Dev inbox has a switch that turns it off on the SMTP stand-in.
+        "TRANSPORT": "auto",
+        "GRAPH_ENDPOINT": f"https://{DEMO_STANDIN_HOST}:{DEMO_GRAPH_PORT}",
         # The stand-ins make a new private CA each time they start, so
         # `manage.py demo` fills this in (with that CA's path) before serving.
         "CA_BUNDLE": None,
@@ -172,6 +177,8 @@ else:
         "AUTHORITY": _value(
             "LIVE_OAUTH_MAIL_AUTHORITY", "https://login.microsoftonline.com/common"
         ),
+        # "smtp" (the default), "graph", or "auto": Graph where SMTP AUTH is off.
+        "TRANSPORT": _value("LIVE_OAUTH_MAIL_TRANSPORT", "smtp"),
         # SMTP_HOST/SMTP_PORT keep the app's defaults: smtp.office365.com:587.
         # Empty: tokens are encrypted with a key derived from SECRET_KEY, and
         # `check` warns (live_oauth_mail.W001) until you set your own keys.

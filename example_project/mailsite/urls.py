@@ -19,6 +19,7 @@ urlpatterns = [
     path("mail/", include("django_live_oauth_mail.urls")),
     path("compose/", views.compose, name="compose"),
     path("dev/inbox/", views.dev_inbox, name="dev_inbox"),
+    path("dev/smtp-auth/", views.smtp_auth, name="smtp_auth"),
     path("contact/", views.contact, name="contact"),
     path("admin/", admin.site.urls),
 ]

@@ -3,7 +3,8 @@
 1. migrates the database and makes sure the demo user exists, as staff who
    may view and change linked mailboxes in the admin;
 2. without ``LIVE_OAUTH_MAIL_CLIENT_ID``, starts the local stand-ins for
-   Microsoft on DEMO_IDENTITY_PORT / DEMO_SMTP_PORT (8001 / 8025), and links
+   Microsoft on DEMO_IDENTITY_PORT / DEMO_SMTP_PORT / DEMO_GRAPH_PORT (8001 /
+   8025 / 8003), and links
    the site's shared mailbox (DEMO_SITE_MAILBOX) through them;
 3. serves the site with ``runserver`` (no autoreloader) until Ctrl-C or
    SIGTERM, then stops the stand-ins.
@@ -147,6 +148,7 @@ class Command(BaseCommand):
                 "DEMO_IDENTITY_PORT",
             ),
             (settings.DEMO_SMTP_PORT, "the SMTP stand-in", "DEMO_SMTP_PORT"),
+            (settings.DEMO_GRAPH_PORT, "the Graph stand-in", "DEMO_GRAPH_PORT"),
             (settings.DEMO_PAGES_PORT, "the sign-in pages", "DEMO_PAGES_PORT"),
         ):
             _ensure_free(settings.DEMO_STANDIN_HOST, port, what, variable)
@@ -187,6 +189,10 @@ class Command(BaseCommand):
             )
             smtp = f"{running.smtp.host}:{running.smtp.port}"
             out(f"    SMTP      {smtp} (STARTTLS, XOAUTH2)")
+            out(
+                f"    Graph     {running.graph.endpoint} (sendMail; TRANSPORT "
+                "'auto' uses it once SMTP AUTH is off, see the Dev inbox)"
+            )
             out(f"    TLS CA    {running.ca_bundle}")
             owner = settings.DEMO_SITE_MAILBOX_OWNER
             out(
