@@ -137,7 +137,11 @@ class Settings:
         if isinstance(scopes, str):
             scopes = scopes.split()
         endpoint = self.GRAPH_ENDPOINT
-        return [s if "/" in s else f"{endpoint}/{s}" for s in scopes]
+        return [
+            s if "/" in s else f"{endpoint}/{s}"
+            for s in scopes
+            if s not in RESERVED_SCOPES
+        ]
 
     def scopes_for(self, protocol: Protocol) -> list[str]:
         """The scopes of one resource's token: one token never serves both."""

@@ -29,7 +29,12 @@ THROTTLED_STATUSES = frozenset({429, 503})
 
 
 def refusal(
-    response: Any, *, mailbox: str, sender: str | None, refreshed: bool
+    response: Any,
+    *,
+    mailbox: str,
+    sender: str | None,
+    refreshed: bool,
+    sends: bool = True,
 ) -> Exception:
     """:func:`explain` for a ``requests`` response."""
     try:
@@ -43,6 +48,7 @@ def refusal(
         mailbox=mailbox,
         sender=sender,
         refreshed=refreshed,
+        sends=sends,
     )
 
 
@@ -73,10 +79,13 @@ def explain(
     mailbox: str,
     sender: str | None,
     refreshed: bool,
+    sends: bool = True,
 ) -> Exception:
     """Our exception for a refused Graph request about ``mailbox``'s message.
 
     ``refreshed``: the token was brand new, so a 401 is not its age.
+    ``sends``: the request would have sent the message, so a server error
+    may mean it went out.
     """
     code, text = error_of(status, body)
     said = f"(HTTP {status} {code}: {text})"
@@ -130,6 +139,14 @@ def explain(
             f"Microsoft Graph refused the token for {mailbox} {when} {said}. The "
             f"token's resource must be {SETTINGS_NAME}['GRAPH_ENDPOINT']: check "
             "that it names the Graph of your cloud, and link the mailbox again.",
+            mailbox=mailbox,
+            status=status,
+            code=code,
+        )
+    if status >= 500 and not sends:
+        return GraphError(
+            f"Microsoft Graph failed while preparing a message from {mailbox} "
+            f"{said}. Nothing was sent; try again in a moment.",
             mailbox=mailbox,
             status=status,
             code=code,

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 import urllib3.exceptions
 from django.core.mail import EmailMessage
+from django.utils.encoding import punycode
 from django.views.decorators.debug import sensitive_variables
 
 from . import graph_errors, graph_upload, msal_client
@@ -92,7 +93,11 @@ class GraphSession:
         if response.status_code < 400:
             return response
         raise graph_errors.refusal(
-            response, mailbox=self.account.email, sender=sender, refreshed=True
+            response,
+            mailbox=self.account.email,
+            sender=sender,
+            refreshed=True,
+            sends=sends,
         )
 
     @sensitive_variables()
@@ -121,22 +126,41 @@ class GraphSession:
 
 
 def mime_for_graph(message: EmailMessage) -> bytes:
-    """Django's MIME, with a Bcc header for recipients no header shows."""
+    """Django's MIME, with a Bcc header for recipients no header shows.
+
+    Addresses are compared, and added, as Django puts them in headers (an
+    international domain in punycode), so a To recipient is never also Bcc.
+    """
     mime = message.message()
     headers = [str(v) for name in ("To", "Cc") for v in mime.get_all(name) or []]
     shown = {address.casefold() for _, address in getaddresses(headers)}
-    hidden = [
-        recipient
-        for recipient in message.recipients()
-        if getaddresses([recipient])[0][1].casefold() not in shown
-    ]
+    envelope = [_as_in_headers(r) for r in message.recipients()]
+    hidden = [address for address in envelope if address.casefold() not in shown]
     if hidden:
-        mime["Bcc"] = ", ".join(hidden)
+        mime["Bcc"] = ", ".join(hidden)  # removed by Exchange: no names needed
     return bytes(mime.as_bytes())
+
+
+def _as_in_headers(recipient: str) -> str:
+    """The bare address, its domain in punycode as Django writes headers."""
+    address = getaddresses([recipient])[0][1]
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{punycode(domain)}" if at else address
 
 
 _slots: dict[str, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
+
+
+def _forget_slots_after_fork() -> None:
+    """A child must not inherit slots (or the lock) its parent's threads hold."""
+    global _slots_lock
+    _slots.clear()
+    _slots_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_slots_after_fork)
 
 
 @contextlib.contextmanager
@@ -160,6 +184,8 @@ def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
     try:
         yield
     except requests.exceptions.SSLError as error:
+        if "certificate verify failed" not in str(error).lower():
+            raise _lost(mailbox, error, sends) from None
         raise GraphError(
             f"The TLS connection to Microsoft Graph for {mailbox} failed "
             f"({type(error).__name__}): its certificate was not trusted. Check "
@@ -169,18 +195,29 @@ def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
             code="tls",
         ) from None
     except requests.RequestException as error:
-        if _never_sent(error) or not sends:
+        if _never_sent(error):
             raise
-        raise MessageMayHaveBeenSent(
-            f"The connection to Microsoft Graph broke while sending from "
-            f"{mailbox} ({type(error).__name__}), after the message was handed "
-            "over. It may have been sent: Graph's sendMail cannot be safely "
-            "repeated, so it was not. Check the mailbox's Sent Items before "
-            "sending it again.",
-            mailbox=mailbox,
-            status=0,
-            code=type(error).__name__,
-        ) from None
+        raise _lost(mailbox, error, sends) from None
+
+
+def _lost(mailbox: str, error: Exception, sends: bool) -> Exception:
+    """A request whose answer never came: retried, unless it may have sent."""
+    if not sends:
+        # An OSError, so the backend tries again; requests' own error would
+        # quote the URL.
+        return ConnectionError(
+            f"The connection to Microsoft Graph for {mailbox} broke "
+            f"({type(error).__name__}); nothing was sent."
+        )
+    return MessageMayHaveBeenSent(
+        f"The connection to Microsoft Graph broke while sending from {mailbox} "
+        f"({type(error).__name__}), after the message was handed over. It may "
+        "have been sent: Graph's sendMail cannot be safely repeated, so it was "
+        "not. Check the mailbox's Sent Items before sending it again.",
+        mailbox=mailbox,
+        status=0,
+        code=type(error).__name__,
+    )
 
 
 def _never_sent(error: requests.RequestException) -> bool:

@@ -1,10 +1,12 @@
 """Messages over Graph's 4 MB request limit: a draft plus upload sessions.
 
 The largest attachments are taken out until the rest fits one request; that
-becomes a draft (from MIME, so everything else survives as with sendMail),
-each attachment taken out is uploaded to it in chunks, and the draft is
-sent. Creating and changing drafts needs the ``Mail.ReadWrite`` permission
-besides ``Mail.Send``. A draft left by a failure before sending is deleted.
+becomes a draft (from MIME, so everything else survives as with sendMail).
+Each attachment taken out is added to it: one of 3 MB or more through an
+upload session in chunks (Graph refuses sessions for smaller files), a
+smaller one in a single request. Then the draft is sent. Creating and
+changing drafts needs the ``Mail.ReadWrite`` permission besides
+``Mail.Send``. A failure that cannot have sent the message deletes the draft.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import requests
 from django.core.mail import EmailMessage
 
 from . import graph_errors, msal_client
 from .conf import SETTINGS_NAME
-from .exceptions import GraphError
+from .exceptions import GraphError, MessageMayHaveBeenSent
 
 if TYPE_CHECKING:
     from .graph_transport import GraphSession
 
 #: Graph takes up to 4 MB per upload request; a multiple of 320 KiB is safe.
 CHUNK_BYTES = 12 * 320 * 1024
+#: Smaller attachments go in one request: Graph's upload sessions start here.
+UPLOAD_SESSION_MIN_BYTES = 3 * 1024 * 1024
 #: Graph's limit for one attachment.
 MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
 
@@ -56,12 +61,18 @@ def send_large(
     draft_id = str(created.json()["id"])
     try:
         for filename, content, mimetype in moved:
-            _upload(session, draft_id, filename, content, mimetype, sender)
+            if len(content) < UPLOAD_SESSION_MIN_BYTES:
+                _attach(session, draft_id, filename, content, mimetype, sender)
+            else:
+                _upload(session, draft_id, filename, content, mimetype, sender)
+        session.request("POST", f"/me/messages/{draft_id}/send", sender, sends=True)
+    except MessageMayHaveBeenSent:
+        raise  # the draft may be the sent message now: leave it alone
     except BaseException:
+        # A retry makes a new draft; this one must not stay in Drafts.
         with contextlib.suppress(Exception):
             session.request("DELETE", f"/me/messages/{draft_id}", sender, sends=False)
         raise
-    session.request("POST", f"/me/messages/{draft_id}/send", sender, sends=True)
 
 
 def _split(
@@ -113,6 +124,30 @@ def _split(
         )
 
 
+def _attach(
+    session: GraphSession,
+    draft_id: str,
+    filename: str,
+    content: bytes,
+    mimetype: str,
+    sender: str | None,
+) -> None:
+    """An attachment under 3 MB, in one request."""
+    attachment = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": filename,
+        "contentType": mimetype,
+        "contentBytes": base64.b64encode(content).decode("ascii"),
+    }
+    session.request(
+        "POST",
+        f"/me/messages/{draft_id}/attachments",
+        sender,
+        sends=False,
+        json=attachment,
+    )
+
+
 def _upload(
     session: GraphSession,
     draft_id: str,
@@ -138,20 +173,28 @@ def _upload(
     # The upload URL authorizes itself; Graph refuses a bearer token on it.
     upload_url = str(created.json()["uploadUrl"])
     http = msal_client.http_session()
+    mailbox = session.account.email
     for start in range(0, len(content), CHUNK_BYTES):
         chunk = content[start : start + CHUNK_BYTES]
         end = start + len(chunk) - 1
-        response = http.put(
-            upload_url,
-            data=chunk,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"bytes {start}-{end}/{len(content)}",
-            },
-        )
+        try:
+            response = http.put(
+                upload_url,
+                data=chunk,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"bytes {start}-{end}/{len(content)}",
+                },
+            )
+        except requests.RequestException as error:
+            # Its text would quote the upload URL, whose query is a secret.
+            raise ConnectionError(
+                f"Uploading {filename!r} to Microsoft Graph for {mailbox} failed "
+                f"({type(error).__name__}); nothing was sent."
+            ) from None
         if response.status_code >= 400:
             raise graph_errors.refusal(
-                response, mailbox=session.account.email, sender=sender, refreshed=False
+                response, mailbox=mailbox, sender=sender, refreshed=True, sends=False
             )
 
 
@@ -170,8 +213,12 @@ def _needs_read_write(mailbox: str, error: GraphError) -> GraphError:
 
 
 def _is_file(attachment: Any) -> bool:
-    """A (filename, content, mimetype) attachment, not a ready MIME part."""
-    return isinstance(attachment, Sequence) and len(attachment) == 3
+    """A (filename, content, mimetype) file, not a MIME part or a message."""
+    return (
+        isinstance(attachment, Sequence)
+        and len(attachment) == 3
+        and isinstance(attachment[1], (bytes, str))
+    )
 
 
 def _bytes(content: Any) -> bytes:

@@ -94,8 +94,9 @@ class MailAccount(models.Model):
             ("graph", _("Microsoft Graph")),
         ],
         help_text=_(
-            "Set to Microsoft Graph automatically when SMTP AUTH is off for this "
-            "mailbox (TRANSPORT 'auto'). Clear it to try SMTP again."
+            "Used when TRANSPORT is 'graph' or 'auto'. Set to Microsoft Graph "
+            "automatically when SMTP AUTH is off for this mailbox (TRANSPORT "
+            "'auto'); clear it to try SMTP again."
         ),
     )
 
@@ -120,10 +121,15 @@ class MailAccount(models.Model):
 
     @property
     def protocol(self) -> Protocol:
-        """What its mail goes through now: its own choice, else the setting's."""
-        if self.transport == "graph" or (
-            not self.transport and conf.TRANSPORT == "graph"
-        ):
+        """What its mail goes through now: its own choice, else the setting's.
+
+        With ``TRANSPORT = "smtp"`` Graph is not configured (linking does not
+        ask for its consent), so every mailbox sends through SMTP.
+        """
+        setting = conf.TRANSPORT
+        if setting == "smtp":
+            return "smtp"
+        if self.transport == "graph" or (not self.transport and setting == "graph"):
             return "graph"
         return "smtp"
 

@@ -556,11 +556,14 @@ def cached_access_token(
     except _UnreadableCache:
         return None
     now = time.time()
-    entries = cache.search(
-        msal.TokenCache.CredentialType.ACCESS_TOKEN,
-        target=scopes,
-        query={"home_account_id": home_account_id, "client_id": conf.CLIENT_ID},
-    )
+    query = {"home_account_id": home_account_id, "client_id": conf.CLIENT_ID}
+    targets = [scopes]
+    if scopes and all(s in conf.GRAPH_SCOPES for s in scopes):
+        # Entra names Graph's scopes by their short names in its answer
+        # ("Mail.Send"), and msal files the token under what it answered.
+        targets.append([s.rpartition("/")[2] for s in scopes])
+    kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+    entries = [e for t in targets for e in cache.search(kind, target=t, query=query)]
     for entry in entries:
         expires_on = int(entry["expires_on"])
         if expires_on - now < REFRESH_MARGIN_SECONDS:

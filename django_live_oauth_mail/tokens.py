@@ -166,22 +166,28 @@ class _Refresh:
 
     @sensitive_variables()
     def _stored_by_another(self, row: MailAccount) -> AccessToken | None:
-        """A fresh token another worker stored since our copy was read."""
-        serialized = row.read_token_cache()
-        # Compare the caches, not their ciphertexts: rotate-keys re-encrypts a
-        # row without changing the tokens in it.
-        if self.force and serialized == self._cache_we_started_with():
-            return None
-        return msal_client.cached_access_token(
-            serialized, row.home_account_id, self.scopes
+        """A fresh token another worker stored since our copy was read.
+
+        When forced, not the token the server just refused: the cache may
+        have changed meanwhile for the other resource only.
+        """
+        token = msal_client.cached_access_token(
+            row.read_token_cache(), row.home_account_id, self.scopes
         )
+        if token is not None and self.force and token.value == self._refused():
+            return None
+        return token
 
     @sensitive_variables()
-    def _cache_we_started_with(self) -> str:
+    def _refused(self) -> str | None:
+        """The token we started with, which a forced refresh replaces."""
         copy = MailAccount(
             email=self.account.email, encrypted_token_cache=self.started_with
         )
-        return copy.read_token_cache()
+        token = msal_client.cached_access_token(
+            copy.read_token_cache(), self.account.home_account_id, self.scopes
+        )
+        return token.value if token is not None else None
 
     @sensitive_variables()
     def _redeem(self, row: MailAccount) -> AccessToken:
@@ -192,8 +198,8 @@ class _Refresh:
                 row.home_account_id,
                 scopes=self.scopes,
                 mailbox=row.email,
-                force_refresh=self.force
-                and serialized == self._cache_we_started_with(),
+                # Any fresh token but the refused one was taken above.
+                force_refresh=self.force,
                 public_client=row.public_client,
             )
         except TokenError as error:

@@ -342,3 +342,58 @@ def test_a_large_message_without_mail_readwrite_says_what_to_grant(
     assert "Mail.ReadWrite" in text
     assert "Nothing was sent" in text
     assert graph_server.messages == []
+
+
+def test_small_attachments_of_a_large_message_go_in_single_requests(
+    graph: dict[str, Any], link: Linker, user: Any, graph_server: FakeGraphAPI
+) -> None:
+    # Graph refuses upload sessions for files under about 3 MB.
+    graph["GRAPH_SCOPES"] = ["Mail.Send", "Mail.ReadWrite"]
+    link(user, BOB)
+    files = {f"part{n}.bin": os.urandom(1024 * 1024) for n in range(5)}
+    message = full_message(BOB)
+    for name, content in files.items():
+        message.attach(name, content, "application/octet-stream")
+
+    assert message.send() == 1
+
+    (received,) = graph_server.messages
+    assert dict(received.attachments) == {**files, "report.csv": b"a,b\n1,2\n"}
+    paths = [path for _, path in graph_server.requests]
+    assert not any(p.endswith("/createUploadSession") for p in paths)
+    assert sum(p.endswith("/attachments") for p in paths) >= 2
+
+
+@pytest.mark.usefixtures("graph")
+def test_an_international_recipient_is_not_also_made_bcc(
+    link: Linker, user: Any, graph_server: FakeGraphAPI
+) -> None:
+    link(user, BOB)
+    message = mail.EmailMessage(
+        "IDN", "Body", BOB, ["x@bücher.example"], bcc=["hidden@example.org"]
+    )
+
+    assert message.send() == 1
+
+    (received,) = graph_server.messages
+    assert sorted(received.rcpt_tos) == [
+        "hidden@example.org",
+        "x@xn--bcher-kva.example",
+    ]
+    assert b"hidden@example.org" not in received.data
+
+
+def test_a_mailbox_set_to_graph_sends_through_smtp_while_graph_is_off(
+    link: Linker,
+    user: Any,
+    graph_server: FakeGraphAPI,
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    # TRANSPORT "smtp": linking asked no Graph consent, so Graph is never used.
+    account = link(user, BOB)
+    MailAccount.objects.filter(pk=account.pk).update(transport="graph")
+
+    assert mail.send_mail("Hi", "Body", BOB, ["to@example.org"]) == 1
+
+    assert [m.mechanism for m in smtp_server.messages] == ["XOAUTH2"]
+    assert graph_server.requests == []

@@ -72,6 +72,20 @@ def test_graph_answers_become_exceptions_that_say_what_to_do(
     assert getattr(error, "mailbox", None) == MAILBOX
 
 
+def test_a_server_error_before_anything_was_sent_says_so() -> None:
+    error = graph_errors.explain(
+        500,
+        body("InternalServerError"),
+        {},
+        mailbox=MAILBOX,
+        sender=None,
+        refreshed=True,
+        sends=False,
+    )
+    assert type(error) is GraphError
+    assert "Nothing was sent" in str(error)
+
+
 def test_throttling_keeps_the_servers_wait() -> None:
     error = graph_errors.explain(
         429,

@@ -307,6 +307,7 @@ class FakeGraphAPI(LocalServer):
             ("POST", "messages", "Mail.ReadWrite", self._create_draft),
             ("DELETE", _DRAFT, "Mail.ReadWrite", self._delete_draft),
             ("POST", _SESSION, "Mail.ReadWrite", self._create_upload_session),
+            ("POST", _DRAFT + "/attachments", "Mail.ReadWrite", self._add_attachment),
             # As Graph's message: send, this needs Mail.Send, not Mail.ReadWrite.
             ("POST", _DRAFT + "/send", "Mail.Send", self._send_draft),
         ]
@@ -399,6 +400,21 @@ class FakeGraphAPI(LocalServer):
             draft.files.append(file)
             self._uploads[key] = (location, file)
         return _session_reply(201, 0, f"{self.base_url}/upload?authtoken={key}")
+
+    def _add_attachment(self, mailbox: str, request: Request, draft_id: str) -> Reply:
+        """A file attachment in one request, its content base64 in the JSON."""
+        draft = self._draft(mailbox, draft_id)
+        try:
+            item = dict(json.loads(request.body))
+            data = base64.b64decode(str(item["contentBytes"]), validate=True)
+            name = str(item["name"])
+        except (ValueError, TypeError, KeyError):
+            raise GraphError("ErrorInvalidRequest") from None
+        content_type = str(item.get("contentType") or "application/octet-stream")
+        file = _File(name, content_type, len(data), False, None, bytearray(data))
+        with self._lock:
+            draft.files.append(file)
+        return Reply.json(201, {"id": "AAMk" + secrets.token_urlsafe(12), "name": name})
 
     def _upload(self, request: Request) -> Reply:
         """A PUT to an uploadUrl: the URL authorizes it, and a bearer is refused."""

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from . import _authorize, _pages, _tokens
 from ._aad_errors import AADError, TokenFault
 from ._grants import (
+    OUTLOOK_AUDIENCES,
     AuthorizationCode,
     DeviceCode,
     GrantStore,
@@ -514,9 +515,14 @@ class FakeIdentityPlatform(LocalServer):
                 expires_at=time.time() + lifetime,
             ),
         )
+        # Like Entra, which names Graph's scopes (any but Outlook's, here) by
+        # their short names in its answer.
+        named = granted
+        if audience not in OUTLOOK_AUDIENCES:
+            named = [_tokens.permission_of(s) for s in granted]
         payload: dict[str, Any] = {
             "token_type": "Bearer",
-            "scope": " ".join(granted),
+            "scope": " ".join(named),
             "expires_in": lifetime,
             "ext_expires_in": lifetime,
             "access_token": access_token,
