@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from typing import Any
 
 import pytest
+from django import db
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 
@@ -27,6 +29,7 @@ from django_live_oauth_mail.testing import (
     FakeIdentityPlatform,
     XOAuth2SMTPServer,
 )
+from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
 
@@ -397,3 +400,36 @@ def test_a_mailbox_set_to_graph_sends_through_smtp_while_graph_is_off(
 
     assert [m.mechanism for m in smtp_server.messages] == ["XOAUTH2"]
     assert graph_server.requests == []
+
+
+@pytest.mark.usefixtures("graph")
+def test_a_process_keeps_to_four_graph_requests_at_once_per_mailbox(
+    link: Linker, user: Any, graph_server: FakeGraphAPI
+) -> None:
+    account = link(user, BOB)
+    get_access_token(account, protocol="graph")  # one refresh, not eight
+    graph_server.response_delay = 0.2  # long enough for all eight to overlap
+    outcomes: list[Any] = []
+
+    def send(number: int) -> None:
+        try:
+            connection = mail.get_connection(account=account.pk)
+            message = mail.EmailMessage(
+                f"m{number}", "Body", BOB, ["to@example.org"], connection=connection
+            )
+            outcomes.append(message.send())
+        except Exception as error:  # reported below
+            outcomes.append(error)
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert outcomes == [1] * 8
+    # No request was refused for the mailbox's concurrency: each went once.
+    assert len(sendmail_requests(graph_server)) == 8
+    assert len(graph_server.messages) == 8
