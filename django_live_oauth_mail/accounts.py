@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import crypto, durable, signals
-from .models import MailAccount
+from .models import MailAccount, normalize_email
 from .msal_client import LinkedIdentity
 
 
@@ -39,6 +39,55 @@ def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool
         transaction.on_commit(
             lambda: signals.account_connected.send(
                 sender=MailAccount, user=user, account=account, created=created
+            ),
+            using=using,
+        )
+    return account, created
+
+
+#: Multi-tenant authorities: an app-only token must name the mailbox's tenant.
+NOT_A_TENANT = frozenset({"common", "organizations", "consumers"})
+
+
+def tenant_problem(tenant: str) -> str | None:
+    """Why ``tenant`` cannot be an app mailbox's tenant, or None."""
+    if not tenant or tenant.lower() in NOT_A_TENANT or "/" in tenant:
+        return (
+            f"{tenant!r} is not a tenant: give the tenant id (a GUID) or a "
+            "verified domain of the organisation that owns the mailbox."
+        )
+    return None
+
+
+def add_app_mailbox(email: str, tenant: str) -> tuple[MailAccount, bool]:
+    """Register ``email`` to send with the app's own token (client credentials).
+
+    No one links it: a tenant administrator grants the app access to the
+    mailbox. It is shared, so any code on the site may send from it. Returns
+    (account, created); registering it again updates its tenant.
+    """
+    tenant = tenant.strip()
+    problem = tenant_problem(tenant)
+    if problem:
+        raise ValueError(problem)
+    email = normalize_email(email)
+    fields = {
+        "kind": MailAccount.Kind.APP,
+        "tenant_id": tenant,
+        "home_account_id": "",
+        "status": MailAccount.Status.ACTIVE,
+        "shared": True,
+        "last_error": "",
+        "encrypted_token_cache": "",
+    }
+    using = router.db_for_write(MailAccount)
+    with transaction.atomic(using=using):
+        account, created = MailAccount.objects.using(using).update_or_create(
+            user=None, email=email, kind=MailAccount.Kind.APP, defaults=fields
+        )
+        transaction.on_commit(
+            lambda: signals.account_connected.send(
+                sender=MailAccount, user=None, account=account, created=created
             ),
             using=using,
         )

@@ -17,10 +17,10 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .accounts import unlink_mailbox
+from .accounts import add_app_mailbox, unlink_mailbox
 from .diagnostics import send_test_message
 from .exceptions import ConfigurationError, LiveOAuthMailError
-from .forms import SendAsAddressForm
+from .forms import AppMailboxForm, SendAsAddressForm
 from .models import MailAccount, SendAsAddress
 from .tokens import get_access_token
 
@@ -191,6 +191,10 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # Write only what the form edits: a full save would put back the token
         # cache and status read when the request began, undoing a refresh
         # (and the rotated refresh token) that committed meanwhile.
+        if not change:
+            account, _ = add_app_mailbox(obj.email, obj.tenant_id)
+            obj.pk, obj.kind, obj.shared = account.pk, account.kind, account.shared
+            return
         edited = [n for n in ("shared", "transport") if n in form.changed_data]
         if edited:
             obj.save(update_fields=[*edited, "updated_at"])
@@ -198,5 +202,26 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def delete_model(self, request: HttpRequest, obj: MailAccount) -> None:
         unlink_mailbox(obj)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # Mailboxes are linked through the OAuth flow only.
+    # People link their own mailboxes through the OAuth flow; the admin adds
+    # only app mailboxes, which no one links (see add_app_mailbox).
+    add_form = AppMailboxForm
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = self.add_form
+            kwargs["fields"] = self.add_form.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.add_form.Meta.fields if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        # An app mailbox has no owner: it is shared, or no code could use it.
+        return (*self.readonly_fields, "shared") if obj.is_app else self.readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.inlines

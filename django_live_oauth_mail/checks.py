@@ -11,6 +11,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from . import msal_client
 from .conf import SETTINGS_NAME, conf, django_setting_is_set
 from .exceptions import ConfigurationError
 
@@ -31,7 +32,8 @@ def check_settings(
                 id="live_oauth_mail.E001",
             )
         )
-    if not conf.CLIENT_SECRET:
+    messages.extend(_certificate_messages())
+    if not conf.CLIENT_SECRET and not _has_certificate():
         messages.append(
             Error(
                 f"{SETTINGS_NAME}['CLIENT_SECRET'] is not set.",
@@ -140,6 +142,35 @@ def _django_host_messages() -> list[CheckMessage]:
             "Django's defaults point at localhost, so this backend does not "
             "fall back to them.",
             id="live_oauth_mail.W006",
+        )
+    ]
+
+
+def _has_certificate() -> bool:
+    try:
+        return conf.CLIENT_CERTIFICATE is not None
+    except ConfigurationError:
+        return True  # malformed: E009 says so
+
+
+def _certificate_messages() -> list[CheckMessage]:
+    """A CLIENT_CERTIFICATE msal could not use."""
+    try:
+        certificate = conf.CLIENT_CERTIFICATE
+        if certificate is None:
+            return []
+        problem = msal_client.certificate_problem(certificate)
+    except ConfigurationError as error:
+        problem = str(error)
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"{SETTINGS_NAME}['CLIENT_CERTIFICATE'] is malformed: {problem}",
+            hint="Give {'private_key': <PEM text or a path to a PEM file>, "
+            "'thumbprint': <the certificate's SHA-1 thumbprint in hex, as the "
+            "Azure portal shows it>}.",
+            id="live_oauth_mail.E009",
         )
     ]
 

@@ -22,6 +22,7 @@ TRANSPORTS = ("smtp", "graph", "auto")
 DEFAULTS: dict[str, Any] = {
     "CLIENT_ID": "",
     "CLIENT_SECRET": "",
+    "CLIENT_CERTIFICATE": None,
     "AUTHORITY": "https://login.microsoftonline.com/common",
     "SCOPES": ["https://outlook.office.com/SMTP.Send"],
     "TRANSPORT": "smtp",
@@ -100,6 +101,23 @@ class Settings:
         return str(self._get("CLIENT_SECRET") or "")
 
     @property
+    def CLIENT_CERTIFICATE(self) -> dict[str, str] | None:
+        """``{"private_key": PEM or a file path, "thumbprint": hex}``, msal's shape.
+
+        When set it is the credential of every confidential flow, instead of
+        ``CLIENT_SECRET``: many tenants forbid secrets for app-only access.
+        """
+        certificate = self._get("CLIENT_CERTIFICATE")
+        if not certificate:
+            return None
+        if not isinstance(certificate, dict):
+            raise ConfigurationError(
+                f"{SETTINGS_NAME}['CLIENT_CERTIFICATE'] must be a dict with "
+                "'private_key' and 'thumbprint'."
+            )
+        return {str(k): str(v) for k, v in certificate.items()}
+
+    @property
     def AUTHORITY(self) -> str:
         return str(self._get("AUTHORITY")).rstrip("/")
 
@@ -146,6 +164,12 @@ class Settings:
     def scopes_for(self, protocol: Protocol) -> list[str]:
         """The scopes of one resource's token: one token never serves both."""
         return self.GRAPH_SCOPES if protocol == "graph" else self.SCOPES
+
+    def app_scope_for(self, protocol: Protocol) -> tuple[str, str]:
+        """App-only: the ``.default`` scope and the role its token must carry."""
+        if protocol == "graph":
+            return f"{self.GRAPH_ENDPOINT}/.default", "Mail.Send"
+        return "https://outlook.office365.com/.default", "SMTP.SendAsApp"
 
     @property
     def LINK_PROTOCOL(self) -> Protocol:

@@ -174,6 +174,13 @@ class AppCredentialsError(TokenError):
     """
 
 
+class AppConsentRequired(TokenError):
+    """An app mailbox's tenant has not granted the app what it needs.
+
+    The message gives the tenant's admin-consent URL.
+    """
+
+
 class Throttled(LiveOAuthMailError):
     """The server asked us to slow down; ``retry_after``: seconds, if it said.
 

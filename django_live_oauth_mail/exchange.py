@@ -51,11 +51,32 @@ def has_code(error: BaseException, enhanced_code: str) -> bool:
 
 
 def explain_auth(
-    error: smtplib.SMTPAuthenticationError, mailbox: str, *, refreshed: bool
+    error: smtplib.SMTPAuthenticationError,
+    mailbox: str,
+    *,
+    refreshed: bool,
+    app_id: str | None = None,
 ) -> smtplib.SMTPAuthenticationError:
-    """Our exception for a refused AUTH; ``refreshed``: with a brand-new token."""
+    """Our exception for a refused AUTH; ``refreshed``: with a brand-new token.
+
+    ``app_id``: the app signed in with its own token (an app mailbox).
+    """
     code, reply = error.smtp_code, reply_bytes(error.smtp_error)
     text = f"({code} {reply_text(reply)})"
+    if app_id and refreshed and has_code(error, "5.7.3"):
+        # Exchange gives one reply for both causes; say both.
+        return TokenRejected(
+            f"Exchange refused the app's token for {mailbox} {text}. Either "
+            "Exchange does not know the app (register its service principal: "
+            f"`New-ServicePrincipal -AppId {app_id} -ObjectId <object id of the "
+            "app's Enterprise application>`), or the app may not use this "
+            "mailbox (grant it: `Add-MailboxPermission -Identity "
+            f"{mailbox} -User <that service principal's id> -AccessRights "
+            "FullAccess`). Run both in Exchange Online PowerShell.",
+            mailbox=mailbox,
+            smtp_code=code,
+            smtp_error=reply,
+        )
     if has_code(error, "5.7.139"):
         return SMTPAuthDisabled(
             f"Exchange refused SMTP AUTH for {mailbox}: it is disabled for the "

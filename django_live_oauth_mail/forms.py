@@ -1,4 +1,5 @@
-"""The Send As address form, shared by the mailboxes page and the admin."""
+"""The Send As address form, shared by the mailboxes page and the admin, and
+the admin's form to register an app mailbox."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .models import SendAsAddress, normalize_email
+from .accounts import tenant_problem
+from .models import MailAccount, SendAsAddress, normalize_email
 from .routing import reserved_address
 
 
@@ -62,3 +64,24 @@ class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
                 ),
             )
         return cleaned
+
+
+class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Register an app mailbox: its address and its tenant (the admin's add)."""
+
+    class Meta:
+        model = MailAccount
+        fields = ("email", "tenant_id")
+        help_texts = {
+            "tenant_id": _(
+                "The tenant id (a GUID) or a verified domain of the organisation "
+                "that owns the mailbox; not common or organizations."
+            )
+        }
+
+    def clean_tenant_id(self) -> str:
+        tenant = str(self.cleaned_data.get("tenant_id") or "").strip()
+        problem = tenant_problem(tenant)
+        if problem:
+            raise forms.ValidationError(problem)
+        return tenant

@@ -35,6 +35,7 @@ def refusal(
     sender: str | None,
     refreshed: bool,
     sends: bool = True,
+    app_id: str | None = None,
 ) -> Exception:
     """:func:`explain` for a ``requests`` response."""
     try:
@@ -49,6 +50,7 @@ def refusal(
         sender=sender,
         refreshed=refreshed,
         sends=sends,
+        app_id=app_id,
     )
 
 
@@ -80,12 +82,13 @@ def explain(
     sender: str | None,
     refreshed: bool,
     sends: bool = True,
+    app_id: str | None = None,
 ) -> Exception:
     """Our exception for a refused Graph request about ``mailbox``'s message.
 
     ``refreshed``: the token was brand new, so a 401 is not its age.
     ``sends``: the request would have sent the message, so a server error
-    may mean it went out.
+    may mean it went out. ``app_id``: the app sent with its own token.
     """
     code, text = error_of(status, body)
     said = f"(HTTP {status} {code}: {text})"
@@ -123,6 +126,19 @@ def explain(
             mailbox=mailbox,
             smtp_code=status,
             smtp_error=raw,
+        )
+    if app_id and code == "ErrorAccessDenied":
+        return GraphError(
+            f"Microsoft Graph refused the app access to {mailbox} {said}. The app "
+            "needs the Mail.Send application permission with admin consent, and "
+            "where the tenant scopes it (RBAC for Applications, or an "
+            f"application access policy) {mailbox} must be in scope: "
+            f'`New-ManagementRoleAssignment -App {app_id} -Role "Application '
+            'Mail.Send" -CustomResourceScope <a scope that includes the '
+            "mailbox>`.",
+            mailbox=mailbox,
+            status=status,
+            code=code,
         )
     advice = _ADVICE.get(code) or _ADVICE.get(str(status))
     if advice is not None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime
 import os
 import threading
 from collections.abc import Iterator
 from email.utils import getaddresses
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3.exceptions
@@ -31,6 +33,7 @@ from django.utils.encoding import punycode
 from django.views.decorators.debug import sensitive_variables
 
 from . import graph_errors, graph_upload, msal_client
+from .conf import conf
 from .exceptions import GraphError, MessageMayHaveBeenSent
 from .models import MailAccount
 from .routing import sender_address
@@ -60,6 +63,12 @@ class GraphSession:
         self.transport = transport
         self.rested = False
         self.pid = os.getpid()
+        # A person's token acts as them (/me); the app's names the mailbox.
+        self.base = (
+            f"/users/{quote(account.email, safe='@')}" if account.is_app else "/me"
+        )
+        #: No token is held between requests: nothing to expire.
+        self.expires_at: datetime.datetime | None = None
 
     def send(self, message: EmailMessage) -> bool:
         """POST the MIME to sendMail; True once Graph answers ``202 Accepted``."""
@@ -73,7 +82,7 @@ class GraphSession:
                 self, message, sender, limit=MAX_REQUEST_BYTES, render=mime_for_graph
             )
             return True
-        self.request("POST", "/me/sendMail", sender, sends=True, data=body)
+        self.request("POST", f"{self.base}/sendMail", sender, sends=True, data=body)
         return True
 
     def request(
@@ -98,6 +107,7 @@ class GraphSession:
             sender=sender,
             refreshed=True,
             sends=sends,
+            app_id=conf.CLIENT_ID if self.account.is_app else None,
         )
 
     @sensitive_variables()

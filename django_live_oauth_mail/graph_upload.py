@@ -52,7 +52,7 @@ def send_large(
     draft, moved = _split(message, limit, render, mailbox)
     try:
         created = session.request(
-            "POST", "/me/messages", sender, sends=False, data=draft
+            "POST", f"{session.base}/messages", sender, sends=False, data=draft
         )
     except GraphError as error:
         if error.code == "ErrorAccessDenied":
@@ -65,13 +65,17 @@ def send_large(
                 _attach(session, draft_id, filename, content, mimetype, sender)
             else:
                 _upload(session, draft_id, filename, content, mimetype, sender)
-        session.request("POST", f"/me/messages/{draft_id}/send", sender, sends=True)
+        session.request(
+            "POST", f"{session.base}/messages/{draft_id}/send", sender, sends=True
+        )
     except MessageMayHaveBeenSent:
         raise  # the draft may be the sent message now: leave it alone
     except BaseException:
         # A retry makes a new draft; this one must not stay in Drafts.
         with contextlib.suppress(Exception):
-            session.request("DELETE", f"/me/messages/{draft_id}", sender, sends=False)
+            session.request(
+                "DELETE", f"{session.base}/messages/{draft_id}", sender, sends=False
+            )
         raise
 
 
@@ -141,7 +145,7 @@ def _attach(
     }
     session.request(
         "POST",
-        f"/me/messages/{draft_id}/attachments",
+        f"{session.base}/messages/{draft_id}/attachments",
         sender,
         sends=False,
         json=attachment,
@@ -165,7 +169,7 @@ def _upload(
     }
     created = session.request(
         "POST",
-        f"/me/messages/{draft_id}/attachments/createUploadSession",
+        f"{session.base}/messages/{draft_id}/attachments/createUploadSession",
         sender,
         sends=False,
         json={"AttachmentItem": item},

@@ -36,12 +36,16 @@ class MailAccount(models.Model):
     class Kind(models.TextChoices):
         PERSONAL = "personal", _("Personal (Outlook.com)")
         WORK = "work", _("Work or school (Microsoft 365)")
+        APP = "app", _("App (client credentials)")
 
+    # None for an app mailbox: the app itself signs in, no person linked it.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="mail_accounts",
         verbose_name=_("user"),
+        null=True,
+        blank=True,
     )
     email = models.EmailField(_("mailbox"), max_length=254, db_index=True)
     display_name = models.CharField(_("display name"), max_length=255, blank=True)
@@ -109,7 +113,13 @@ class MailAccount(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "email"], name="live_oauth_mail_one_link_per_mailbox"
-            )
+            ),
+            # NULL users are all different to the one above.
+            models.UniqueConstraint(
+                fields=["email"],
+                condition=models.Q(kind="app"),
+                name="live_oauth_mail_one_app_mailbox_per_address",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -118,6 +128,11 @@ class MailAccount(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def is_app(self) -> bool:
+        """Sends with the app's own token (client credentials), as no one."""
+        return self.kind == self.Kind.APP
 
     @property
     def protocol(self) -> Protocol:

@@ -13,9 +13,11 @@ mailbox's refresh, still waits out Retry-After.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import functools
+import hashlib
 import http.cookiejar
 import json
 import logging
@@ -30,10 +32,12 @@ from urllib.parse import urlsplit
 
 import msal
 import requests
+from cryptography.hazmat.primitives import serialization
 from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
 from .exceptions import (
+    AppConsentRequired,
     AppCredentialsError,
     AuthorizationDeclined,
     AuthorizationFailed,
@@ -272,24 +276,27 @@ def _application(
     public: bool = False,
     http_cache: dict[str, Any] | None = None,
     token_cache: msal.SerializableTokenCache | None = None,
+    tenant: str | None = None,
 ) -> msal.ClientApplication:
-    """A new application object for one call, on the current settings."""
-    client_id, secret, authority = conf.CLIENT_ID, conf.CLIENT_SECRET, conf.AUTHORITY
+    """A new application object for one call, on the current settings.
+
+    ``tenant`` replaces the authority's path (``common``): app-only tokens
+    must come from the mailbox's own tenant.
+    """
+    client_id, authority = conf.CLIENT_ID, conf.AUTHORITY
     if not client_id:
         raise ConfigurationError(
             "LIVE_OAUTH_MAIL['CLIENT_ID'] is not set. Copy the Application (client) "
             "ID from your app registration in the Azure portal."
         )
-    if not public and not secret:
-        raise ConfigurationError(
-            "LIVE_OAUTH_MAIL['CLIENT_SECRET'] is not set. Create a client secret "
-            "under Certificates & secrets in your app registration."
-        )
+    credential = None if public else _credential()
     if urlsplit(authority).scheme != "https":
         raise ConfigurationError(
             f"LIVE_OAUTH_MAIL['AUTHORITY'] must be an https URL, not {authority!r}; "
             "msal refuses anything else."
         )
+    if tenant is not None:
+        authority = _tenant_authority(tenant)
     options: dict[str, Any] = {
         "authority": authority,
         "http_client": _http_client(),
@@ -302,7 +309,7 @@ def _application(
         if public:
             return msal.PublicClientApplication(client_id, **options)
         return msal.ConfidentialClientApplication(
-            client_id, client_credential=secret, **options
+            client_id, client_credential=credential, **options
         )
     except _TRANSPORT_ERRORS as error:
         raise IdentityPlatformUnavailable(
@@ -313,6 +320,63 @@ def _application(
         ) from None
 
 
+def _credential() -> str | dict[str, str]:
+    """The app's credential: its certificate when one is set, else its secret."""
+    certificate = conf.CLIENT_CERTIFICATE
+    if certificate is None:
+        if not conf.CLIENT_SECRET:
+            raise ConfigurationError(
+                "LIVE_OAUTH_MAIL['CLIENT_SECRET'] is not set. Create a client "
+                "secret under Certificates & secrets in your app registration, "
+                "or upload a certificate there and set CLIENT_CERTIFICATE."
+            )
+        return conf.CLIENT_SECRET
+    return {
+        "private_key": certificate_key(certificate.get("private_key", "")),
+        "thumbprint": certificate.get("thumbprint", "").replace(":", ""),
+    }
+
+
+def certificate_key(value: str) -> str:
+    """The PEM itself, or read from the file ``value`` names."""
+    if "-----BEGIN" in value:
+        return value
+    try:
+        with open(value, encoding="ascii") as pem:
+            return pem.read()
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            "LIVE_OAUTH_MAIL['CLIENT_CERTIFICATE']['private_key'] is neither a PEM "
+            f"private key nor a readable file ({type(error).__name__})."
+        ) from None
+
+
+def certificate_problem(certificate: Mapping[str, str]) -> str | None:
+    """What is wrong with a CLIENT_CERTIFICATE, or None (for the checks)."""
+    thumbprint = certificate.get("thumbprint", "").replace(":", "")
+    if len(thumbprint) not in (40, 64) or not _is_hex(thumbprint):
+        return "'thumbprint' must be the certificate's SHA-1 thumbprint in hex."
+    key = certificate_key(certificate.get("private_key", ""))
+    try:
+        serialization.load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError) as error:
+        return f"'private_key' is not an unencrypted PEM private key ({error})."
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _tenant_authority(tenant: str) -> str:
+    parts = urlsplit(conf.AUTHORITY)
+    return f"{parts.scheme}://{parts.netloc}/{tenant}"
+
+
 def reset() -> None:
     """Forget discovery answers, sessions and throttling memory (for tests)."""
     with _http_clients_lock:
@@ -321,6 +385,8 @@ def reset() -> None:
     for client in clients:
         client.session.close()
     _refusals.clear()
+    with _app_tokens_lock:
+        _app_tokens.clear()
 
 
 # --- stored token caches -----------------------------------------------------------
@@ -646,6 +712,92 @@ def acquire_token(
         refreshed=result.get("token_source") != "cache",
         serialized_cache=cache.serialize() if cache.has_state_changed else None,
     )
+
+
+# --- app-only tokens (client credentials) ----------------------------------------
+
+#: Per (tenant, scope): an application object whose msal cache keeps the
+#: app's token, so a busy process asks once per token lifetime; a lock so
+#: that threads starting cold ask once too.
+_app_tokens: dict[tuple[Any, ...], tuple[threading.Lock, msal.ClientApplication]] = {}
+_app_tokens_lock = threading.Lock()
+
+
+@sensitive_variables()
+def acquire_app_token(
+    tenant: str, scope: str, role: str, *, mailbox: str, force_refresh: bool = False
+) -> AccessToken:
+    """The app's own token for ``scope`` in ``tenant``; it must carry ``role``.
+
+    No person and no refresh token: client credentials, against the
+    mailbox's tenant (never ``common``). Entra issues a token even when the
+    role was never granted, and the server's refusal then is vague, so the
+    ``roles`` claim is checked here first.
+    """
+    # The credential's hash: a new secret or certificate gets a new token.
+    credential = hashlib.sha256(repr(_credential()).encode()).hexdigest()
+    key = (tenant, scope, conf.CLIENT_ID, conf.AUTHORITY, credential)
+    with _app_tokens_lock:
+        if key not in _app_tokens:
+            app = _application(tenant=tenant)
+            _app_tokens[key] = (threading.Lock(), app)
+        lock, app = _app_tokens[key]
+    with lock:
+        if force_refresh:
+            app.remove_tokens_for_client()
+        try:
+            result = app.acquire_token_for_client([scope])
+        except _TRANSPORT_ERRORS as error:
+            raise _unavailable(mailbox, error) from None
+    if "error" in result:
+        raise _app_error(result, tenant, mailbox)
+    if role not in _roles(result["access_token"]):
+        raise AppConsentRequired(
+            f"The app's token for {mailbox} lacks the {role} application "
+            f"permission: admin consent was not granted in tenant {tenant}. Add "
+            f"{role} under API permissions, then a tenant administrator grants "
+            f"consent at {admin_consent_url(tenant)}",
+            mailbox=mailbox,
+            error="missing_role",
+        )
+    return AccessToken(
+        value=_SecretStr(result["access_token"]),
+        expires_at=_expires_at(result),
+        refreshed=result.get("token_source") != "cache",
+    )
+
+
+def admin_consent_url(tenant: str) -> str:
+    """Where a tenant's administrator grants the app its application permissions."""
+    return f"{_tenant_authority(tenant)}/adminconsent?client_id={conf.CLIENT_ID}"
+
+
+@sensitive_variables()
+def _roles(token: str) -> set[str]:
+    """The ``roles`` claim of a JWT access token (not verified: only read)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        )
+        return {str(role) for role in claims.get("roles") or []}
+    except (IndexError, ValueError, AttributeError):
+        return set()
+
+
+def _app_error(result: Mapping[str, Any], tenant: str, mailbox: str) -> TokenError:
+    codes = {int(c) for c in result.get("error_codes") or [] if str(c).isdigit()}
+    if 7000229 in codes:
+        return AppConsentRequired(
+            f"The app has no service principal in tenant {tenant}, so it cannot "
+            f"send as {mailbox} ({_first_line(result.get('error_description'))}). "
+            "A tenant administrator grants admin consent at "
+            f"{admin_consent_url(tenant)}",
+            mailbox=mailbox,
+            error=str(result.get("error")),
+            error_codes=sorted(codes),
+        )
+    return token_error(result, mailbox=mailbox)
 
 
 # --- error mapping -------------------------------------------------------------

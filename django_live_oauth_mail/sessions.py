@@ -135,12 +135,11 @@ class SessionPool:
 
 
 def _still_valid(session: Session, account: MailAccount) -> bool:
-    signed_in = session.account
     # updated_at moves on every change to the link: refresh, re-link, status.
-    if signed_in.updated_at != account.updated_at:
+    if session.account.updated_at != account.updated_at:
         return False
-    expires = signed_in.token_expires_at
-    return expires is not None and expires > timezone.now() + TOKEN_MARGIN
+    expires = session.expires_at  # None: it holds no token that could expire
+    return expires is None or expires > timezone.now() + TOKEN_MARGIN
 
 
 def _close(sessions: list[Session]) -> None:

@@ -8,6 +8,7 @@ backend only calls :meth:`SMTPTransport.open` and :meth:`SMTPSession.send`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import os
@@ -56,6 +57,8 @@ class SMTPSession:
         self.connection: _SMTP | _SMTP_SSL | None = None
         self.rested = False
         self.pid = os.getpid()
+        #: When the token it signed in with expires (see :mod:`.sessions`).
+        self.expires_at: datetime.datetime | None = None
         self._django: smtp.EmailBackend | None = None
 
     def start(self) -> None:
@@ -91,7 +94,9 @@ class SMTPSession:
             self._connected().starttls(context=self.transport.ssl_context)
 
     def sign_in(self) -> None:
-        xoauth2.sign_in(self._connected(), AccountCredentials(self.account))
+        credentials = AccountCredentials(self.account)
+        xoauth2.sign_in(self._connected(), credentials)
+        self.expires_at = credentials.expires_at
 
     def send(self, message: EmailMessage) -> bool:
         """Send with Django's own envelope and rendering for this Django version.

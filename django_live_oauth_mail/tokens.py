@@ -56,6 +56,15 @@ def get_access_token(
     """
     if not account.is_active:
         raise _needs_linking(account)
+    if account.is_app:  # the app's own token: nothing stored, nothing to lock
+        scope, role = conf.app_scope_for(protocol)
+        return msal_client.acquire_app_token(
+            account.tenant_id,
+            scope,
+            role,
+            mailbox=account.email,
+            force_refresh=force_refresh,
+        )
     scopes = conf.scopes_for(protocol)
     if not force_refresh:
         token = msal_client.cached_access_token(
@@ -83,10 +92,16 @@ class AccountCredentials:
     def __init__(self, account: MailAccount) -> None:
         self.account = account
         self.mailbox = account.email
+        self.app_id = conf.CLIENT_ID if account.is_app else None
+        #: When the token last handed out expires: a session signed in with
+        #: it is not lent out after that.
+        self.expires_at: datetime.datetime | None = None
 
     @sensitive_variables()
     def token(self, *, force_refresh: bool = False) -> str:
-        return get_access_token(self.account, force_refresh=force_refresh).value
+        token = get_access_token(self.account, force_refresh=force_refresh)
+        self.expires_at = token.expires_at
+        return token.value
 
     def __repr__(self) -> str:
         return f"<AccountCredentials for {self.mailbox}>"

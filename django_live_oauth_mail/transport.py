@@ -9,6 +9,7 @@ signing in, and turning the server's refusals into our exceptions: SMTP
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Hashable
 from typing import Protocol
 
@@ -28,6 +29,8 @@ class Session(Protocol):
     rested: bool
     #: The process that opened it: a forked child must never use it.
     pid: int
+    #: When the token it signed in with expires; None if it holds none.
+    expires_at: datetime.datetime | None
 
     @property
     def transport(self) -> Hashable:

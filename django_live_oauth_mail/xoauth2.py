@@ -21,6 +21,8 @@ class MailboxCredentials(Protocol):
     """Where the SMTP connection gets the mailbox's access token from."""
 
     mailbox: str
+    #: The app's client id when it signs in as itself (an app mailbox).
+    app_id: str | None
 
     def token(self, *, force_refresh: bool = False) -> str: ...
 
@@ -50,11 +52,15 @@ def sign_in(smtp: smtplib.SMTP, credentials: MailboxCredentials) -> tuple[int, b
         return _authenticate(smtp, credentials)
     except smtplib.SMTPAuthenticationError as error:
         if not exchange.has_code(error, "5.7.3"):
-            raise exchange.explain_auth(error, mailbox, refreshed=False) from None
+            raise exchange.explain_auth(
+                error, mailbox, refreshed=False, app_id=credentials.app_id
+            ) from None
     try:
         return _authenticate(smtp, credentials, force_refresh=True)
     except smtplib.SMTPAuthenticationError as error:
-        raise exchange.explain_auth(error, mailbox, refreshed=True) from None
+        raise exchange.explain_auth(
+            error, mailbox, refreshed=True, app_id=credentials.app_id
+        ) from None
 
 
 @sensitive_variables()

@@ -87,6 +87,7 @@ def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
     _smtp_server.smtp_auth_disabled.clear()
     _smtp_server.submission_quota_exceeded.clear()
     _smtp_server.send_as.clear()
+    _smtp_server.app_access.clear()
 
 
 @pytest.fixture
@@ -96,6 +97,7 @@ def graph_server(_graph_server: FakeGraphAPI) -> Iterator[FakeGraphAPI]:
     yield _graph_server
     _graph_server.reset()
     _graph_server.rest_disabled.clear()
+    _graph_server.app_access.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -67,12 +67,39 @@ def test_changelist_filters_and_search(
     assert "alice@outlook.com" not in page
 
 
-def test_health_fields_are_read_only_and_no_add(
-    staff: Client, alice_account: MailAccount
-) -> None:
+def test_health_fields_are_read_only(staff: Client, alice_account: MailAccount) -> None:
     page = staff.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
     assert 'name="status"' not in page and 'name="email"' not in page
-    assert staff.get(f"{CHANGELIST}add/").status_code == 403
+
+
+def test_add_registers_an_app_mailbox_and_nothing_else(staff: Client) -> None:
+    page = staff.get(f"{CHANGELIST}add/").content.decode()
+    assert 'name="email"' in page and 'name="tenant_id"' in page
+    assert 'name="user"' not in page and 'name="status"' not in page
+
+    refused = staff.post(
+        f"{CHANGELIST}add/", {"email": "noreply@contoso.com", "tenant_id": "common"}
+    )
+    assert refused.status_code == 200
+    assert "is not a tenant" in refused.content.decode()
+    assert not MailAccount.objects.exists()
+
+    response = staff.post(
+        f"{CHANGELIST}add/",
+        {"email": "NoReply@Contoso.com", "tenant_id": "contoso.onmicrosoft.com"},
+    )
+    assert response.status_code == 302
+    (account,) = MailAccount.objects.all()
+    assert (account.email, account.user, account.kind, account.shared) == (
+        "noreply@contoso.com",
+        None,
+        "app",
+        True,
+    )
+    assert account.tenant_id == "contoso.onmicrosoft.com"
+    page = staff.get(f"{CHANGELIST}{account.pk}/change/").content.decode()
+    assert 'name="shared"' not in page  # an app mailbox is always shared
+    assert "App (client credentials)" in staff.get(CHANGELIST).content.decode()
 
 
 def test_send_test_message_action(

@@ -216,6 +216,7 @@ class TokenSource:
     """Credentials handing out a new made-up token each time, as msal would."""
 
     mailbox = "bob@contoso.com"
+    app_id = None
 
     def __init__(self) -> None:
         self.forced: list[bool] = []

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from django_live_oauth_mail.checks import check_settings
+from django_live_oauth_mail.testing import make_client_certificate
 
 from .mailers import USES_MAILERS
 
@@ -79,3 +80,28 @@ def test_email_host_is_no_concern_when_another_backend_sends(
     settings.EMAIL_HOST = "mail.example.com"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert "live_oauth_mail.W006" not in ids()
+
+
+def test_a_malformed_client_certificate(live_settings: dict[str, Any]) -> None:
+    live_settings["CLIENT_CERTIFICATE"] = {"private_key": "nope", "thumbprint": "zz"}
+    assert ids() == {"live_oauth_mail.E009"}
+    certificate = make_client_certificate()
+    live_settings["CLIENT_CERTIFICATE"] = {
+        "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        "thumbprint": certificate.thumbprint,
+    }
+    assert ids() == {"live_oauth_mail.E009"}
+
+
+def test_a_client_certificate_stands_in_for_the_secret(
+    live_settings: dict[str, Any], tmp_path: Any
+) -> None:
+    certificate = make_client_certificate()
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(certificate.private_key_pem)
+    live_settings["CLIENT_SECRET"] = ""
+    live_settings["CLIENT_CERTIFICATE"] = {
+        "private_key": str(key_file),
+        "thumbprint": certificate.thumbprint,
+    }
+    assert ids() == set()

@@ -1,7 +1,8 @@
 """Real local servers that stand in for Microsoft in tests.
 
 * :class:`FakeIdentityPlatform` - an HTTPS OAuth 2.0 / OpenID Connect server
-  that MSAL can talk to (authorization code + PKCE, refresh, device code).
+  that MSAL can talk to (authorization code + PKCE, refresh, device code,
+  client credentials with a secret or a certificate).
 * :class:`XOAuth2SMTPServer` - an SMTP server that behaves like
   smtp.office365.com:587 (STARTTLS, XOAUTH2, Exchange reply codes). It needs
   ``aiosmtpd``: ``pip install "django-live-oauth-mail[testing]"``.
@@ -17,7 +18,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
-from .certs import TestCertificate, make_test_certificate
+from .certs import (
+    ClientCertificate,
+    TestCertificate,
+    make_client_certificate,
+    make_test_certificate,
+)
 from .consent import AuthorizationResponse, ConsentPageError
 from .graph import FakeGraphAPI
 from .identity import FakeIdentityPlatform, TokenRequest
@@ -31,6 +37,7 @@ __all__ = [
     "PERSONAL_TENANT_ID",
     "AuthAttempt",
     "AuthorizationResponse",
+    "ClientCertificate",
     "ConsentPageError",
     "FakeGraphAPI",
     "FakeIdentity",
@@ -40,6 +47,7 @@ __all__ = [
     "TokenRequest",
     "XOAuth2SMTPServer",
     "find_free_port",
+    "make_client_certificate",
     "make_test_certificate",
 ]
 

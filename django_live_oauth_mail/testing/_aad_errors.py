@@ -21,6 +21,10 @@ _MFA = (
     "moved to a new location, you must {} to access 'https://outlook.office.com'."
 )
 
+_CERT_DOCS = (
+    "https://learn.microsoft.com/entra/identity-platform/certificate-credentials."
+)
+
 _DESCRIPTIONS: dict[int, str] = {
     28000: (
         "Provided value for the input parameter scope is not valid because it "
@@ -85,6 +89,44 @@ _DESCRIPTIONS: dict[int, str] = {
         "administrator of the tenant or consented to by any user in the tenant."
     ),
     9002313: "Invalid request. Request is malformed or invalid.",
+    # -- client credentials (app-only) and certificate credentials --
+    50027: "JWT token is invalid or malformed.",
+    50059: (
+        "No tenant-identifying information found in either the request or "
+        "implied by any provided credentials."
+    ),
+    700021: (
+        "Client assertion application identifier doesn't match 'client_id' "
+        "parameter. Review the documentation at " + _CERT_DOCS
+    ),
+    700023: (
+        "Client assertion audience claim does not match Realm issuer. Review "
+        "the documentation at " + _CERT_DOCS
+    ),
+    700024: "Client assertion is not within its valid time range.",
+    700027: (
+        "Client assertion contains an invalid signature. [Reason - {}, "
+        "Thumbprint of key used by client: '{}', Please visit the Azure Portal, "
+        "Graph Explorer or directly use MS Graph to see configured keys for app "
+        "Id '{}'.]"
+    ),
+    1002012: (
+        "The provided value for scope {} is not valid. Client credential flows "
+        "must have a scope value with /.default suffixed to the resource "
+        "identifier (application ID URI)."
+    ),
+    7000218: (
+        "The request body must contain the following parameter: "
+        "'client_assertion' or 'client_secret'."
+    ),
+    7000229: (
+        "The client application {} is missing service principal in the tenant "
+        "{}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119"
+    ),
+    9001023: (
+        "The grant type is not supported over the /common or /consumers "
+        "endpoints. Please use the /organizations or tenant-specific endpoint."
+    ),
 }
 
 #: Microsoft's hint about what kind of user interaction could fix the error.

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ._aad_errors import AADError
-from ._tokens import OUTLOOK, resource_of, resource_scopes
+from ._tokens import OUTLOOK, permission_of, resource_of, resource_scopes
 
 __all__ = [
     "AuthorizationCode",
@@ -58,9 +58,13 @@ class IssuedToken:
     mailbox: str
     #: The resource it is for, e.g. ``https://graph.microsoft.com``.
     audience: str
-    #: Short permission names, as in the ``scp`` claim: ``{"Mail.Send"}``.
+    #: Short permission names, as in the ``scp`` (or an app's ``roles``) claim.
     scopes: frozenset[str]
     expires_at: float
+    tenant: str = ""
+    app_id: str = ""
+    #: An app-only (client credentials) token: ``mailbox`` is ``""``.
+    app: bool = False
 
 
 @dataclass
@@ -80,6 +84,9 @@ class GrantStore:
         self._access: dict[str, IssuedToken] = {}
         self._devices: dict[str, DeviceCode] = {}
         self._consents: dict[tuple[str, str], set[str]] = {}
+        # tenant -> the app's roles there, as (resource, role); present once
+        # an administrator consented (which creates the service principal).
+        self._app_roles: dict[str, set[tuple[str, str]]] = {}
 
     # -- authorization codes -------------------------------------------------
 
@@ -155,7 +162,7 @@ class GrantStore:
     def mailbox_for(self, token: str) -> str | None:
         """The mailbox of an unexpired token for Exchange's SMTP, or None."""
         issued = self.introspect(token)
-        if issued is None or issued.audience not in OUTLOOK_AUDIENCES:
+        if issued is None or issued.app or issued.audience not in OUTLOOK_AUDIENCES:
             return None
         return issued.mailbox
 
@@ -223,6 +230,28 @@ class GrantStore:
         with self._lock:
             granted = self._consents.get((email.casefold(), client_id), set())
             return sorted(s for s in granted if resource_of(s) == resource)
+
+    # -- admin consent (app-only) ---------------------------------------------
+
+    def admin_consent(self, tenant: str, roles: Iterable[str]) -> None:
+        granted = {(_resource_key(resource_of(r)), permission_of(r)) for r in roles}
+        with self._lock:
+            self._app_roles.setdefault(tenant.casefold(), set()).update(granted)
+
+    def app_roles(self, tenant: str, resource: str) -> list[str] | None:
+        """The app's roles for ``resource``; ``None`` without a service principal."""
+        with self._lock:
+            granted = self._app_roles.get(tenant.casefold())
+            if granted is None:
+                return None
+            key = _resource_key(resource)
+            return sorted(role for res, role in granted if res == key)
+
+
+def _resource_key(resource: str) -> str:
+    """One name per resource: Outlook answers to both of its URLs."""
+    resource = resource.rstrip("/").casefold()
+    return OUTLOOK if resource in OUTLOOK_AUDIENCES else resource
 
 
 def _s256(verifier: str) -> str:

@@ -18,6 +18,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import Literal
 
+from ._grants import OUTLOOK_AUDIENCES, IssuedToken
 from .records import AuthAttempt, ReceivedMessage
 
 __all__ = ["Fault", "Login", "Mailroom", "Stage"]
@@ -62,12 +63,14 @@ class Mailroom:
         self,
         *,
         validator: Callable[[str], str | None] | None,
+        introspect: Callable[[str], IssuedToken | None] | None = None,
         passwords: Mapping[str, str] | None,
         smtp_auth_disabled: Iterable[str],
         submission_quota_exceeded: Iterable[str],
         enforce_send_as: bool,
     ) -> None:
         self._validator = validator
+        self._introspect = introspect
         # The rule containers below are public and live: tests may mutate
         # them while the server runs. Lookups are case-insensitive.
         self.passwords: dict[str, str] = dict(passwords or {})
@@ -77,6 +80,8 @@ class Mailroom:
         self.enforce_send_as = enforce_send_as
         # mailbox -> addresses Exchange lets it send as (Send As permission).
         self.send_as: dict[str, set[str]] = {}
+        # app client id -> mailboxes it has FullAccess to (app-only XOAUTH2).
+        self.app_access: dict[str, set[str]] = {}
         self._lock = threading.Condition()
         self._faults: dict[Stage, deque[Fault]] = {stage: deque() for stage in STAGES}
         self._sessions = 0
@@ -119,10 +124,8 @@ class Mailroom:
             reply = CANNOT_DECODE
         elif _contains(self.smtp_auth_disabled, user):
             reply = AUTH_DISABLED
-        elif not self._token_valid_for(user, token):
-            reply = f"{AUTH_FAILED} [token invalid, expired or for another mailbox]"
         else:
-            reply = AUTH_OK
+            reply = self._token_refusal(user, token) or AUTH_OK
         return self._record_auth("XOAUTH2", user, reply, session_id)
 
     def authenticate_password(
@@ -199,11 +202,32 @@ class Mailroom:
             self._messages.append(message)
             self._lock.notify_all()
 
-    def _token_valid_for(self, user: str, token: str) -> bool:
-        if self._validator is None:
-            return True  # no validator: any bearer token is accepted
-        mailbox = self._validator(token)
-        return mailbox is not None and mailbox.casefold() == user.casefold()
+    def _token_refusal(self, user: str, token: str) -> str | None:
+        """Exchange's ``535 5.7.3`` unless ``token`` may sign in to ``user``.
+
+        An app-only token needs Outlook's ``SMTP.SendAsApp`` role and FullAccess
+        to the mailbox (:attr:`app_access`); Exchange answers both the same.
+        """
+        invalid = f"{AUTH_FAILED} [token invalid, expired or for another mailbox]"
+        if self._introspect is None:
+            if self._validator is None:
+                return None  # no validator: any bearer token is accepted
+            mailbox = self._validator(token)
+            return None if mailbox and _same(mailbox, user) else invalid
+        issued = self._introspect(token)
+        if issued is None or issued.audience not in OUTLOOK_AUDIENCES:
+            return invalid
+        if not issued.app:
+            return None if _same(issued.mailbox, user) else invalid
+        granted = {
+            mailbox.casefold()
+            for app, mailboxes in tuple(self.app_access.items())
+            if app.casefold() == issued.app_id.casefold()
+            for mailbox in tuple(mailboxes)
+        }
+        if "SMTP.SendAsApp" in issued.scopes and user.casefold() in granted:
+            return None
+        return f"{AUTH_FAILED} [app lacks SMTP.SendAsApp or FullAccess to {user}]"
 
     def _record_auth(
         self, mechanism: str, user: str | None, reply: str, session_id: int
@@ -252,6 +276,10 @@ class Mailroom:
                     )
                 self._lock.wait(remaining)
             return list(self._messages)
+
+
+def _same(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()
 
 
 def _contains(addresses: set[str], address: str) -> bool:

@@ -14,6 +14,7 @@ import hmac
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "OUTLOOK",
     "RESERVED_SCOPES",
     "access_token",
+    "app_access_token",
     "authorization_code",
     "client_info",
     "id_token",
@@ -93,13 +95,6 @@ def access_token(
         blob = base64.b64encode(secrets.token_bytes(1100)).decode("ascii")
         return "EwB" + blob[3:]
     now = int(time.time())
-    header = {
-        "typ": "JWT",
-        "nonce": secrets.token_urlsafe(32),
-        "alg": "RS256",
-        "x5t": "FakeIdentityPlatform",
-        "kid": "FakeIdentityPlatform",
-    }
     resources = {resource_of(s) for s in resource_scopes(scopes)}
     payload = {
         "aud": resources.pop() if len(resources) == 1 else OUTLOOK,
@@ -129,6 +124,61 @@ def access_token(
         "uti": secrets.token_urlsafe(16),
         "ver": "1.0",
         "wids": ["b79fbf4d-3ef9-4689-8143-76b194e85509"],
+    }
+    return _jwt_look_alike(payload)
+
+
+def app_access_token(
+    client_id: str,
+    tenant: str,
+    resource: str,
+    roles: Sequence[str],
+    lifetime: int,
+    *,
+    certificate: bool,
+) -> str:
+    """An app-only (client credentials) v1.0 token: ``roles``, never ``scp``.
+
+    Like Entra, ``roles`` is left out when the app holds none for ``resource``;
+    ``oid``/``sub`` are the service principal's, ``appidacr`` says how the app
+    authenticated (1: secret, 2: certificate).
+    """
+    now = int(time.time())
+    issuer = f"https://sts.windows.net/{tenant}/"
+    principal = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant}:{client_id}"))
+    payload: dict[str, Any] = {
+        "aud": resource,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "aio": secrets.token_urlsafe(60),
+        "app_displayname": "django-live-oauth-mail tests",
+        "appid": client_id,
+        "appidacr": "2" if certificate else "1",
+        "idp": issuer,
+        "idtyp": "app",
+        "oid": principal,
+        "rh": secrets.token_urlsafe(40),
+        "roles": list(roles),
+        "sub": principal,
+        "tid": tenant,
+        "uti": secrets.token_urlsafe(16),
+        "ver": "1.0",
+    }
+    if not roles:
+        del payload["roles"]
+    return _jwt_look_alike(payload)
+
+
+def _jwt_look_alike(payload: dict[str, Any]) -> str:
+    """header.payload.signature with a random "signature": never verified."""
+    header = {
+        "typ": "JWT",
+        "nonce": secrets.token_urlsafe(32),
+        "alg": "RS256",
+        "x5t": "FakeIdentityPlatform",
+        "kid": "FakeIdentityPlatform",
     }
     signature = b64url(secrets.token_bytes(256))
     return f"{b64url_json(header)}.{b64url_json(payload)}.{signature}"

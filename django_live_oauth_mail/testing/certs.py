@@ -21,10 +21,16 @@ from typing import ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DEFAULT_HOSTNAMES", "TestCertificate", "make_test_certificate"]
+__all__ = [
+    "DEFAULT_HOSTNAMES",
+    "ClientCertificate",
+    "TestCertificate",
+    "make_client_certificate",
+    "make_test_certificate",
+]
 
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
 
@@ -152,6 +158,56 @@ def _generate(hostnames: tuple[str, ...]) -> TestCertificate:
         cert_path=str(directory / "cert.pem"),
         key_path=str(directory / "key.pem"),
         directory=str(directory),
+    )
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """An app registration's certificate credential, as PEM text.
+
+    The app signs its client assertions with ``private_key_pem``; Entra knows
+    only ``certificate_pem`` (see ``FakeIdentityPlatform.add_client_certificate``).
+    ``thumbprint`` is the SHA-1 hex the Azure portal shows, and what msal's
+    ``client_credential={"private_key": ..., "thumbprint": ...}`` takes.
+    """
+
+    private_key_pem: str
+    certificate_pem: str
+    thumbprint: str
+    thumbprint_sha256: str
+
+
+def make_client_certificate(
+    name: str = "django-live-oauth-mail test app",
+) -> ClientCertificate:
+    """A new self-signed RSA certificate, as Entra accepts for app credentials.
+
+    RSA because msal signs client assertions with RS256 or PS256.
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return ClientCertificate(
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii"),
+        certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(
+            "ascii"
+        ),
+        thumbprint=certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303
+        thumbprint_sha256=certificate.fingerprint(hashes.SHA256()).hex().upper(),
     )
 
 

@@ -29,6 +29,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
+from ._grants import IssuedToken
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
 from ._mailroom import Mailroom
@@ -47,6 +48,11 @@ _API = re.compile(r"/v1\.0/(?:me|users/(?P<user>[^/]+))/(?P<rest>.+)")
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _DRAFT = r"messages/([^/]+)"
 _SESSION = _DRAFT + r"/attachments/(?:microsoft\.graph\.)?createUploadSession"
+# An app-only token for a mailbox outside the app's application access policy.
+_APP_ACCESS_POLICY = (
+    "Access to OData is disabled: [RAOP] : Blocked by tenant configured "
+    "AppOnly AccessPolicy settings."
+)
 # Each error code the stand-in answers with: its status and default message.
 _ERRORS: dict[str, tuple[int, str]] = {
     "InvalidAuthenticationToken": (401, "Access token is empty."),
@@ -143,6 +149,8 @@ class FakeGraphAPI(LocalServer):
     Tokens must be for ``audience`` (default :attr:`base_url`, because the app
     asks for ``{GRAPH_ENDPOINT}/Mail.Send``). With ``smtp``, delivered mail is
     also recorded by that server, and its Send As rules apply here too.
+    App-only tokens (``{endpoint}/.default``) act on ``/users/{mailbox}`` of
+    the mailboxes in :attr:`app_access`, with their ``roles`` as permissions.
     """
 
     def __init__(
@@ -169,6 +177,9 @@ class FakeGraphAPI(LocalServer):
                 enforce_send_as=True,
             )
         )
+        #: App client id -> mailboxes its app-only tokens may use (the tenant's
+        #: application access policy / RBAC for Applications); others get 403.
+        self.app_access: dict[str, set[str]] = {}
         #: Mailboxes answered with 404 MailboxNotEnabledForRESTAPI.
         self.rest_disabled: set[str] = set()
         #: Mailboxes over their storage quota (403 ErrorQuotaExceeded).
@@ -294,7 +305,16 @@ class FakeGraphAPI(LocalServer):
     def _api(self, request: Request, user: str | None, rest: str) -> Reply:
         token = self._authenticate(request)
         mailbox = token.mailbox
-        if user is not None and unquote(user).casefold() != mailbox.casefold():
+        if isinstance(token, IssuedToken) and token.app:
+            if user is None:
+                problem = (
+                    "/me request is only valid with delegated authentication flow."
+                )
+                raise GraphError("BadRequest", problem)
+            mailbox = unquote(user)
+            if not self._app_may_use(token.app_id, mailbox):
+                raise GraphError("ErrorAccessDenied", _APP_ACCESS_POLICY)
+        elif user is not None and unquote(user).casefold() != mailbox.casefold():
             raise GraphError("ErrorAccessDenied")  # another user's mailbox
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
@@ -339,6 +359,12 @@ class FakeGraphAPI(LocalServer):
         else:
             return info
         raise GraphError("InvalidAuthenticationToken", problem)
+
+    def _app_may_use(self, app_id: str, mailbox: str) -> bool:
+        return any(
+            app.casefold() == app_id.casefold() and _contains(mailboxes, mailbox)
+            for app, mailboxes in tuple(self.app_access.items())
+        )
 
     @contextlib.contextmanager
     def _slot(self, mailbox: str) -> Iterator[None]:

@@ -1,8 +1,9 @@
 """A local stand-in for the Microsoft identity platform (v2.0 endpoints).
 
 It speaks enough OAuth 2.0 / OpenID Connect for the real ``msal`` library to
-run the authorization code flow (with PKCE), refresh-token rotation and the
-device code flow against it over HTTPS, and it lets tests break things on
+run the authorization code flow (with PKCE), refresh-token rotation, the
+device code flow and client credentials (app-only, with a secret or a
+certificate) against it over HTTPS, and it lets tests break things on
 purpose: revoked grants, failing token endpoints, expired access tokens.
 """
 
@@ -17,8 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from cryptography import x509
+
 from . import _authorize, _pages, _tokens
 from ._aad_errors import AADError, TokenFault
+from ._client_assertion import JWT_BEARER, check_client_assertion
 from ._grants import (
     OUTLOOK_AUDIENCES,
     AuthorizationCode,
@@ -46,6 +50,8 @@ __all__ = [
 logger = logging.getLogger("django_live_oauth_mail.testing.identity")
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: Client credentials need a tenant; these authorities name none (AADSTS code).
+_TENANTLESS = {"common": 9001023, "consumers": 9001023, "organizations": 50059}
 _USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CLAIMS = ["sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "name", "oid", "tid"]
 _CLAIMS += ["preferred_username", "email", "ver"]
@@ -60,6 +66,8 @@ class TokenRequest:
     client_id: str
     scope: str
     status: int
+    #: The tenant in the URL path (``common``, a tenant id...).
+    tenant: str
 
 
 class FakeIdentityPlatform(LocalServer):
@@ -116,6 +124,7 @@ class FakeIdentityPlatform(LocalServer):
         self._faults: deque[TokenFault] = deque()
         self._requests: list[tuple[str, str]] = []
         self._token_requests: list[TokenRequest] = []
+        self._client_certificates: list[x509.Certificate] = []
         for identity in identities:
             self.add_identity(identity)
 
@@ -271,11 +280,28 @@ class FakeIdentityPlatform(LocalServer):
         """Invalidate issued access tokens server-side (clients still trust them)."""
         self._grants.expire_access_tokens(email)
 
+    def add_client_certificate(self, certificate_pem: str) -> None:
+        """Register a certificate credential (the app may also keep its secret)."""
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        with self._lock:
+            self._client_certificates.append(certificate)
+
+    def admin_consent(self, tenant: str, *roles: str) -> None:
+        """An administrator of ``tenant`` consents to the app's application roles.
+
+        This creates the app's service principal there, without which client
+        credentials fail with ``AADSTS7000229``. Roles are named like scopes,
+        ``{resource}/{role}``: ``https://outlook.office365.com/SMTP.SendAsApp``,
+        ``{graph.endpoint}/Mail.Send`` (a bare name is Outlook's). App-only
+        tokens for a resource without roles carry no ``roles`` claim.
+        """
+        self._grants.admin_consent(tenant, roles)
+
     def validate_access_token(self, token: str) -> str | None:
         """The mailbox an unexpired token for Exchange's SMTP is for, or ``None``.
 
         A token for another resource (Graph) is ``None`` too, as Exchange
-        refuses it.
+        refuses it, and so is an app-only token (see :meth:`introspect`).
         """
         return self._grants.mailbox_for(token)
 
@@ -328,7 +354,10 @@ class FakeIdentityPlatform(LocalServer):
                 "device_authorization_endpoint": f"{prefix}/oauth2/v2.0/devicecode",
                 "end_session_endpoint": f"{prefix}/oauth2/v2.0/logout",
                 "jwks_uri": f"{prefix}/discovery/v2.0/keys",
-                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                ],
                 "response_modes_supported": list(_authorize.RESPONSE_MODES),
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["pairwise"],
@@ -421,8 +450,7 @@ class FakeIdentityPlatform(LocalServer):
             reply = fault.reply(self.client_id, correlation_id)
         else:
             try:
-                identity, payload = self._redeem(form)
-                email = identity.email
+                email, payload = self._redeem(tenant, form)
                 reply = Reply.json(200, payload)
             except AADError as error:
                 email = error.email
@@ -436,23 +464,26 @@ class FakeIdentityPlatform(LocalServer):
             form.get("client_id", ""),
             form.get("scope", ""),
             reply.status,
+            tenant,
         )
         with self._lock:
             self._token_requests.append(record)
         return reply
 
-    def _redeem(self, form: dict[str, str]) -> tuple[FakeIdentity, dict[str, Any]]:
-        """Check the client, redeem the grant and mint the token response."""
+    def _redeem(
+        self, tenant: str, form: dict[str, str]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Check the client, redeem the grant and mint the token response.
+
+        Returns the signed-in user's e-mail (``None`` for app-only tokens).
+        """
         client_id = form.get("client_id") or _missing("client_id")
         if client_id != self.client_id:
             raise AADError("unauthorized_client", 700016, client_id)
-        secret = form.get("client_secret")
-        # No secret at all means a public client (device code flow, desktop apps).
-        if secret is not None and not secrets.compare_digest(
-            secret, self.client_secret
-        ):
-            raise AADError("invalid_client", 7000215, client_id, status=401)
+        credential = self._client_credential(tenant, form)
         grant_type = form.get("grant_type") or _missing("grant_type")
+        if grant_type == "client_credentials":
+            return None, self._client_credentials(tenant, form, credential)
         requested = form.get("scope", "").split()
         nonce = ""
         if grant_type == "authorization_code":
@@ -492,7 +523,81 @@ class FakeIdentityPlatform(LocalServer):
         resource = resources.pop() if resources else _tokens.OUTLOOK
         asked = requested or list(granted)
         scopes = [*self._grants.consented(email, client_id, resource), *asked]
-        return identity, self._issue(identity, list(dict.fromkeys(scopes)), nonce, form)
+        scopes = list(dict.fromkeys(scopes))
+        return identity.email, self._issue(identity, scopes, nonce, form)
+
+    def _client_credential(self, tenant: str, form: dict[str, str]) -> str | None:
+        """Check the client's secret or certificate assertion: which one it was.
+
+        ``None``: neither, a public client (device code flow, desktop apps).
+        """
+        client_id = form["client_id"]
+        if form.get("client_assertion_type") == JWT_BEARER:
+            with self._lock:
+                certificates = list(self._client_certificates)
+            check_client_assertion(
+                form.get("client_assertion") or _missing("client_assertion"),
+                client_id=client_id,
+                audience=f"{self.base_url}/{tenant}/oauth2/v2.0/token",
+                certificates=certificates,
+            )
+            return "certificate"
+        secret = form.get("client_secret")
+        if secret is None:
+            return None
+        if not secrets.compare_digest(secret, self.client_secret):
+            raise AADError("invalid_client", 7000215, client_id, status=401)
+        return "secret"
+
+    def _client_credentials(
+        self, tenant: str, form: dict[str, str], credential: str | None
+    ) -> dict[str, Any]:
+        """An app-only token for ``{resource}/.default``, with the app's roles."""
+        client_id, tenant = form["client_id"], tenant.lower()
+        if credential is None:
+            raise AADError("invalid_client", 7000218, status=401)
+        if tenant in _TENANTLESS:
+            raise AADError("invalid_request", _TENANTLESS[tenant])
+        requested = _tokens.resource_scopes(form.get("scope", "").split())
+        if not requested:
+            _missing("scope")
+        for scope in requested:
+            if not scope.endswith("/.default"):
+                raise AADError("invalid_scope", 1002012, scope)
+        resources = {_tokens.resource_of(scope) for scope in requested}
+        if len(resources) > 1:
+            raise AADError("invalid_request", 28000, " ".join(requested))
+        resource = resources.pop()
+        roles = self._grants.app_roles(tenant, resource)
+        if roles is None:
+            raise AADError("invalid_client", 7000229, client_id, tenant, status=401)
+        lifetime = self.access_token_lifetime
+        access_token = _tokens.app_access_token(
+            client_id,
+            tenant,
+            resource,
+            roles,
+            lifetime,
+            certificate=credential == "certificate",
+        )
+        self._grants.add_access_token(
+            access_token,
+            IssuedToken(
+                mailbox="",
+                audience=resource,
+                scopes=frozenset(roles),
+                expires_at=time.time() + lifetime,
+                tenant=tenant,
+                app_id=client_id,
+                app=True,
+            ),
+        )
+        return {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }
 
     def _issue(
         self,
@@ -513,6 +618,8 @@ class FakeIdentityPlatform(LocalServer):
                 audience=audience,
                 scopes=frozenset(_tokens.permission_of(s) for s in granted),
                 expires_at=time.time() + lifetime,
+                tenant=identity.tid,
+                app_id=client_id,
             ),
         )
         # Like Entra, which names Graph's scopes (any but Outlook's, here) by

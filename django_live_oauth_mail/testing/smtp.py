@@ -32,9 +32,9 @@ class XOAuth2SMTPServer(LocalServer):
     """Exchange-like SMTP server on a background thread.
 
     ``token_validator`` maps an access token to the mailbox it was issued for
-    (``None`` if invalid); pass a :class:`FakeIdentityPlatform` to use its
-    :meth:`~FakeIdentityPlatform.validate_access_token`, or ``None`` to accept
-    any bearer token. ``passwords`` enables LOGIN/PLAIN for those mailboxes.
+    (``None`` if invalid); pass a :class:`FakeIdentityPlatform` to check its
+    tokens, app-only ones included (see :attr:`app_access`), or ``None`` to
+    accept any bearer token. ``passwords`` enables LOGIN/PLAIN for those mailboxes.
     Credentials are never recorded, and a logging filter keeps them out of
     aiosmtpd's ``mail.log`` records.
     """
@@ -51,10 +51,13 @@ class XOAuth2SMTPServer(LocalServer):
         submission_quota_exceeded: Iterable[str] = (),
         enforce_send_as: bool = True,
     ) -> None:
+        introspect = None
         if isinstance(token_validator, FakeIdentityPlatform):
+            introspect = token_validator.introspect
             token_validator = token_validator.validate_access_token
         self._mailroom = Mailroom(
             validator=token_validator,
+            introspect=introspect,
             passwords=passwords,
             smtp_auth_disabled=smtp_auth_disabled,
             submission_quota_exceeded=submission_quota_exceeded,
@@ -148,6 +151,16 @@ class XOAuth2SMTPServer(LocalServer):
     def send_as(self) -> dict[str, set[str]]:
         """Send As grants: mailbox -> addresses it may send as (mutable)."""
         return self._mailroom.send_as
+
+    @property
+    def app_access(self) -> dict[str, set[str]]:
+        """App client id -> mailboxes it may sign in to with app-only tokens.
+
+        Exchange's FullAccess (``Add-MailboxPermission`` for the app's service
+        principal); the token must also hold ``SMTP.SendAsApp`` (mutable,
+        case-insensitive).
+        """
+        return self._mailroom.app_access
 
     # -- recorded state and faults -------------------------------------------
 

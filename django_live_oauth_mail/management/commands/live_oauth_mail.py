@@ -1,5 +1,5 @@
-"""``manage.py live_oauth_mail``: status, refresh, connect, test, transport,
-rotate-keys."""
+"""``manage.py live_oauth_mail``: status, refresh, connect, add-app, test,
+transport, rotate-keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ... import crypto, msal_client
-from ...accounts import choose_transport, link_mailbox
+from ...accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
 from ...models import MailAccount
@@ -45,6 +45,13 @@ class Command(BaseCommand):
         )
         test.add_argument("mailbox")
         test.add_argument("--to", required=True, metavar="ADDRESS")
+        add_app = commands.add_parser(
+            "add-app",
+            help="Register a mailbox the app sends from with its own token "
+            "(client credentials), such as noreply@: no person links it.",
+        )
+        add_app.add_argument("mailbox")
+        add_app.add_argument("--tenant", required=True, metavar="TENANT_ID")
         transport = commands.add_parser(
             "transport",
             help="Choose how a mailbox sends: smtp, graph, or setting (follow "
@@ -83,7 +90,7 @@ class Command(BaseCommand):
         )
         rows = [
             (
-                account.user.get_username(),
+                account.user.get_username() if account.user else "(app)",
                 account.email,
                 account.kind,
                 account.status,
@@ -116,6 +123,27 @@ class Command(BaseCommand):
                 returncode=1,
             )
 
+    # -- add-app ---------------------------------------------------------------------
+
+    def handle_add_app(self, *, mailbox: str, tenant: str, **options: Any) -> None:
+        try:
+            account, created = add_app_mailbox(mailbox, tenant)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        done = "Registered" if created else "Updated"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{done} {account.email} as an app mailbox in tenant "
+                f"{account.tenant_id}. Any code on the site may send from it."
+            )
+        )
+        self.stdout.write(
+            "The tenant must grant the app SMTP.SendAsApp or Mail.Send (admin "
+            f"consent: {msal_client.admin_consent_url(account.tenant_id)}) and "
+            "Exchange access to the mailbox; see the README. Check it with "
+            f"`live_oauth_mail test {account.email} --to you@example.com`."
+        )
+
     # -- transport -------------------------------------------------------------------
 
     def handle_transport(self, *, mailbox: str, choice: str, **options: Any) -> None:
@@ -130,6 +158,7 @@ class Command(BaseCommand):
         cutoff = timezone.now() - datetime.timedelta(days=idle_days)
         due = list(
             MailAccount.objects.active()
+            .exclude(kind=MailAccount.Kind.APP)  # no refresh token to keep alive
             .filter(
                 Q(last_refreshed_at__lt=cutoff)
                 | Q(last_refreshed_at__isnull=True, created_at__lt=cutoff)
