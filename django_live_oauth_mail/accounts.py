@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import router, transaction
@@ -49,9 +50,17 @@ def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool
 NOT_A_TENANT = frozenset({"common", "organizations", "consumers"})
 
 
+#: A tenant id (a GUID) or a domain name (contoso.onmicrosoft.com).
+TENANT = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}",
+    re.IGNORECASE,
+)
+
+
 def tenant_problem(tenant: str) -> str | None:
     """Why ``tenant`` cannot be an app mailbox's tenant, or None."""
-    if not tenant or tenant.lower() in NOT_A_TENANT or "/" in tenant:
+    if tenant.lower() in NOT_A_TENANT or not TENANT.fullmatch(tenant):
         return (
             f"{tenant!r} is not a tenant: give the tenant id (a GUID) or a "
             "verified domain of the organisation that owns the mailbox."

@@ -193,7 +193,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # (and the rotated refresh token) that committed meanwhile.
         if not change:
             account, _ = add_app_mailbox(obj.email, obj.tenant_id)
-            obj.pk, obj.kind, obj.shared = account.pk, account.kind, account.shared
+            obj.pk, obj.email = account.pk, account.email
+            obj.kind, obj.shared = account.kind, account.shared
             return
         edited = [n for n in ("shared", "transport") if n in form.changed_data]
         if edited:

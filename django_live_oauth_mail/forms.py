@@ -79,6 +79,14 @@ class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
             )
         }
 
+    def clean_email(self) -> str:
+        email = normalize_email(self.cleaned_data["email"])
+        if MailAccount.objects.filter(kind=MailAccount.Kind.APP, email=email).exists():
+            raise forms.ValidationError(
+                _("%(email)s is already an app mailbox.") % {"email": email}
+            )
+        return email
+
     def clean_tenant_id(self) -> str:
         tenant = str(self.cleaned_data.get("tenant_id") or "").strip()
         problem = tenant_problem(tenant)

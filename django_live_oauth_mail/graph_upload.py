@@ -56,7 +56,7 @@ def send_large(
         )
     except GraphError as error:
         if error.code == "ErrorAccessDenied":
-            raise _needs_read_write(mailbox, error) from None
+            raise _needs_read_write(mailbox, error, session.account.is_app) from None
         raise
     draft_id = str(created.json()["id"])
     try:
@@ -202,14 +202,20 @@ def _upload(
             )
 
 
-def _needs_read_write(mailbox: str, error: GraphError) -> GraphError:
+def _needs_read_write(mailbox: str, error: GraphError, app: bool) -> GraphError:
+    grant = (
+        "the Microsoft Graph application permission Mail.ReadWrite besides "
+        "Mail.Send, with admin consent (and the mailbox in its RBAC scope)"
+        if app
+        else "the delegated Microsoft Graph permission Mail.ReadWrite besides "
+        "Mail.Send: add it to the app registration and to "
+        f"{SETTINGS_NAME}['GRAPH_SCOPES'], then link the mailbox again to consent"
+    )
     return GraphError(
         f"A message from {mailbox} is over Microsoft Graph's 4 MB request limit, "
         "so it must be sent as a draft with its attachments uploaded, and Graph "
-        f"refused to create the draft ({error.code}). That needs the delegated "
-        "Microsoft Graph permission Mail.ReadWrite besides Mail.Send: add it to "
-        f"the app registration and to {SETTINGS_NAME}['GRAPH_SCOPES'], then link "
-        "the mailbox again to consent. Nothing was sent.",
+        f"refused to create the draft ({error.code}). That needs {grant}. "
+        "Nothing was sent.",
         mailbox=mailbox,
         status=error.status,
         code=error.code,

@@ -271,12 +271,14 @@ class _Refusals:
 _refusals = _Refusals(capacity=1024)
 
 
+@sensitive_variables()
 def _application(
     *,
     public: bool = False,
     http_cache: dict[str, Any] | None = None,
     token_cache: msal.SerializableTokenCache | None = None,
     tenant: str | None = None,
+    mailbox: str | None = None,
 ) -> msal.ClientApplication:
     """A new application object for one call, on the current settings.
 
@@ -311,6 +313,17 @@ def _application(
         return msal.ConfidentialClientApplication(
             client_id, client_credential=credential, **options
         )
+    except ValueError as error:
+        if tenant is None:
+            raise
+        # msal's discovery found no such tenant.
+        raise TokenError(
+            f"The identity platform does not know tenant {tenant!r} of {mailbox} "
+            f"({_first_line(error)}). Register the mailbox again with its "
+            "tenant id: `manage.py live_oauth_mail add-app MAILBOX --tenant ID`.",
+            mailbox=mailbox,
+            error="unknown_tenant",
+        ) from None
     except _TRANSPORT_ERRORS as error:
         raise IdentityPlatformUnavailable(
             f"Could not reach the identity platform at {authority} "
@@ -320,6 +333,7 @@ def _application(
         ) from None
 
 
+@sensitive_variables()
 def _credential() -> str | dict[str, str]:
     """The app's credential: its certificate when one is set, else its secret."""
     certificate = conf.CLIENT_CERTIFICATE
@@ -337,6 +351,7 @@ def _credential() -> str | dict[str, str]:
     }
 
 
+@sensitive_variables()
 def certificate_key(value: str) -> str:
     """The PEM itself, or read from the file ``value`` names."""
     if "-----BEGIN" in value:
@@ -354,8 +369,11 @@ def certificate_key(value: str) -> str:
 def certificate_problem(certificate: Mapping[str, str]) -> str | None:
     """What is wrong with a CLIENT_CERTIFICATE, or None (for the checks)."""
     thumbprint = certificate.get("thumbprint", "").replace(":", "")
-    if len(thumbprint) not in (40, 64) or not _is_hex(thumbprint):
-        return "'thumbprint' must be the certificate's SHA-1 thumbprint in hex."
+    # msal puts it in the assertion's x5t header, which is SHA-1's.
+    if len(thumbprint) != 40 or not _is_hex(thumbprint):
+        return (
+            "'thumbprint' must be the certificate's SHA-1 thumbprint (40 hex digits)."
+        )
     key = certificate_key(certificate.get("private_key", ""))
     try:
         serialization.load_pem_private_key(key.encode(), password=None)
@@ -716,10 +734,19 @@ def acquire_token(
 
 # --- app-only tokens (client credentials) ----------------------------------------
 
-#: Per (tenant, scope): an application object whose msal cache keeps the
-#: app's token, so a busy process asks once per token lifetime; a lock so
-#: that threads starting cold ask once too.
-_app_tokens: dict[tuple[Any, ...], tuple[threading.Lock, msal.ClientApplication]] = {}
+
+@dataclasses.dataclass
+class _AppEntry:
+    """An application object whose msal cache keeps the app's token, so a busy
+    process asks once per token lifetime; its lock makes threads starting
+    cold ask once too."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    app: msal.ClientApplication | None = None
+
+
+#: Per tenant, scope and credential.
+_app_tokens: dict[tuple[Any, ...], _AppEntry] = {}
 _app_tokens_lock = threading.Lock()
 
 
@@ -737,18 +764,28 @@ def acquire_app_token(
     # The credential's hash: a new secret or certificate gets a new token.
     credential = hashlib.sha256(repr(_credential()).encode()).hexdigest()
     key = (tenant, scope, conf.CLIENT_ID, conf.AUTHORITY, credential)
-    with _app_tokens_lock:
-        if key not in _app_tokens:
-            app = _application(tenant=tenant)
-            _app_tokens[key] = (threading.Lock(), app)
-        lock, app = _app_tokens[key]
-    with lock:
+    with _app_tokens_lock:  # held for a lookup only: building one asks the network
+        entry = _app_tokens.setdefault(key, _AppEntry())
+    with entry.lock:
+        if entry.app is None:
+            entry.app = _application(tenant=tenant, mailbox=mailbox)
+        app = entry.app
         if force_refresh:
             app.remove_tokens_for_client()
         try:
             result = app.acquire_token_for_client([scope])
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(mailbox, error) from None
+        except Exception as error:  # msal's signing (PyJWT) with a broken key
+            raise ConfigurationError(
+                "The app's credential could not sign a token request for "
+                f"{mailbox} ({type(error).__name__}). Check "
+                "LIVE_OAUTH_MAIL['CLIENT_CERTIFICATE'] (`manage.py check`)."
+            ) from None
+        if "error" not in result and role not in _roles(result["access_token"]):
+            # Else msal would answer from its cache, without the role, until the
+            # token expires, even after the administrator consented.
+            app.remove_tokens_for_client()
     if "error" in result:
         raise _app_error(result, tenant, mailbox)
     if role not in _roles(result["access_token"]):
@@ -862,8 +899,9 @@ def token_error(
     if error == "invalid_client" or code_set & _APP_CREDENTIALS:
         return AppCredentialsError(
             "The app registration's credentials were refused "
-            f"({description}). An administrator must create a new client secret in "
-            "the Azure portal and update LIVE_OAUTH_MAIL['CLIENT_SECRET']; users "
+            f"({description}). An administrator must create a new client secret "
+            "(or upload a certificate) in the Azure portal and update "
+            "LIVE_OAUTH_MAIL['CLIENT_SECRET'] (or CLIENT_CERTIFICATE); users "
             "do not need to link again.",
             mailbox=mailbox,
             error=error,

@@ -58,13 +58,17 @@ def get_access_token(
         raise _needs_linking(account)
     if account.is_app:  # the app's own token: nothing stored, nothing to lock
         scope, role = conf.app_scope_for(protocol)
-        return msal_client.acquire_app_token(
-            account.tenant_id,
-            scope,
-            role,
-            mailbox=account.email,
-            force_refresh=force_refresh,
-        )
+        try:
+            return msal_client.acquire_app_token(
+                account.tenant_id,
+                scope,
+                role,
+                mailbox=account.email,
+                force_refresh=force_refresh,
+            )
+        except TokenError as error:
+            logger.error("%s", error)
+            raise
     scopes = conf.scopes_for(protocol)
     if not force_refresh:
         token = msal_client.cached_access_token(

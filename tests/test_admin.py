@@ -99,6 +99,12 @@ def test_add_registers_an_app_mailbox_and_nothing_else(staff: Client) -> None:
     assert account.tenant_id == "contoso.onmicrosoft.com"
     page = staff.get(f"{CHANGELIST}{account.pk}/change/").content.decode()
     assert 'name="shared"' not in page  # an app mailbox is always shared
+    again = staff.post(
+        f"{CHANGELIST}add/",
+        {"email": "noreply@contoso.com", "tenant_id": "fabrikam.onmicrosoft.com"},
+    )
+    assert "is already an app mailbox" in again.content.decode()
+    assert MailAccount.objects.get().tenant_id == "contoso.onmicrosoft.com"
     assert "App (client credentials)" in staff.get(CHANGELIST).content.decode()
 
 

@@ -173,6 +173,12 @@ def test_a_token_without_the_role_is_refused_before_use(
     assert "adminconsent?client_id=" in str(caught.value)
     assert smtp_server.auth_attempts == []  # checked before the server saw it
 
+    # Once the administrator consents, the next send works: the token
+    # without the role was not kept.
+    identity_platform.admin_consent(tenant, SMTP_ROLE)
+    assert mail.send_mail("Receipt", "Thanks.", NOREPLY, ["ann@example.org"]) == 1
+    assert [m.authenticated_as for m in smtp_server.messages] == [NOREPLY]
+
 
 def test_certificate_credentials_work(
     noreply: MailAccount,
@@ -220,12 +226,18 @@ def test_add_app_command_registers_and_test_command_sends(
     assert f"Registered {NOREPLY} as an app mailbox in tenant {tenant}" in output
     for step in ("token", "tcp", "starttls", "auth", "send"):
         assert f"ok   {step}" in output
-    assert "(app)" in output and "app " in output
+    assert "(app)" in output and "App (client credentials)" in output
     account = MailAccount.objects.get()
     assert (account.user, account.kind, account.shared) == (None, "app", True)
     assert [m.rcpt_tos for m in smtp_server.messages] == [["me@example.org"]]
 
 
-def test_common_is_not_a_tenant() -> None:
+@pytest.mark.parametrize(
+    "tenant", ["common", "organizations", "", "contoso.com?x=1#", "not a tenant"]
+)
+def test_only_a_tenant_id_or_domain_is_a_tenant(tenant: str) -> None:
     with pytest.raises(ValueError, match="is not a tenant"):
-        add_app_mailbox(NOREPLY, "common")
+        add_app_mailbox(NOREPLY, tenant)
+    assert add_app_mailbox(NOREPLY, "contoso.onmicrosoft.com")[0].tenant_id == (
+        "contoso.onmicrosoft.com"
+    )

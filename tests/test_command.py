@@ -36,8 +36,8 @@ def test_status_lists_every_account(
 ) -> None:
     output = run("status")
     assert "MAILBOX" in output
-    assert "alice@outlook.com" in output and "personal" in output
-    assert "bob@contoso.com" in output and "work" in output
+    assert "alice@outlook.com" in output and "Personal (Outlook.com)" in output
+    assert "bob@contoso.com" in output and "Work or school" in output
 
 
 def test_status_shows_which_mailboxes_are_shared(

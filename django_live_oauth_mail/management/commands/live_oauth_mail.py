@@ -92,7 +92,7 @@ class Command(BaseCommand):
             (
                 account.user.get_username() if account.user else "(app)",
                 account.email,
-                account.kind,
+                account.get_kind_display(),
                 account.status,
                 "shared" if account.shared else "-",
                 account.transport or f"{account.protocol} (setting)",
@@ -138,9 +138,10 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(
-            "The tenant must grant the app SMTP.SendAsApp or Mail.Send (admin "
-            f"consent: {msal_client.admin_consent_url(account.tenant_id)}) and "
-            "Exchange access to the mailbox; see the README. Check it with "
+            "The tenant must grant the app SMTP.SendAsApp (for SMTP) or Mail.Send "
+            "(for Graph, TRANSPORT 'graph') with admin consent "
+            f"({msal_client.admin_consent_url(account.tenant_id)}), and Exchange "
+            "access to the mailbox; see the README. Check it with "
             f"`live_oauth_mail test {account.email} --to you@example.com`."
         )
 
@@ -215,7 +216,7 @@ class Command(BaseCommand):
     def handle_test(self, mailbox: str, to: str, **options: Any) -> None:
         account = (
             MailAccount.objects.for_address(mailbox)
-            .order_by("created_at", "pk")
+            .order_by("-shared", "created_at", "pk")  # as routing picks
             .first()
         )
         if account is None:
