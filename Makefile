@@ -18,7 +18,7 @@ JOBS ?= 2
 # Extra pytest arguments for test-fast, e.g. make test-fast ARGS="-k token -x"
 ARGS ?=
 PY_VERSIONS := 3.10 3.11 3.12 3.13
-TEST_ENVS := py310-django42,py310-django52,py311-django42,py311-django52,py312-django60,py312-django61,py313-django60,py313-django61
+TEST_ENVS := py310-django52,py311-django52,py312-django60,py312-django61,py313-django60,py313-django61
 CHECK_ENVS := lint,types,migrations
 JUNIT_DIR := .tox/junit
 
