@@ -241,3 +241,22 @@ def test_only_a_tenant_id_or_domain_is_a_tenant(tenant: str) -> None:
     assert add_app_mailbox(NOREPLY, "contoso.onmicrosoft.com")[0].tenant_id == (
         "contoso.onmicrosoft.com"
     )
+
+
+def test_under_auto_an_app_mailbox_set_to_graph_needs_no_smtp_role(
+    tenant: str,
+    identity_platform: FakeIdentityPlatform,
+    graph_server: FakeGraphAPI,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["TRANSPORT"] = "auto"  # people's mail goes through SMTP
+    identity_platform.admin_consent(tenant, f"{graph_server.endpoint}/Mail.Send")
+    graph_server.app_access[CLIENT_ID] = {NOREPLY}
+    add_app_mailbox(NOREPLY, tenant)
+    call_command("live_oauth_mail", "transport", NOREPLY, "graph", stdout=io.StringIO())
+
+    assert mail.send_mail("Receipt", "Thanks.", NOREPLY, ["ann@example.org"]) == 1
+
+    assert [m.mechanism for m in smtp_server.messages] == ["graph"]
+    assert smtp_server.auth_attempts == []
