@@ -186,13 +186,12 @@ class Settings:
         scopes = self.SCOPES
         if self.TRANSPORT != "smtp":
             scopes = [*scopes, *self.GRAPH_SCOPES]
-        return scopes if "email" in scopes else [*scopes, "email"]
+        return _with_email(scopes)
 
     @property
     def REDEEM_SCOPES(self) -> list[str]:
         """What the authorization code is redeemed for: one resource, ``email``."""
-        scopes = self.scopes_for(self.LINK_PROTOCOL)
-        return scopes if "email" in scopes else [*scopes, "email"]
+        return _with_email(self.scopes_for(self.LINK_PROTOCOL))
 
     @property
     def REDIRECT_URI(self) -> str | None:
@@ -298,6 +297,11 @@ class Settings:
     @property
     def CA_BUNDLE(self) -> str | None:
         return self._get("CA_BUNDLE") or None
+
+
+def _with_email(scopes: list[str]) -> list[str]:
+    """``email`` added: the link learns which mailbox signed in from its claim."""
+    return scopes if "email" in scopes else [*scopes, "email"]
 
 
 conf = Settings()

@@ -155,26 +155,37 @@ def explain_send(
             smtp_error=reply,
         )
     if code == 554 and b"SubmissionQuotaExceeded" in reply:
-        return SubmissionQuotaExceeded(
-            f"{mailbox} has reached Microsoft's daily sending limit ({code} "
-            f"{reply_text(reply)}). Sending works again once the 24-hour window "
-            "has passed; spread bulk mail over several mailboxes or use a bulk "
-            "mail service.",
-            mailbox=mailbox,
-            smtp_code=code,
-            smtp_error=reply,
-        )
+        return quota_exceeded(mailbox, f"({code} {reply_text(reply)})", code, reply)
     if code == 554 and has_code(error, "5.2.2"):
-        return MailboxFull(
-            f"{mailbox} is over its storage quota, so Exchange will not take mail "
-            f"from it ({code} {reply_text(reply)}). Sent messages are saved in "
-            "its Sent Items, which fill up on a busy sender: empty Sent Items or "
-            "Deleted Items, archive, or raise the mailbox's quota.",
-            mailbox=mailbox,
-            smtp_code=code,
-            smtp_error=reply,
-        )
+        return mailbox_full(mailbox, f"({code} {reply_text(reply)})", code, reply)
     return error
+
+
+def quota_exceeded(
+    mailbox: str, said: str, code: int, reply: bytes
+) -> SubmissionQuotaExceeded:
+    """The daily limit, on either transport; ``said`` quotes the server."""
+    return SubmissionQuotaExceeded(
+        f"{mailbox} has reached Microsoft's daily sending limit {said}. Sending "
+        "works again once the 24-hour window has passed; spread bulk mail over "
+        "several mailboxes or use a bulk mail service.",
+        mailbox=mailbox,
+        smtp_code=code,
+        smtp_error=reply,
+    )
+
+
+def mailbox_full(mailbox: str, said: str, code: int, reply: bytes) -> MailboxFull:
+    """The mailbox over its quota, on either transport; ``said`` quotes the server."""
+    return MailboxFull(
+        f"{mailbox} is over its storage quota, so Exchange will not take mail "
+        f"from it {said}. Sent messages are saved in its Sent Items, which fill "
+        "up on a busy sender: empty Sent Items or Deleted Items, archive, or "
+        "raise the mailbox's quota.",
+        mailbox=mailbox,
+        smtp_code=code,
+        smtp_error=reply,
+    )
 
 
 def send_as_advice(mailbox: str, sender: str | None, said: str) -> str:

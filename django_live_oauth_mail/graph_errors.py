@@ -15,17 +15,11 @@ from typing import Any
 from .conf import SETTINGS_NAME
 from .exceptions import (
     GraphError,
-    MailboxFull,
     MessageMayHaveBeenSent,
     SendAsDenied,
-    SubmissionQuotaExceeded,
     Throttled,
 )
-from .exchange import send_as_advice
-
-#: Graph's answers that may come from an unfinished request: retrying them is
-#: safe because nothing was accepted (429), or the server said when (503).
-THROTTLED_STATUSES = frozenset({429, 503})
+from .exchange import mailbox_full, quota_exceeded, send_as_advice
 
 
 def refusal(
@@ -110,23 +104,9 @@ def explain(
             smtp_error=raw,
         )
     if code == "ErrorQuotaExceeded":
-        return MailboxFull(
-            f"{mailbox} is over its storage quota, so Exchange will not take mail "
-            f"from it {said}. Sent messages are saved in its Sent Items, which "
-            "fill up on a busy sender: empty Sent Items or Deleted Items, "
-            "archive, or raise the mailbox's quota.",
-            mailbox=mailbox,
-            smtp_code=status,
-            smtp_error=raw,
-        )
+        return mailbox_full(mailbox, said, status, raw)
     if code == "ErrorSubmissionQuotaExceeded":
-        return SubmissionQuotaExceeded(
-            f"{mailbox} has reached Microsoft's daily sending limit {said}. "
-            "Sending works again once the 24-hour window has passed.",
-            mailbox=mailbox,
-            smtp_code=status,
-            smtp_error=raw,
-        )
+        return quota_exceeded(mailbox, said, status, raw)
     if app_id and code == "ErrorAccessDenied":
         return GraphError(
             f"Microsoft Graph refused the app access to {mailbox} {said}. The app "

@@ -761,8 +761,10 @@ def acquire_app_token(
     role was never granted, and the server's refusal then is vague, so the
     ``roles`` claim is checked here first.
     """
-    # The credential's hash: a new secret or certificate gets a new token.
-    credential = hashlib.sha256(repr(_credential()).encode()).hexdigest()
+    # The configured credential's hash, so a new secret or certificate gets a
+    # new token; the settings, not the key file, which is read only to build.
+    configured = (conf.CLIENT_SECRET, conf.CLIENT_CERTIFICATE)
+    credential = hashlib.sha256(repr(configured).encode()).hexdigest()
     key = (tenant, scope, conf.CLIENT_ID, conf.AUTHORITY, credential)
     with _app_tokens_lock:  # held for a lookup only: building one asks the network
         entry = _app_tokens.setdefault(key, _AppEntry())

@@ -127,8 +127,9 @@ class _Refresh:
         self.protocol = protocol
         self.scopes = conf.scopes_for(protocol)
         self.rows = MailAccount.objects.using(using).filter(pk=account.pk)
-        # The caller's copy is updated as we learn; force needs the original.
-        self.started_with = account.encrypted_token_cache
+        # Read before the caller's copy is updated as we learn; once, not per
+        # poll while waiting.
+        self.refused = self._refused() if force else None
 
     @sensitive_variables()
     def run(self) -> AccessToken:
@@ -193,18 +194,15 @@ class _Refresh:
         token = msal_client.cached_access_token(
             row.read_token_cache(), row.home_account_id, self.scopes
         )
-        if token is not None and self.force and token.value == self._refused():
+        if token is not None and self.force and token.value == self.refused:
             return None
         return token
 
     @sensitive_variables()
     def _refused(self) -> str | None:
         """The token we started with, which a forced refresh replaces."""
-        copy = MailAccount(
-            email=self.account.email, encrypted_token_cache=self.started_with
-        )
         token = msal_client.cached_access_token(
-            copy.read_token_cache(), self.account.home_account_id, self.scopes
+            self.account.read_token_cache(), self.account.home_account_id, self.scopes
         )
         return token.value if token is not None else None
 
