@@ -15,12 +15,15 @@ import pytest
 from django import db
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
 
+from django_live_oauth_mail import sending_as
 from django_live_oauth_mail.exceptions import (
     ConsentRequired,
     GraphError,
     MessageMayHaveBeenSent,
     SendAsDenied,
+    SenderNotAllowed,
     Throttled,
 )
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
@@ -32,6 +35,7 @@ from django_live_oauth_mail.testing import (
 from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
+from .test_concurrency import require_vendor
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -433,3 +437,48 @@ def test_a_process_keeps_to_four_graph_requests_at_once_per_mailbox(
     # No request was refused for the mailbox's concurrency: each went once.
     assert len(sendmail_requests(graph_server)) == 8
     assert len(graph_server.messages) == 8
+
+
+class Rollback(Exception):
+    """An unrelated error later in the caller's transaction."""
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("auto")
+def test_the_move_to_graph_survives_the_callers_rollback(
+    link: Linker,
+    user: Any,
+    graph_server: FakeGraphAPI,
+    smtp_server: XOAuth2SMTPServer,
+) -> None:
+    require_vendor("postgresql")
+    account = link(user, BOB)
+    smtp_server.smtp_auth_disabled.add(BOB)
+
+    with pytest.raises(Rollback), transaction.atomic():
+        mail.send_mail("First", "Body", BOB, ["to@example.org"])
+        raise Rollback
+
+    # What Exchange said stays true: no SMTP AUTH attempt on the next send.
+    assert MailAccount.objects.get(pk=account.pk).transport == "graph"
+    smtp_server.reset()
+    assert mail.send_mail("Second", "Body", BOB, ["to@example.org"]) == 1
+    assert smtp_server.auth_attempts == []
+
+
+@pytest.mark.usefixtures("graph")
+def test_graph_never_sends_through_a_mailbox_for_someone_who_does_not_own_it(
+    link: Linker,
+    user: Any,
+    other_user: Any,
+    graph_server: FakeGraphAPI,
+    identity_platform: FakeIdentityPlatform,
+) -> None:
+    link(user, BOB)
+    identity_platform.reset()
+
+    with sending_as(other_user), pytest.raises(SenderNotAllowed):
+        mail.send_mail("Hi", "Body", BOB, ["to@example.org"])
+
+    assert graph_server.requests == []
+    assert identity_platform.token_requests == []
