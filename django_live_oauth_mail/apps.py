@@ -9,4 +9,7 @@ class LiveOAuthMailConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
+        )

@@ -1,4 +1,7 @@
-"""The email backend: each message goes out through its sender's linked mailbox.
+"""The email backends: each message goes out through its sender's linked mailbox.
+
+:class:`QueuedEmailBackend` decides the mailbox in the caller's request, as
+this one does, and leaves the sending to a worker (:mod:`.outbox`).
 
 ``send_messages()`` reads like Django's: group the messages by mailbox
 (:mod:`.routing`), get a signed-in session for each from the transport
@@ -23,7 +26,8 @@ from django.core.mail.message import EmailMessage
 from django.db.models import Model
 from django.utils.functional import cached_property
 
-from . import accounts, retry, routing
+from . import accounts, outbox, retry, routing, tasks
+from .acting import acting_user_pk, user_pk
 from .conf import conf
 from .delivery import Delivery, stable_message_id
 from .exceptions import LiveOAuthMailError, SMTPAuthDisabled, Throttled
@@ -209,7 +213,9 @@ class EmailBackend(BaseEmailBackend):
                     self._close_session(account)  # retried on a new connection
                 if isinstance(error, Throttled):
                     POOL.drop(account)  # too many connections: free ours
-                pause = retry.next_pause(error, pauses, waited)
+                pause = retry.next_pause(
+                    error, pauses, waited, self.max_throttle_wait()
+                )
                 if pause is None:
                     raise
                 waited += pause
@@ -217,6 +223,10 @@ class EmailBackend(BaseEmailBackend):
                     "Retrying %s in %.1fs: %s", account, pause, describe(error)
                 )
                 time.sleep(pause)
+
+    def max_throttle_wait(self) -> float:
+        """Seconds, in all, to wait out a server that throttles us."""
+        return conf.MAX_INLINE_WAIT
 
     def _give_up(
         self,
@@ -285,3 +295,64 @@ class EmailBackend(BaseEmailBackend):
         session = self._sessions.pop(account.pk, None)
         if session is not None:
             session.close()
+
+
+class QueuedEmailBackend(BaseEmailBackend):
+    """Queue each message in the outbox; a worker sends it (see :mod:`.worker`).
+
+    The mailbox is decided now, with the same rules as :class:`EmailBackend`
+    (``account``, ``user``, the acting user), and decided again at send time.
+    Messages are stored in the caller's transaction and scheduled when it
+    commits: a rolled-back request sends nothing. Returns how many were
+    queued. A message no mailbox may send raises before anything is queued,
+    unless ``fail_silently``.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: MailAccount | int | str | None = None,
+        user: Model | int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        fail_silently: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # Django's SMTP options (host, port, ...) are the worker's to use,
+        # from the settings; a password is refused as by the inline backend.
+        smtp_options(
+            host=None,
+            port=None,
+            timeout=None,
+            password=password,
+            use_tls=None,
+            use_ssl=None,
+            ssl_certfile=None,
+            ssl_keyfile=None,
+            others=kwargs,
+        )
+        super().__init__(**kwargs)  # Django 6.1's alias
+        self.fail_silently = fail_silently
+        tasks.require_engine()
+        self.account_selector = account if account is not None else (username or None)
+        self.user_selector = user
+
+    def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
+        messages = list(email_messages)
+        if not messages:
+            return 0
+        batches, refused = routing.route(
+            messages, user=self.user_selector, account=self.account_selector
+        )
+        for _, error in refused:
+            if not self.fail_silently:
+                raise error
+            logger.warning("Not queued: %s", describe(error))
+        acting = (
+            user_pk(self.user_selector)
+            if self.user_selector is not None
+            else acting_user_pk()
+        )
+        return outbox.queue(
+            batches, acting_user=acting, explicit=self.account_selector is not None
+        )

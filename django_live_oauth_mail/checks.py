@@ -11,11 +11,12 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from . import msal_client
+from . import msal_client, tasks
 from .conf import SETTINGS_NAME, conf, django_setting_is_set
 from .exceptions import ConfigurationError
 
 BACKEND = "django_live_oauth_mail.backends.EmailBackend"
+QUEUED_BACKEND = "django_live_oauth_mail.backends.QueuedEmailBackend"
 
 
 @register(Tags.compatibility)
@@ -100,13 +101,12 @@ def check_settings(
                 id="live_oauth_mail.W002",
             )
         )
-    mailers = getattr(settings, "MAILERS", None) or {}
-    uses_backend = getattr(settings, "EMAIL_BACKEND", None) == BACKEND or any(
-        isinstance(config, dict) and config.get("BACKEND") == BACKEND
-        for config in mailers.values()
-    )
-    if uses_backend:
+    in_use = _backends_in_use()
+    uses_backend = bool(in_use & {BACKEND, QUEUED_BACKEND})
+    if BACKEND in in_use:
         messages.extend(_django_host_messages())
+    if QUEUED_BACKEND in in_use:
+        messages.extend(_queue_messages())
     if not uses_backend:
         messages.append(
             Warning(
@@ -121,6 +121,52 @@ def check_settings(
 
 
 MIDDLEWARE = "django_live_oauth_mail.middleware.SendingAsMiddleware"
+
+
+def _backends_in_use() -> set[str]:
+    mailers = getattr(settings, "MAILERS", None) or {}
+    backends = {
+        config.get("BACKEND") for config in mailers.values() if isinstance(config, dict)
+    }
+    if django_setting_is_set("EMAIL_BACKEND"):
+        backends.add(getattr(settings, "EMAIL_BACKEND", None))
+    return {b for b in backends if isinstance(b, str)}
+
+
+def _queue_messages() -> list[CheckMessage]:
+    """Queued sending: readable settings, an engine, and one that can wait."""
+    try:
+        _ = conf.QUEUE, conf.SEND_RATE, conf.daily_recipients("work")
+        tasks.require_engine()
+        can_defer = tasks.can_defer()
+    except (ConfigurationError, ValueError, TypeError) as error:
+        return [
+            Error(
+                str(error),
+                hint="See the README's background sending section.",
+                id="live_oauth_mail.E010",
+            )
+        ]
+    except Exception as error:  # the TASKS setting itself is broken
+        return [
+            Error(
+                f"QueuedEmailBackend cannot find its task backend: {error}",
+                hint="Check the TASKS setting (Django's tasks framework).",
+                id="live_oauth_mail.E010",
+            )
+        ]
+    if can_defer:
+        return []
+    return [
+        Warning(
+            "The task backend cannot run tasks later (supports_defer is False), "
+            "so queued mail is sent at once, without pacing or retries.",
+            hint="Use a backend that can defer, such as django-tasks-db's "
+            "DatabaseBackend or django-tasks-rq's RQBackend (with the scheduler). "
+            "Django's ImmediateBackend is meant for tests.",
+            id="live_oauth_mail.W007",
+        )
+    ]
 
 
 def _django_host_messages() -> list[CheckMessage]:

@@ -47,7 +47,16 @@ DEFAULTS: dict[str, Any] = {
     "ROUTING": "owner",
     "HTTP_TIMEOUT": 15,
     "CA_BUNDLE": None,
+    "QUEUE": "tasks",
+    "SEND_RATE": "30/minute",
+    "DAILY_RECIPIENTS": {"work": 10_000, "app": 10_000, "personal": 1_000},
+    "QUEUE_ATTEMPTS": 10,
+    "QUEUE_BACKOFF": 30.0,
+    "SENDING_TIMEOUT": 600,
 }
+
+#: What a rate's unit means, in seconds.
+RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 # Settings that fall back to Django's own before our default, so a site's
 # EMAIL_TIMEOUT or EMAIL_USE_SSL is honoured as by Django's SMTP backend.
@@ -297,6 +306,56 @@ class Settings:
     @property
     def CA_BUNDLE(self) -> str | None:
         return self._get("CA_BUNDLE") or None
+
+    @property
+    def QUEUE(self) -> str:
+        """What runs queued sends: ``"tasks"`` (Django's TASKS) or ``"celery"``."""
+        queue = str(self._get("QUEUE"))
+        if queue not in {"tasks", "celery"}:
+            raise ConfigurationError(
+                f"{SETTINGS_NAME}['QUEUE'] must be 'tasks' or 'celery', not {queue!r}."
+            )
+        return queue
+
+    @property
+    def SEND_RATE(self) -> tuple[int, float]:
+        """Messages per period for a mailbox (``"30/minute"``): (count, seconds)."""
+        return parse_rate(self._get("SEND_RATE"), f"{SETTINGS_NAME}['SEND_RATE']")
+
+    def daily_recipients(self, kind: str) -> int:
+        """The recipients a mailbox of ``kind`` may send to in 24 hours."""
+        limits = self._get("DAILY_RECIPIENTS")
+        if isinstance(limits, int):
+            return limits
+        merged = {**DEFAULTS["DAILY_RECIPIENTS"], **(limits or {})}
+        return int(merged.get(kind, merged["work"]))
+
+    @property
+    def QUEUE_ATTEMPTS(self) -> int:
+        """Attempts at a queued message before a temporary failure is final."""
+        return max(1, int(self._get("QUEUE_ATTEMPTS")))
+
+    @property
+    def QUEUE_BACKOFF(self) -> float:
+        """Seconds before a queued message's first retry; doubling, with jitter."""
+        return max(0.0, float(self._get("QUEUE_BACKOFF")))
+
+    @property
+    def SENDING_TIMEOUT(self) -> float:
+        """Seconds after which a message still marked sending is ``unknown``."""
+        return max(1.0, float(self._get("SENDING_TIMEOUT")))
+
+
+def parse_rate(value: Any, name: str) -> tuple[int, float]:
+    """``"30/minute"`` as (30, 60.0); raises ConfigurationError if unreadable."""
+    count, _, unit = str(value).strip().partition("/")
+    unit = unit.strip().lower().rstrip("s")
+    if count.strip().isdigit() and int(count) > 0 and unit in RATE_UNITS:
+        return int(count), RATE_UNITS[unit]
+    raise ConfigurationError(
+        f"{name} must be a number of messages per second, minute, hour or day, "
+        f"such as '30/minute', not {value!r}."
+    )
 
 
 def _with_email(scopes: list[str]) -> list[str]:

@@ -67,6 +67,16 @@ def decrypt(ciphertext: str) -> Plaintext:
     return Plaintext(_fernet(_keys()).decrypt(ciphertext.encode("ascii")).decode())
 
 
+def encrypt_bytes(data: bytes) -> str:
+    """Encrypt bytes (a rendered message) with the newest key."""
+    return _fernet(_keys()).encrypt(data).decode("ascii")
+
+
+def decrypt_bytes(ciphertext: str) -> bytes:
+    """Decrypt bytes with any configured key; ``InvalidToken`` if none fits."""
+    return _fernet(_keys()).decrypt(ciphertext.encode("ascii"))
+
+
 def needs_rotation(ciphertext: str) -> bool:
     """True when the newest key cannot decrypt it alone."""
     newest = _fernet(_keys()[:1])
@@ -86,8 +96,10 @@ __all__ = [
     "InvalidToken",
     "Plaintext",
     "decrypt",
+    "decrypt_bytes",
     "derive_key",
     "encrypt",
+    "encrypt_bytes",
     "needs_rotation",
     "rotate",
 ]

@@ -104,6 +104,26 @@ class MailAccount(models.Model):
         ),
     )
 
+    # Pacing of queued mail (see pacing.py); empty follows the settings.
+    send_rate = models.CharField(
+        _("send rate"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            "Queued messages per period, such as '30/minute'. Empty follows "
+            "LIVE_OAUTH_MAIL['SEND_RATE']."
+        ),
+    )
+    daily_recipients = models.PositiveIntegerField(
+        _("daily recipients"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Recipients of queued mail per 24 hours. Empty follows "
+            "LIVE_OAUTH_MAIL['DAILY_RECIPIENTS'] for the mailbox's kind."
+        ),
+    )
+
     objects = MailAccountQuerySet.as_manager()
 
     class Meta:
@@ -207,3 +227,99 @@ class SendAsAddress(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.address = normalize_email(self.address)
         super().save(*args, **kwargs)
+
+
+class OutboundMessage(models.Model):
+    """A message queued by ``QueuedEmailBackend``, and what became of it.
+
+    The rendered message is encrypted like the tokens; the sender, subject and
+    recipients (Bcc included) are plain, so the admin can search them. Nothing
+    here cascades: deleting a mailbox or a user keeps the row and its story.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        DEFERRED = "deferred", _("Deferred")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+        UNKNOWN = "unknown", _("Unknown (may have been sent)")
+
+    #: Not yet handed to Microsoft: a worker may still send them.
+    WAITING = (Status.QUEUED, Status.DEFERRED)
+
+    account = models.ForeignKey(
+        MailAccount,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="outbound_messages",
+        verbose_name=_("mailbox"),
+    )
+    # The mailbox's address when queued: still there once the link is gone.
+    mailbox = models.EmailField(_("mailbox address"), max_length=254)
+    # Chosen by code (the backend's account=), not by routing.
+    explicit = models.BooleanField(_("mailbox chosen by code"), default=False)
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("acting user"),
+    )
+    from_email = models.TextField(_("from"))
+    subject = models.TextField(_("subject"), blank=True)
+    recipients = models.TextField(_("recipients"), help_text=_("One per line."))
+    recipient_count = models.PositiveIntegerField(_("recipients"), default=0)
+    message_id = models.CharField(_("Message-ID"), max_length=255)
+    # A Fernet token wrapping the rendered MIME message.
+    encrypted_message = models.TextField(editable=False)
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        db_index=True,
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error or reason"), blank=True)
+    created_at = models.DateTimeField(_("queued at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    send_after = models.DateTimeField(_("not before"), null=True, blank=True)
+    # When the latest attempt began; the pacing counts these.
+    started_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbound message")
+        verbose_name_plural = _("outbox")
+        ordering = ["-created_at", "-pk"]
+        permissions = [
+            ("view_outboundmessage_body", _("Can view the body of queued messages"))
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "started_at"], name="live_oauth_mail_pacing"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject or '(no subject)'} → {self.recipient_count}"
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [r for r in self.recipients.splitlines() if r]
+
+    def read_message(self) -> bytes:
+        """The decrypted MIME message. Keep it out of logs."""
+        try:
+            return crypto.decrypt_bytes(self.encrypted_message)
+        except crypto.InvalidToken:
+            raise TokenCacheUnreadable(
+                f"Queued message {self.pk} from {self.mailbox} cannot be decrypted "
+                "with the current LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (or "
+                "SECRET_KEY). Put the key it was written with back.",
+                mailbox=self.mailbox,
+            ) from None

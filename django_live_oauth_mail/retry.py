@@ -61,19 +61,19 @@ def delays() -> list[float]:
 
 
 def next_pause(
-    error: BaseException, pauses: list[float], waited: float
+    error: BaseException, pauses: list[float], waited: float, max_wait: float
 ) -> float | None:
     """Seconds to wait before trying again after ``error``; None: give up.
 
     Takes the next of ``pauses`` (see :func:`delays`). A throttled attempt
     waits at least the server's ``retry_after``, and never beyond
-    ``MAX_INLINE_WAIT`` seconds of such waiting in all (the queue defers
-    instead).
+    ``max_wait`` seconds of such waiting in all (``MAX_INLINE_WAIT``; the
+    queue's workers wait none and defer instead).
     """
     if not is_transient(error) or not pauses:
         return None
     after = getattr(error, "retry_after", None)
     pause = max(pauses.pop(0), float(after or 0))
-    if isinstance(error, Throttled) and waited + pause > conf.MAX_INLINE_WAIT:
+    if isinstance(error, Throttled) and (max_wait <= 0 or waited + pause > max_wait):
         return None
     return pause

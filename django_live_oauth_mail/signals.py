@@ -24,6 +24,16 @@
     The grant is gone and the user must link the mailbox again.
     ``sender``: ``MailAccount``; ``account``; ``error``: the
     ``ReconnectRequired`` exception, whose message says why.
+
+``message_sent``
+    Microsoft accepted a queued message. Sent by the worker, at once.
+    ``sender``: ``OutboundMessage``; ``message``: the ``OutboundMessage``.
+
+``message_failed``
+    A queued message will not go out (status ``failed``), or may have gone
+    out (``unknown``). Sent by the worker, at once. ``sender``:
+    ``OutboundMessage``; ``message``: the ``OutboundMessage``, whose
+    ``last_error`` says why; ``error``: the exception.
 """
 
 from django.dispatch import Signal
@@ -33,3 +43,5 @@ account_disconnected = Signal()
 token_refreshed = Signal()
 reconnect_required = Signal()
 recipients_refused = Signal()
+message_sent = Signal()
+message_failed = Signal()

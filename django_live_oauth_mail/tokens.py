@@ -55,7 +55,7 @@ def get_access_token(
     ``ConsentRequired`` for Graph) leave its status alone.
     """
     if not account.is_active:
-        raise _needs_linking(account)
+        raise needs_linking(account)
     if account.is_app:  # the app's own token: nothing stored, nothing to lock
         scope, role = conf.app_scope_for(protocol)
         try:
@@ -143,7 +143,7 @@ class _Refresh:
             if not row.is_active:
                 if claimed:
                     self._release()
-                raise _needs_linking(row)
+                raise needs_linking(row)
             token = self._stored_by_another(row)
             if token is not None:
                 if claimed:
@@ -293,7 +293,7 @@ class _Refresh:
             logger.error("%s", error)
 
 
-def _needs_linking(account: MailAccount) -> ReconnectRequired:
+def needs_linking(account: MailAccount) -> ReconnectRequired:
     return ReconnectRequired(
         f"{account.email} needs to be linked again before it can send mail "
         f"({account.last_error or 'its sign-in expired'}).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import django
@@ -82,3 +83,12 @@ LIVE_OAUTH_MAIL: dict[str, object] = {
 
 # Fast hashing: the suite creates many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Queued sending (QueuedEmailBackend): Django's tasks framework, or the
+# backport on 5.2. The dummy backend records tasks without running them, so
+# the tests run each one themselves; tests with real workers use
+# django-tasks-db (tests/outbox_workers.py).
+TASKS_MODULE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+TASKS = {"default": {"BACKEND": f"{TASKS_MODULE}.backends.dummy.DummyBackend"}}
+if importlib.util.find_spec("django_tasks_db"):
+    INSTALLED_APPS.append("django_tasks_db")

@@ -105,3 +105,42 @@ def test_a_client_certificate_stands_in_for_the_secret(
         "thumbprint": certificate.thumbprint,
     }
     assert ids() == set()
+
+
+def _use_queued_backend(settings: Any) -> None:
+    queued = "django_live_oauth_mail.backends.QueuedEmailBackend"
+    if USES_MAILERS:
+        settings.MAILERS = {"default": {"BACKEND": queued}}
+    else:
+        settings.EMAIL_BACKEND = queued
+
+
+def test_queued_backend_with_an_engine_that_can_defer_passes(
+    live_settings: dict[str, Any], settings: Any
+) -> None:
+    _use_queued_backend(settings)
+    assert ids() == set()
+
+
+def test_queued_backend_on_an_engine_that_cannot_defer_warns(
+    live_settings: dict[str, Any], settings: Any
+) -> None:
+    _use_queued_backend(settings)
+    settings.TASKS = {
+        "default": {
+            "BACKEND": f"{settings.TASKS_MODULE}.backends.immediate.ImmediateBackend"
+        }
+    }
+    assert ids() == {"live_oauth_mail.W007"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"SEND_RATE": "fast"}, {"SEND_RATE": "0/minute"}, {"QUEUE": "rabbit"}],
+)
+def test_queued_backend_settings_that_cannot_be_read(
+    live_settings: dict[str, Any], settings: Any, change: dict[str, Any]
+) -> None:
+    _use_queued_backend(settings)
+    live_settings.update(change)
+    assert ids() == {"live_oauth_mail.E010"}

@@ -6,6 +6,7 @@ without the optional dependency.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -35,6 +36,8 @@ class ReceivedMessage:
     mechanism: str | None
     data: bytes = field(repr=False)
     session_id: int = 0
+    #: When it was accepted (``time.time()``): pacing tests measure the gaps.
+    received_at: float = field(default_factory=time.time, compare=False)
 
     @property
     def message(self) -> EmailMessage:

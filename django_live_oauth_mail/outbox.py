@@ -1,0 +1,257 @@
+"""The outbox's rows: queueing messages, and every change of their status.
+
+Every status change is one conditional ``UPDATE``, so two workers (or a
+worker and the admin) can never both move the same message on: whoever
+changes it first wins, the other sees nothing to do.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.db import router, transaction
+from django.db.models import Count, F
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+from django.utils import timezone
+
+from . import crypto, signals, tasks
+from .conf import conf
+from .models import MailAccount, OutboundMessage
+from .rendering import render
+
+logger = logging.getLogger(__name__)
+
+Status = OutboundMessage.Status
+
+
+def queue(
+    batches: Sequence[tuple[MailAccount, list[EmailMessage]]],
+    *,
+    acting_user: Any,
+    explicit: bool,
+) -> int:
+    """Store the messages, and have them sent once the caller's transaction commits.
+
+    A message with no recipients is skipped, as Django's backends skip it.
+    Returns how many were queued.
+    """
+    rows = []
+    for account, messages in batches:
+        for message in messages:
+            rendered = render(message)
+            if not rendered.recipients:
+                continue
+            rows.append(
+                OutboundMessage(
+                    account=account,
+                    mailbox=account.email,
+                    explicit=explicit,
+                    acting_user_id=acting_user,
+                    from_email=rendered.from_email,
+                    subject=rendered.subject,
+                    recipients="\n".join(rendered.recipients),
+                    recipient_count=len(rendered.recipients),
+                    message_id=rendered.message_id,
+                    encrypted_message=crypto.encrypt_bytes(rendered.mime),
+                )
+            )
+    if not rows:
+        return 0
+    using = router.db_for_write(OutboundMessage)
+    with transaction.atomic(using=using):
+        created = OutboundMessage.objects.using(using).bulk_create(rows)
+        pks = [row.pk for row in created]
+        if None in pks:  # a database that does not return new keys
+            pks = list(
+                OutboundMessage.objects.using(using)
+                .filter(message_id__in=[row.message_id for row in rows])
+                .values_list("pk", flat=True)
+            )
+        transaction.on_commit(lambda: tasks.schedule_many(pks), using=using)
+    return len(rows)
+
+
+def _move(pk: int, current: Sequence[str], **fields: Any) -> bool:
+    """Set ``fields`` if the message is still in one of ``current``."""
+    fields.setdefault("updated_at", timezone.now())
+    return bool(
+        OutboundMessage.objects.filter(pk=pk, status__in=current).update(**fields)
+    )
+
+
+def start(message: OutboundMessage, now: datetime.datetime) -> bool:
+    """Mark a waiting message as being sent now; False if someone else did."""
+    moved = _move(
+        message.pk,
+        OutboundMessage.WAITING,
+        status=Status.SENDING,
+        started_at=now,
+        attempts=F("attempts") + 1,
+        last_error="",
+    )
+    if moved:
+        message.status, message.started_at = Status.SENDING, now
+        message.attempts += 1
+    return moved
+
+
+def defer(message: OutboundMessage, until: datetime.datetime, reason: str) -> bool:
+    """Put a message back to wait until ``until``, and schedule it then."""
+    moved = _move(
+        message.pk,
+        (Status.QUEUED, Status.DEFERRED, Status.SENDING),
+        status=Status.DEFERRED,
+        send_after=until,
+        last_error=reason,
+    )
+    if moved:
+        transaction.on_commit(
+            lambda: tasks.schedule(message.pk, run_after=until),
+            using=router.db_for_write(OutboundMessage),
+        )
+    return moved
+
+
+def sent(message: OutboundMessage) -> None:
+    """Microsoft accepted it. Also after ``unknown``: the worker knows better."""
+    now = timezone.now()
+    if _move(
+        message.pk,
+        (Status.SENDING, Status.UNKNOWN),
+        status=Status.SENT,
+        sent_at=now,
+        last_error="",
+    ):
+        message.status, message.sent_at = Status.SENT, now
+        signals.message_sent.send(sender=OutboundMessage, message=message)
+
+
+def failed(
+    message: OutboundMessage,
+    error: BaseException,
+    *,
+    current: Sequence[str] = (Status.SENDING, Status.UNKNOWN),
+    status: str = Status.FAILED,
+) -> None:
+    """It will not go out (``failed``), or may have (``unknown``): say why."""
+    reason = str(error) or type(error).__name__
+    if _move(message.pk, current, status=status, last_error=reason):
+        message.status, message.last_error = status, reason
+        log = logger.error if status == Status.FAILED else logger.warning
+        log(
+            "Queued message %s from %s %s: %s",
+            message.pk,
+            message.mailbox,
+            status,
+            reason,
+        )
+        signals.message_failed.send(
+            sender=OutboundMessage, message=message, error=error
+        )
+
+
+def fail_waiting(account: MailAccount, reason: str) -> int:
+    """Fail every message still waiting for ``account``; how many there were."""
+    waiting = OutboundMessage.objects.filter(
+        account=account, status__in=OutboundMessage.WAITING
+    )
+    pks = list(waiting.values_list("pk", flat=True))
+    moved = OutboundMessage.objects.filter(
+        pk__in=pks, status__in=OutboundMessage.WAITING
+    ).update(status=Status.FAILED, last_error=reason, updated_at=timezone.now())
+    if moved:
+        logger.error("%d queued message(s) from %s failed: %s", moved, account, reason)
+    return moved
+
+
+def mark_stuck(now: datetime.datetime | None = None) -> int:
+    """Messages whose worker stopped mid-send become ``unknown``.
+
+    The worker began sending and never said how it ended (it was killed, or
+    lost its database): Microsoft may have accepted the message. A person
+    decides; sending it again could send it twice.
+    """
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(seconds=conf.SENDING_TIMEOUT)
+    return OutboundMessage.objects.filter(
+        status=Status.SENDING, started_at__lt=cutoff
+    ).update(
+        status=Status.UNKNOWN,
+        updated_at=now,
+        last_error=(
+            "The worker sending it stopped before it could record the outcome "
+            f"(nothing was heard for {conf.SENDING_TIMEOUT:g} seconds), so "
+            "Microsoft may or may not have accepted it. Look for its Message-ID "
+            "in the mailbox's Sent Items, then retry or cancel it."
+        ),
+    )
+
+
+def retry(pks: Sequence[int]) -> int:
+    """Queue failed, unknown or cancelled messages again; how many."""
+    retried = list(
+        OutboundMessage.objects.filter(
+            pk__in=pks, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
+        ).values_list("pk", flat=True)
+    )
+    moved = OutboundMessage.objects.filter(
+        pk__in=retried,
+        status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED),
+    ).update(
+        status=Status.QUEUED,
+        attempts=0,
+        send_after=None,
+        last_error="",
+        updated_at=timezone.now(),
+    )
+    transaction.on_commit(
+        lambda: tasks.schedule_many(retried),
+        using=router.db_for_write(OutboundMessage),
+    )
+    return moved
+
+
+def cancel(pks: Sequence[int]) -> int:
+    """Cancel messages not yet handed to Microsoft; how many."""
+    return OutboundMessage.objects.filter(
+        pk__in=pks, status__in=OutboundMessage.WAITING
+    ).update(
+        status=Status.CANCELLED,
+        last_error="Cancelled before it was sent.",
+        updated_at=timezone.now(),
+    )
+
+
+def purge_sent(days: float) -> int:
+    """Delete sent messages older than ``days``; how many."""
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    deleted, _ = OutboundMessage.objects.filter(
+        status=Status.SENT, sent_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
+def counts() -> dict[str, int]:
+    """How many messages are in each status (every status, zeros included)."""
+    found = dict(
+        OutboundMessage.objects.values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return {status: int(found.get(status, 0)) for status in Status.values}
+
+
+@receiver(pre_delete, sender=MailAccount, dispatch_uid="live_oauth_mail_outbox")
+def _mailbox_deleted(sender: Any, instance: MailAccount, **kwargs: Any) -> None:
+    """A disconnected mailbox sends nothing more: its waiting mail fails, saying so."""
+    fail_waiting(
+        instance,
+        f"{instance.email} was disconnected (its link was deleted) before this "
+        "message was sent. Link the mailbox again and retry it, or send it "
+        "from another mailbox.",
+    )

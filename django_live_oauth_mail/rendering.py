@@ -1,0 +1,84 @@
+"""A message rendered once, when it is queued, and sent later exactly as rendered.
+
+Rendering in the caller's request means the caller sees a broken message
+(a newline in a header, an unreadable address) at once, lazy translations
+use the request's language, and every attempt sends the same bytes with the
+same Message-ID: a repeat after an ambiguous failure can be recognised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.policy
+import inspect
+from email.message import EmailMessage as MIMEMessage
+from email.parser import BytesParser
+from email.policy import Policy
+from typing import Any
+
+from django.core.mail import EmailMessage
+
+from .delivery import stable_message_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    mime: bytes
+    from_email: str
+    recipients: list[str]
+    subject: str
+    message_id: str
+
+
+def render(message: EmailMessage) -> Rendered:
+    """The bytes Django would send for ``message``, and its envelope."""
+    with stable_message_id(message):
+        message_id = next(
+            str(value)
+            for name, value in message.extra_headers.items()
+            if name.lower() == "message-id"
+        )
+        if "policy" in inspect.signature(message.message).parameters:  # Django 6
+            mime = message.message(policy=email.policy.SMTP).as_bytes()  # type: ignore[call-arg,unused-ignore]
+        else:
+            mime = message.message().as_bytes(linesep="\r\n")  # type: ignore[call-arg,unused-ignore]
+    return Rendered(
+        mime=bytes(mime),
+        from_email=str(message.from_email or ""),
+        recipients=[str(r) for r in message.recipients()],
+        subject=str(message.subject or ""),
+        message_id=message_id,
+    )
+
+
+class _ParsedMIME(MIMEMessage):
+    """A parsed message that Django 5.2's SMTP backend can flatten too.
+
+    5.2 calls ``as_bytes(linesep="\\r\\n")``, which only its own MIME classes take.
+    """
+
+    def as_bytes(
+        self, unixfrom: bool = False, policy: Policy | None = None, **kwargs: Any
+    ) -> bytes:
+        policy = policy or self.policy
+        if "linesep" in kwargs:
+            policy = policy.clone(linesep=kwargs["linesep"])
+        return super().as_bytes(unixfrom=unixfrom, policy=policy)
+
+
+class RenderedMessage(EmailMessage):
+    """A queued message as the transports take it: stored bytes, stored envelope."""
+
+    def __init__(
+        self, mime: bytes, *, from_email: str, recipients: list[str], subject: str
+    ) -> None:
+        super().__init__(subject=subject, from_email=from_email)
+        self.mime = mime
+        self.envelope = list(recipients)
+
+    def recipients(self) -> list[str]:
+        return list(self.envelope)
+
+    def message(self, *, policy: Policy | None = None) -> Any:
+        parser = BytesParser(_class=_ParsedMIME, policy=policy or email.policy.SMTP)
+        return parser.parsebytes(self.mime)

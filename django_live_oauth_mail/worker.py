@@ -1,0 +1,193 @@
+"""What a worker does with one queued message: check, pace, send, record.
+
+1. A message no longer waiting is left alone, so a task delivered twice sends
+   once. One stuck in ``sending`` past ``SENDING_TIMEOUT`` becomes
+   ``unknown`` (:func:`.outbox.mark_stuck`).
+2. Routing runs again for the stored acting user: it must still pick the same
+   mailbox, still active, or the message fails saying why.
+3. Holding the mailbox's row lock, :mod:`.pacing` says whether it may go now;
+   if not, it is deferred (never slept on) and scheduled for later.
+4. It is sent through the inline backend, which keeps sessions warm; a
+   throttled or temporary failure defers it with backoff and jitter, a
+   lasting one fails it with the backend's actionable message.
+
+Delivery is at least once: a message Microsoft accepted just before the
+worker died shows as ``unknown``, for a person to decide. Every attempt sends
+the same bytes with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+
+from django.core.mail import EmailMessage
+from django.db import router, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import outbox, pacing, retry, routing, tasks
+from .acting import sending_as
+from .backends import EmailBackend
+from .conf import conf
+from .exceptions import (
+    AccountNotFound,
+    LiveOAuthMailError,
+    MessageMayHaveBeenSent,
+    ReconnectRequired,
+    SenderNotAllowed,
+    Throttled,
+)
+from .models import MailAccount, OutboundMessage
+from .rendering import RenderedMessage
+from .tokens import needs_linking
+
+logger = logging.getLogger(__name__)
+
+Status = OutboundMessage.Status
+
+#: The longest a temporary failure defers a message, in seconds.
+MAX_BACKOFF = 3600.0
+
+
+class WorkerBackend(EmailBackend):
+    """The inline backend, but a throttled server is never waited out here."""
+
+    def max_throttle_wait(self) -> float:
+        return 0.0
+
+
+def deliver(pk: int) -> None:
+    """Send (or defer, or fail) the queued message ``pk``."""
+    outbox.mark_stuck()
+    message = OutboundMessage.objects.select_related("account").filter(pk=pk).first()
+    if message is None or message.status not in OutboundMessage.WAITING:
+        return
+    try:
+        account = _still_routes(message)
+    except LiveOAuthMailError as error:
+        outbox.failed(message, error, current=OutboundMessage.WAITING)
+        return
+    if not _claim(message, account):
+        return
+    try:
+        _send(message, account)
+    except Exception as error:
+        outbox.failed(message, error)
+        raise
+
+
+def _still_routes(message: OutboundMessage) -> MailAccount:
+    """The mailbox that sends it now, which must be the one it was queued for."""
+    account = message.account
+    if account is None:
+        raise AccountNotFound(
+            f"The mailbox {message.mailbox} was deleted before this message was "
+            "sent. Link it again and retry the message.",
+            mailbox=message.mailbox,
+        )
+    if not account.is_active:
+        raise needs_linking(account)
+    if message.explicit:
+        return account
+    # As the stored acting user, or as no one: never whoever runs the task.
+    with sending_as(message.acting_user_id):
+        batches, refused = routing.route([EmailMessage(from_email=message.from_email)])
+    for _, error in refused:
+        raise error
+    chosen = batches[0][0]
+    if chosen.pk != account.pk:
+        raise SenderNotAllowed(
+            f"This message was queued to go out through {account.email}, but "
+            f"{chosen.email} would send it now (the mailboxes or their sharing "
+            "changed). Nothing was sent; retry it to send it as things are now.",
+            mailbox=account.email,
+        )
+    return account
+
+
+def _claim(message: OutboundMessage, account: MailAccount) -> bool:
+    """Pace, then mark it ``sending``; False when it waits or is someone else's."""
+    using = router.db_for_write(OutboundMessage)
+    paced = tasks.can_defer()
+    with transaction.atomic(using=using):
+        if paced:
+            # A no-op UPDATE locks the mailbox's row (a write lock on SQLite):
+            # workers pace one mailbox one at a time.
+            MailAccount.objects.using(using).filter(pk=account.pk).update(
+                send_rate=F("send_rate")
+            )
+        now = timezone.now()
+        if message.recipient_count > pacing.daily_budget(account):
+            outbox.failed(
+                message,
+                LiveOAuthMailError(
+                    f"This message has {message.recipient_count} recipients, more "
+                    f"than the {pacing.daily_budget(account)} {account.email} may "
+                    "send to in a day. Split it into smaller messages.",
+                    mailbox=account.email,
+                ),
+                current=OutboundMessage.WAITING,
+            )
+            return False
+        wait = pacing.wait_for(account, message, now) if paced else None
+        if wait is not None:
+            outbox.defer(message, _jittered(wait.until, now), wait.reason)
+            return False
+        return outbox.start(message, now)
+
+
+def _send(message: OutboundMessage, account: MailAccount) -> None:
+    email = RenderedMessage(
+        message.read_message(),
+        from_email=message.from_email,
+        recipients=message.recipient_list,
+        subject=message.subject,
+    )
+    backend = WorkerBackend(account=account)
+    try:
+        backend.send_messages([email])
+    except MessageMayHaveBeenSent as error:
+        outbox.failed(message, error, status=Status.UNKNOWN)
+    except ReconnectRequired as error:
+        outbox.failed(message, error)
+        outbox.fail_waiting(account, str(error))
+    except Exception as error:
+        if retry.is_transient(error) and tasks.can_defer():
+            _retry_later(message, error)
+        elif isinstance(error, (OSError, LiveOAuthMailError)):
+            outbox.failed(message, error)
+        else:
+            raise
+    else:
+        outbox.sent(message)
+
+
+def _retry_later(message: OutboundMessage, error: Exception) -> None:
+    """Defer after a temporary failure, with backoff; fail after the last attempt."""
+    if message.attempts >= conf.QUEUE_ATTEMPTS:
+        outbox.failed(
+            message,
+            LiveOAuthMailError(
+                f"Gave up after {message.attempts} attempts: {error}",
+                mailbox=message.mailbox,
+            ),
+        )
+        return
+    backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (message.attempts - 1))
+    after = getattr(error, "retry_after", None) or 0.0
+    now = timezone.now()
+    until = now + datetime.timedelta(seconds=max(backoff, float(after)))
+    kind = "Throttled" if isinstance(error, Throttled) else "Temporary failure"
+    outbox.defer(
+        message,
+        _jittered(until, now),
+        f"{kind} (attempt {message.attempts} of {conf.QUEUE_ATTEMPTS}): {error}",
+    )
+
+
+def _jittered(until: datetime.datetime, now: datetime.datetime) -> datetime.datetime:
+    """Up to a tenth later, so deferred messages do not all wake at once."""
+    spread = max(0.0, (until - now).total_seconds()) * 0.1
+    return until + datetime.timedelta(seconds=random.uniform(0.0, spread))
