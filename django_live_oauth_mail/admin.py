@@ -1,7 +1,9 @@
-"""Admin for linked mailboxes. It shows health, never tokens.
+"""Admin for linked mailboxes and the outbox. It shows health, never tokens.
 
 An action reports a mailbox it cannot handle and goes on with the others: one
 row whose tokens cannot be decrypted must not hide the rest behind a 500.
+The outbox is a record: its rows are retried, cancelled or deleted, never
+edited, and a message's body shows only to those allowed to read it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.functional import Promise
+from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from . import outbox
 from .accounts import add_app_mailbox, unlink_mailbox
 from .diagnostics import send_test_message
-from .exceptions import ConfigurationError, LiveOAuthMailError
-from .forms import AppMailboxForm, SendAsAddressForm
-from .models import MailAccount, SendAsAddress
+from .exceptions import ConfigurationError, LiveOAuthMailError, TokenCacheUnreadable
+from .forms import AppMailboxForm, MailAccountForm, SendAsAddressForm
+from .models import MailAccount, OutboundMessage, SendAsAddress
 from .tokens import get_access_token
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,11 @@ logger = logging.getLogger(__name__)
 # accounts write in atomic blocks of their own, so after a failed row the
 # connection is still usable for the next one.
 _ROW_ERRORS = (ConfigurationError, LiveOAuthMailError, DatabaseError)
+
+# What the site decides about a mailbox; the rest mirrors what Microsoft said.
+_MAILBOX_SETTINGS = ("shared", "transport", "send_rate", "daily_recipients")
+
+BODY_PERMISSION = "live_oauth_mail.view_outboundmessage_body"
 
 
 class SendAsAddressInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -62,8 +73,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_select_related = ("user",)
     ordering = ("email",)
-    # The encrypted cache is left out entirely. Only "shared" and "transport"
-    # are the site's to decide; the rest is read-only because it mirrors what
+    # The encrypted cache is left out entirely. Only _MAILBOX_SETTINGS are the
+    # site's to decide; the rest is read-only because it mirrors what
     # Microsoft said, and editing it would lie.
     fields = (
         "user",
@@ -75,6 +86,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "shared",
         "transport",
+        "send_rate",
+        "daily_recipients",
         "created_at",
         "updated_at",
         "last_used_at",
@@ -82,7 +95,8 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "token_expires_at",
         "last_error",
     )
-    readonly_fields = tuple(n for n in fields if n not in {"shared", "transport"})
+    readonly_fields = tuple(n for n in fields if n not in _MAILBOX_SETTINGS)
+    form = MailAccountForm
     inlines = (SendAsAddressInline,)
     actions = ("send_test_message", "refresh_now", "disconnect")
 
@@ -196,7 +210,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             obj.pk, obj.email = account.pk, account.email
             obj.kind, obj.shared = account.kind, account.shared
             return
-        edited = [n for n in ("shared", "transport") if n in form.changed_data]
+        edited = [n for n in _MAILBOX_SETTINGS if n in form.changed_data]
         if edited:
             obj.save(update_fields=[*edited, "updated_at"])
 
@@ -226,3 +240,130 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         return () if obj is None else self.inlines
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "created_at",
+        "mailbox",
+        "subject",
+        "recipient_count",
+        "status",
+        "attempts",
+        "send_after",
+        "sent_at",
+        "last_error_summary",
+    )
+    list_filter = ("status", "mailbox")
+    search_fields = ("subject", "recipients", "from_email", "message_id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-pk")
+    # Every plain field; the encrypted message never, its text by permission
+    # (see get_fields).
+    fields = (
+        "account",
+        "mailbox",
+        "explicit",
+        "acting_user",
+        "from_email",
+        "subject",
+        "recipients",
+        "recipient_count",
+        "message_id",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "send_after",
+        "started_at",
+        "sent_at",
+    )
+    actions = ("retry", "cancel")
+
+    @admin.display(description=_("last error or reason"), ordering="last_error")
+    def last_error_summary(self, row: OutboundMessage) -> str:
+        return Truncator(row.last_error).chars(80)
+
+    @admin.display(description=_("message"))
+    def message(self, row: OutboundMessage) -> str:
+        try:
+            mime = row.read_message()
+        except TokenCacheUnreadable as error:
+            return str(error)
+        return format_html("<pre>{}</pre>", mime.decode(errors="replace"))
+
+    @admin.display(description=_("message"))
+    def message_withheld(self, row: OutboundMessage) -> str:
+        return _(
+            "Showing the message needs the permission “Can view the body of "
+            "queued messages” (%(permission)s)."
+        ) % {"permission": BODY_PERMISSION}
+
+    @admin.action(description=_("Retry (queue again)"), permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        selected = list(queryset.values_list("pk", flat=True))
+        retried = outbox.retry(selected)
+        self._report(
+            request,
+            retried,
+            ngettext("Queued %d message again.", "Queued %d messages again.", retried)
+            % retried,
+            len(selected) - retried,
+            _("only failed, unknown or cancelled messages can be retried"),
+        )
+
+    @admin.action(description=_("Cancel (do not send)"), permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        selected = list(queryset.values_list("pk", flat=True))
+        cancelled = outbox.cancel(selected)
+        self._report(
+            request,
+            cancelled,
+            ngettext("Cancelled %d message.", "Cancelled %d messages.", cancelled)
+            % cancelled,
+            len(selected) - cancelled,
+            _("only queued or deferred messages can be cancelled"),
+        )
+
+    def _report(
+        self,
+        request: HttpRequest,
+        done: int,
+        text: str,
+        skipped: int,
+        why: str | Promise,
+    ) -> None:
+        """Say how many rows changed, and how many were skipped and why."""
+        if done:
+            self.message_user(request, text, messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "Skipped %(count)d message: %(why)s.",
+                    "Skipped %(count)d messages: %(why)s.",
+                    skipped,
+                )
+                % {"count": skipped, "why": why},
+                messages.WARNING,
+            )
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        body = (
+            "message" if request.user.has_perm(BODY_PERMISSION) else "message_withheld"
+        )
+        return (*self.fields, body)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The change permission is what retrying and cancelling need (actions
+        # ask with no row); a row itself is a record, so its page is Django's
+        # read-only view, with no Save button, and a POST to it is refused.
+        return obj is None and super().has_change_permission(request)

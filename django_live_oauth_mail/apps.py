@@ -13,3 +13,8 @@ class LiveOAuthMailConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
         )
+        from .conf import conf
+
+        if conf.QUEUE == "celery":
+            # Registers the Celery task in every process Django starts in.
+            from . import celery_tasks  # noqa: F401

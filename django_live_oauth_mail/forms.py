@@ -1,5 +1,5 @@
 """The Send As address form, shared by the mailboxes page and the admin, and
-the admin's form to register an app mailbox."""
+the admin's forms to register an app mailbox and to change a mailbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .accounts import tenant_problem
+from .conf import parse_rate
+from .exceptions import ConfigurationError
 from .models import MailAccount, SendAsAddress, normalize_email
 from .routing import reserved_address
 
@@ -93,3 +95,16 @@ class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
         if problem:
             raise forms.ValidationError(problem)
         return tenant
+
+
+class MailAccountForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The change form; a send rate the workers could not read is refused here."""
+
+    def clean_send_rate(self) -> str:
+        rate = str(self.cleaned_data["send_rate"]).strip()
+        if rate:
+            try:
+                parse_rate(rate, "The send rate")
+            except ConfigurationError as error:
+                raise forms.ValidationError(str(error), code="invalid") from None
+        return rate

@@ -50,7 +50,7 @@ if os.environ.get("LIVE_OAUTH_MAIL_TEST_DATABASE") == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "live_oauth_mail",
+            "NAME": os.environ.get("LIVE_OAUTH_MAIL_PG_NAME", "live_oauth_mail"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),

@@ -17,6 +17,12 @@ LIVE_OAUTH_MAIL = json.loads(os.environ["LIVE_OAUTH_MAIL_WORKER_SETTINGS"])
 TASKS = json.loads(os.environ["LIVE_OAUTH_MAIL_WORKER_TASKS"])
 if "django_tasks_db" not in INSTALLED_APPS:
     INSTALLED_APPS.append("django_tasks_db")
+if "RQBackend" in json.dumps(TASKS):
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    host, port, db = (
+        os.environ["LIVE_OAUTH_MAIL_WORKER_REDIS"][8:].replace("/", ":").split(":")
+    )
+    RQ_QUEUES = {"default": {"HOST": host, "PORT": int(port), "DB": int(db)}}
 LOGGING = {
     "version": 1,
     "handlers": {"console": {"class": "logging.StreamHandler"}},

@@ -1,9 +1,11 @@
 """``manage.py live_oauth_mail``: status, refresh, connect, add-app, test,
-transport, rotate-keys."""
+transport, rotate-keys, and outbox (status, retry, purge)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import math
 from argparse import ArgumentParser
 from typing import Any
 
@@ -12,12 +14,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.utils import timezone
 
-from ... import crypto, msal_client
+from ... import crypto, msal_client, outbox, tasks
 from ...accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
-from ...models import MailAccount
+from ...models import MailAccount, OutboundMessage
 from ...tokens import get_access_token
+
+#: The statuses outbox.retry() queues again.
+RETRIABLE = (
+    OutboundMessage.Status.FAILED,
+    OutboundMessage.Status.UNKNOWN,
+    OutboundMessage.Status.CANCELLED,
+)
 
 
 class Command(BaseCommand):
@@ -61,9 +70,38 @@ class Command(BaseCommand):
         transport.add_argument("choice", choices=["smtp", "graph", "setting"])
         commands.add_parser(
             "rotate-keys",
-            help="Re-encrypt every token cache with the newest key; exit 1 if "
-            "any cannot be decrypted.",
+            help="Re-encrypt every token cache and queued message with the newest "
+            "key; exit 1 if any cannot be decrypted.",
         )
+        queue = commands.add_parser(
+            "outbox", help="Inspect and maintain the messages QueuedEmailBackend sends."
+        )
+        actions = queue.add_subparsers(dest="action", required=True)
+        actions.add_parser(
+            "status",
+            help="Count the messages in each status, after marking those whose "
+            "worker stopped mid-send as unknown.",
+        )
+        retry = actions.add_parser(
+            "retry",
+            help="Queue messages again: the given PKs, or else every failed one "
+            "(or every one in each --status).",
+        )
+        retry.add_argument("pks", nargs="*", type=int, metavar="PK")
+        retry.add_argument(
+            "--status",
+            action="append",
+            dest="statuses",
+            choices=RETRIABLE,
+            help="Retry the messages in this status (repeatable; default: failed).",
+        )
+        retry.add_argument(
+            "--mailbox", metavar="ADDRESS", help="Only messages from this mailbox."
+        )
+        purge = actions.add_parser(
+            "purge", help="Delete the sent messages sent more than N days ago."
+        )
+        purge.add_argument("--days", type=_days, required=True, metavar="N")
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         handler = getattr(self, "handle_" + subcommand.replace("-", "_"))
@@ -262,15 +300,139 @@ class Command(BaseCommand):
                 pk=account.pk, encrypted_token_cache=account.encrypted_token_cache
             ).update(encrypted_token_cache=ciphertext, updated_at=timezone.now())
         self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
+        rotated_messages, unreadable_messages = self._rotate_outbox()
+        self.stdout.write(
+            f"Re-encrypted {rotated_messages} queued message(s) with the newest key."
+        )
+        if not unreadable and not unreadable_messages:
+            return
+        unread, next_steps = [], []
         if unreadable:
-            raise CommandError(
-                f"Could not decrypt the token cache of {len(unreadable)} mailbox(es): "
-                f"{', '.join(unreadable)}. Put the key they were written with back "
-                "in LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (after the newest key), or "
-                "the old SECRET_KEY in SECRET_KEY_FALLBACKS, and run rotate-keys "
-                "again; or have each of them linked again.",
-                returncode=1,
+            unread.append(
+                f"the token cache of {len(unreadable)} mailbox(es): "
+                f"{', '.join(unreadable)}"
             )
+            next_steps.append("have each mailbox linked again")
+        if unreadable_messages:
+            unread.append(
+                f"{len(unreadable_messages)} queued message(s): "
+                f"{', '.join(map(str, unreadable_messages))}"
+            )
+            next_steps.append("delete the messages, which can never be sent")
+        raise CommandError(
+            f"Could not decrypt {' and '.join(unread)}. Put the key they were "
+            "written with back in LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (after the "
+            "newest key), or the old SECRET_KEY in SECRET_KEY_FALLBACKS, and run "
+            f"rotate-keys again; or {', or '.join(next_steps)}.",
+            returncode=1,
+        )
+
+    def _rotate_outbox(self) -> tuple[int, list[int]]:
+        """Re-encrypt the outbox; how many rows, and the PKs of those unreadable."""
+        rotated = 0
+        unreadable: list[int] = []
+        rows = OutboundMessage.objects.only("pk", "mailbox", "encrypted_message")
+        for message in rows.order_by("pk").iterator():
+            if not crypto.needs_rotation(message.encrypted_message):
+                continue
+            try:
+                ciphertext = crypto.rotate(message.encrypted_message)
+            except crypto.InvalidToken:
+                unreadable.append(message.pk)
+                self.stdout.write(
+                    self.style.ERROR(
+                        f"Queued message {message.pk} from {message.mailbox}: it "
+                        "cannot be decrypted with any configured key; left as it was."
+                    )
+                )
+                continue
+            # The body never changes once queued, but the row may have been
+            # purged or rotated by another run meanwhile: update only what was read.
+            rotated += OutboundMessage.objects.filter(
+                pk=message.pk, encrypted_message=message.encrypted_message
+            ).update(encrypted_message=ciphertext, updated_at=timezone.now())
+        return rotated, unreadable
+
+    # -- outbox ----------------------------------------------------------------------
+
+    def handle_outbox(self, *, action: str, **options: Any) -> None:
+        handler = getattr(self, "outbox_" + action)
+        handler(**options)
+
+    def outbox_status(self, **options: Any) -> None:
+        stuck = outbox.mark_stuck()
+        if stuck:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{stuck} message(s) whose worker stopped mid-send are now "
+                    "unknown: Microsoft may or may not have accepted them."
+                )
+            )
+        counts = outbox.counts()
+        width = max(len(status) for status in counts)
+        self.stdout.write(self.style.MIGRATE_HEADING(f"{'STATUS':<{width}}  MESSAGES"))
+        for status, count in counts.items():
+            line = f"{status:<{width}}  {count}"
+            needs_a_person = status in (
+                OutboundMessage.Status.FAILED,
+                OutboundMessage.Status.UNKNOWN,
+            )
+            self.stdout.write(
+                self.style.ERROR(line) if count and needs_a_person else line
+            )
+
+    def outbox_retry(
+        self,
+        *,
+        pks: list[int],
+        statuses: list[str] | None,
+        mailbox: str | None,
+        **options: Any,
+    ) -> None:
+        try:
+            tasks.require_engine()
+        except ConfigurationError as error:
+            raise CommandError(str(error)) from None
+        if not statuses:
+            # Named messages may be in any retriable status; outbox.retry() checks.
+            statuses = list(RETRIABLE) if pks else [OutboundMessage.Status.FAILED]
+        chosen = OutboundMessage.objects.filter(status__in=statuses)
+        if pks:
+            chosen = chosen.filter(pk__in=pks)
+        if mailbox:
+            chosen = chosen.filter(mailbox__iexact=mailbox)
+        found = list(chosen.order_by("pk").values_list("pk", flat=True))
+        queued = outbox.retry(found)
+        self.stdout.write(self.style.SUCCESS(f"Queued {queued} message(s) again."))
+        skipped = sorted(set(pks) - set(found))
+        if skipped:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Not retried: {', '.join(map(str, skipped))} (no such message, "
+                    "or not in a chosen status or mailbox)."
+                )
+            )
+
+    def outbox_purge(self, *, days: float, **options: Any) -> None:
+        try:
+            deleted = outbox.purge_sent(days)
+        except OverflowError:  # the cutoff would fall before year 1
+            raise CommandError(f"--days {days:g} reaches too far back.") from None
+        self.stdout.write(
+            f"Deleted {deleted} sent message(s) sent more than {days:g} day(s) ago."
+        )
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not (math.isfinite(days) and days >= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of days >= 0, not {value!r}"
+        )
+    return days
 
 
 def _when(value: datetime.datetime | None) -> str:
