@@ -66,8 +66,17 @@ class _ParsedMIME(MIMEMessage):
         return super().as_bytes(unixfrom=unixfrom, policy=policy)
 
 
+#: An attached file as Django lists it: (filename, content, mimetype).
+File = tuple[str, bytes, str]
+
+
 class RenderedMessage(EmailMessage):
-    """A queued message as the transports take it: stored bytes, stored envelope."""
+    """A queued message as the transports take it: stored bytes, stored envelope.
+
+    ``attachments`` lists the files in the stored MIME. Graph's large-message
+    path takes some of them out and uploads them apart: :meth:`message` then
+    leaves out the files no longer listed.
+    """
 
     def __init__(
         self, mime: bytes, *, from_email: str, recipients: list[str], subject: str
@@ -75,10 +84,61 @@ class RenderedMessage(EmailMessage):
         super().__init__(subject=subject, from_email=from_email)
         self.mime = mime
         self.envelope = list(recipients)
+        self._files: list[File] | None = None  # read from the MIME when asked
+        self._kept: list[Any] | None = None
+
+    @property
+    def attachments(self) -> list[Any]:
+        if self._kept is not None:
+            return self._kept
+        return list(self._stored_files())
+
+    @attachments.setter
+    def attachments(self, value: list[Any]) -> None:
+        # EmailMessage.__init__ sets [] before there is anything to keep.
+        self._kept = list(value) if hasattr(self, "mime") else None
 
     def recipients(self) -> list[str]:
         return list(self.envelope)
 
     def message(self, *, policy: Policy | None = None) -> Any:
         parser = BytesParser(_class=_ParsedMIME, policy=policy or email.policy.SMTP)
-        return parser.parsebytes(self.mime)
+        parsed = parser.parsebytes(self.mime)
+        if self._kept is not None:
+            remaining, dropped = list(self._kept), []
+            for part, file in zip(
+                _file_parts(parsed), self._stored_files(), strict=True
+            ):
+                if file in remaining:
+                    remaining.remove(file)
+                else:
+                    dropped.append(part)
+            for container in parsed.walk():
+                if container.is_multipart():
+                    payload = container.get_payload()
+                    container.set_payload(
+                        [p for p in payload if all(p is not d for d in dropped)]
+                    )
+        return parsed
+
+    def _stored_files(self) -> list[File]:
+        if self._files is None:
+            parsed = BytesParser(policy=email.policy.SMTP).parsebytes(self.mime)
+            self._files = [
+                (
+                    part.get_filename() or "attachment",
+                    part.get_payload(decode=True) or b"",
+                    part.get_content_type(),
+                )
+                for part in _file_parts(parsed)
+            ]
+        return self._files
+
+
+def _file_parts(parsed: Any) -> list[Any]:
+    """The attached files of a parsed message, in order."""
+    return [
+        part
+        for part in parsed.walk()
+        if not part.is_multipart() and part.get_content_disposition() == "attachment"
+    ]

@@ -13,6 +13,7 @@ import ssl
 
 from .conf import conf
 from .exceptions import LiveOAuthMailError, Throttled
+from .exchange import reply_bytes
 
 
 def is_transient(error: BaseException) -> bool:
@@ -24,8 +25,13 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, smtplib.SMTPResponseException):
         return 400 <= error.smtp_code < 500
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        return bool(codes) and all(400 <= code < 500 for code in codes)
+        replies = list(error.recipients.values())
+        # 452 4.5.3: too many recipients for one message. Sending the same
+        # message again gets the same answer: it is the message, not the load.
+        return bool(replies) and all(
+            400 <= code < 500 and b"4.5.3" not in reply_bytes(reply)
+            for code, reply in replies
+        )
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return True
     if isinstance(error, (ssl.SSLError, smtplib.SMTPException)):

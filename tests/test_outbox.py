@@ -469,3 +469,52 @@ def test_an_engine_that_cannot_defer_sends_at_once_without_pacing(
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {
         Status.SENT
     }
+
+
+def test_too_many_recipients_fails_the_message_rather_than_deferring_it(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    smtp_server.fail_next(stage="rcpt", reply="452 4.5.3 Too many recipients")
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.attempts) == (Status.FAILED, 1)
+    assert "4.5.3" in row.last_error
+    assert smtp_server.messages == []
+
+
+def test_a_large_queued_message_goes_through_graph_with_its_files_uploaded(
+    live_settings: dict[str, Any],
+    link: Any,
+    user: Any,
+    acting_user: Any,
+    graph_server: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    import hashlib
+    import os
+
+    live_settings["TRANSPORT"] = "graph"
+    live_settings["GRAPH_SCOPES"] = ["Mail.Send", "Mail.ReadWrite"]
+    link(user, "bob@contoso.com")
+    content = os.urandom(6 * 1024 * 1024)
+    email = EmailMessage("Big", "Body", "bob@contoso.com", ["to@example.org"])
+    email.bcc = ["hidden@example.org"]
+    email.attach("small.csv", "a,b\n", "text/csv")
+    email.attach("big.bin", content, "application/octet-stream")
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(email)
+    run_tasks()
+    assert OutboundMessage.objects.get().status == Status.SENT
+    (received,) = graph_server.messages
+    files = dict(received.attachments)
+    assert sorted(files) == ["big.bin", "small.csv"], graph_server.requests
+    assert hashlib.sha256(files["big.bin"]).digest() == hashlib.sha256(content).digest()
+    assert files["small.csv"] == b"a,b\n"
+    assert sorted(received.rcpt_tos) == ["hidden@example.org", "to@example.org"]
+    paths = [path for method, path in graph_server.requests]
+    assert sum(p.endswith("/createUploadSession") for p in paths) == 1

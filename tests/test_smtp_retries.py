@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMessage
 
-from django_live_oauth_mail import backends
+from django_live_oauth_mail import backends, retry
 from django_live_oauth_mail.exceptions import PartialDelivery, SendAsDenied
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
@@ -53,7 +53,7 @@ def subjects(server: XOAuth2SMTPServer) -> list[str]:
         ),
         ("data", "451 4.7.0 Temporary server error. Please try again later", False),
         ("mail", "451 4.4.0 Temporary failure", False),
-        ("rcpt", "452 4.5.3 Too many recipients for now", False),
+        ("rcpt", "450 4.2.1 Recipient temporarily unavailable", False),
         ("data", "", True),
         ("connect", "421 4.3.2 Too many connections", False),
         ("auth", "454 4.7.0 Temporary authentication failure", False),
@@ -303,3 +303,21 @@ def test_throttling_longer_than_max_inline_wait_raises_throttled(
     smtp_server.fail_next(stage="connect", reply=TOO_MANY)
     live_settings["MAX_INLINE_WAIT"] = 0
     assert make_backend(fail_silently=True).send_messages(batch(1)) == 0
+
+
+def test_too_many_recipients_is_not_retried(
+    alice_account: Any, smtp_server: XOAuth2SMTPServer
+) -> None:
+    """452 4.5.3 is about the message (its recipients), not the server's load."""
+    smtp_server.fail_next(stage="rcpt", reply="452 4.5.3 Too many recipients")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        EmailMessage("s", "b", "alice@outlook.com", ["r@example.org"]).send()
+    assert smtp_server.messages == []
+    assert retry.is_transient(
+        smtplib.SMTPRecipientsRefused(
+            {"r@x": (452, b"4.3.1 Insufficient system storage")}
+        )
+    )
+    assert not retry.is_transient(
+        smtplib.SMTPRecipientsRefused({"r@x": (452, b"4.5.3 Too many recipients")})
+    )
