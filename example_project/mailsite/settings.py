@@ -52,6 +52,14 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The site and the worker write to one SQLite file: take the write lock
+    # when a transaction starts, so neither fails on upgrading a read lock.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+
+# Django's tasks framework (the django-tasks backport on 5.2): the contact
+# form's mail is queued and sent by the worker, paced per mailbox.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -62,6 +70,9 @@ INSTALLED_APPS = [
     # The admin's CSS and JavaScript; runserver serves them while DEBUG is on.
     "django.contrib.staticfiles",
     "django_live_oauth_mail",
+    # Queued mail's tasks live in the database; `manage.py demo` runs a
+    # worker (`manage.py db_worker`) beside the site.
+    "django_tasks_db",
     "demo",
 ]
 MIDDLEWARE = [
@@ -117,8 +128,14 @@ CONTACT_RECIPIENTS = [
 
 # -- django-live-oauth-mail -----------------------------------------------------
 
+# Mail sent in a request goes out at once; the contact form uses QUEUED_BACKEND,
+# which queues it for the worker (demo/views.py).
+QUEUED_BACKEND = "django_live_oauth_mail.backends.QueuedEmailBackend"
 if django.VERSION >= (6, 1):
-    MAILERS = {"default": {"BACKEND": "django_live_oauth_mail.backends.EmailBackend"}}
+    MAILERS = {
+        "default": {"BACKEND": "django_live_oauth_mail.backends.EmailBackend"},
+        "queued": {"BACKEND": QUEUED_BACKEND},
+    }
 else:
     EMAIL_BACKEND = "django_live_oauth_mail.backends.EmailBackend"
 
@@ -162,8 +179,9 @@ if USE_STANDINS:
         "TRANSPORT": "auto",
         "GRAPH_ENDPOINT": f"https://{DEMO_STANDIN_HOST}:{DEMO_GRAPH_PORT}",
         # The stand-ins make a new private CA each time they start, so
-        # `manage.py demo` fills this in (with that CA's path) before serving.
-        "CA_BUNDLE": None,
+        # `manage.py demo` fills this in (with that CA's path) before serving,
+        # and hands it to its worker as DEMO_CA_BUNDLE.
+        "CA_BUNDLE": _value("DEMO_CA_BUNDLE") or None,
         # Stand-in tokens are worthless outside this process, so a published
         # demo key is fine here (and keeps the demo free of warning W001).
         # With real Microsoft, set LIVE_OAUTH_MAIL_ENCRYPTION_KEYS yourself.

@@ -6,8 +6,9 @@
    Microsoft on DEMO_IDENTITY_PORT / DEMO_SMTP_PORT / DEMO_GRAPH_PORT (8001 /
    8025 / 8003), and links
    the site's shared mailbox (DEMO_SITE_MAILBOX) through them;
-3. serves the site with ``runserver`` (no autoreloader) until Ctrl-C or
-   SIGTERM, then stops the stand-ins.
+3. starts a task worker (``db_worker``) for queued mail, and serves the site
+   with ``runserver`` (no autoreloader) until Ctrl-C or SIGTERM, then stops
+   the worker and the stand-ins.
 
 Running it again reuses the database, the demo user and linked mailboxes.
 """
@@ -25,7 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
-from demo import standins
+from demo import standins, worker
 from django_live_oauth_mail.accounts import link_mailbox
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
 from django_live_oauth_mail.models import MailAccount
@@ -34,6 +35,9 @@ from django_live_oauth_mail.models import MailAccount
 #: shared (change), and manage their Send As addresses. Not a superuser, so
 #: the admin shows only what the demo is about.
 ADMIN_PERMISSIONS = (
+    "view_outboundmessage",
+    "change_outboundmessage",
+    "view_outboundmessage_body",
     "view_mailaccount",
     "change_mailaccount",
     "view_sendasaddress",
@@ -75,7 +79,9 @@ class Command(BaseCommand):
         if settings.USE_STANDINS:
             running = self._start_standins()
         site = _site_url(addr, port, use_standins=running is not None)
+        tasks = None
         try:
+            tasks = worker.start(running.ca_bundle if running else None)
             site_mailbox_note = ""
             if running is not None:
                 site_mailbox_note = self._link_site_mailbox(site)
@@ -88,6 +94,7 @@ class Command(BaseCommand):
                 shutdown_message="Stopping the demo…\n",
             )
         finally:
+            worker.stop(tasks)
             standins.stop()
 
     def _ensure_demo_user(self) -> str:
@@ -222,7 +229,10 @@ class Command(BaseCommand):
             out(f"  3. See it arrive:   {site}/dev/inbox/")
         else:
             out("  3. See it arrive:   in the recipient's real mailbox")
-        out(f"  4. Contact form:    {site}/contact/   (sends from a shared mailbox)")
+        out(
+            f"  4. Contact form:    {site}/contact/   (queued, sent by the worker "
+            "from a shared mailbox; the Outbox is in the admin)"
+        )
         out("\nPress Ctrl-C to stop.\n")
 
 
