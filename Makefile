@@ -152,7 +152,8 @@ $(VENV)/.demo-stamp: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 # Side-by-side send benchmarks (docs/benchmarks.md): batches, then one message
-# per call over 30 ms of RTT; about 6 minutes. Installs once (again only when
+# per call over 30 ms of RTT, then queued sending (QUEUE_ARGS go to
+# benchmarks.queue); about 7 minutes. Installs once (again only when
 # pyproject.toml changes). ARGS="--quick" smoke-runs both; other ARGS go to
 # send_batch only (ARGS="--profile 1000" adds a cProfile), PER_CALL_ARGS to
 # per_call (PER_CALL_ARGS="--rtt-ms 60"). Fails if either fails.
@@ -162,10 +163,11 @@ bench: $(VENV)/.bench-stamp
 	$(VENV)/bin/python -m benchmarks.send_batch $(ARGS) || rc=$$?
 	quick=""; case " $(ARGS) " in *" --quick "*) quick=--quick ;; esac
 	$(VENV)/bin/python -m benchmarks.per_call $$quick $(PER_CALL_ARGS) || rc=$$?
+	$(VENV)/bin/python -m benchmarks.queue $$quick $(QUEUE_ARGS) || rc=$$?
 	exit $$rc
 
 $(VENV)/.bench-stamp: pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --quiet -e '.[testing]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
 	touch $@
 
 # ---------------------------------------------------------------- clean

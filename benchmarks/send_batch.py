@@ -125,6 +125,19 @@ def configure_django(args: argparse.Namespace, db_path: str, env: Env) -> None:
     import django
     from django.conf import settings
 
+    settings.configure(
+        **django_settings(":memory:" if args.db == "memory" else db_path, env)
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def django_settings(db_name: str, env: Env) -> dict[str, Any]:
+    """The benchmark site's settings, as plain data (queue.py's workers get them)."""
+    import django
+
     smtp, idp = env.smtp, env.platform
     # Baseline backends: one per mailbox, each with that mailbox's password.
     baseline_options = {
@@ -148,7 +161,7 @@ def configure_django(args: argparse.Namespace, db_path: str, env: Env) -> None:
     else:
         mail_settings = {"EMAIL_BACKEND": OURS}
     env.baseline_options = baseline_options
-    settings.configure(
+    return dict(
         DEBUG=False,
         SECRET_KEY="benchmark-only-not-secret",  # noqa: S106
         ALLOWED_HOSTS=["testserver"],
@@ -183,7 +196,7 @@ def configure_django(args: argparse.Namespace, db_path: str, env: Env) -> None:
         DATABASES={
             "default": {
                 "ENGINE": "django.db.backends.sqlite3",
-                "NAME": ":memory:" if args.db == "memory" else db_path,
+                "NAME": db_name,
             }
         },
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
@@ -201,10 +214,6 @@ def configure_django(args: argparse.Namespace, db_path: str, env: Env) -> None:
         BENCHMARK_CA_BUNDLE=smtp.ca_bundle,
         **mail_settings,
     )
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 @dataclass

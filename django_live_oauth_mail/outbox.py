@@ -100,14 +100,25 @@ def start(message: OutboundMessage, now: datetime.datetime) -> bool:
     return moved
 
 
-def defer(message: OutboundMessage, until: datetime.datetime, reason: str) -> bool:
-    """Put a message back to wait until ``until``, and schedule it then."""
+def defer(
+    message: OutboundMessage,
+    until: datetime.datetime,
+    reason: str,
+    *,
+    attempts: int | None = None,
+) -> bool:
+    """Put a message back to wait until ``until``, and schedule it then.
+
+    ``attempts``: the attempts made so far, when this deferral ends one.
+    """
+    fields: dict[str, Any] = {"send_after": until, "last_error": reason}
+    if attempts is not None:
+        fields["attempts"] = attempts
     moved = _move(
         message.pk,
         (Status.QUEUED, Status.DEFERRED, Status.SENDING),
         status=Status.DEFERRED,
-        send_after=until,
-        last_error=reason,
+        **fields,
     )
     if moved:
         transaction.on_commit(

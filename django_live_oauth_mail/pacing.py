@@ -20,6 +20,9 @@ from .models import MailAccount, OutboundMessage
 
 DAY = datetime.timedelta(days=1)
 
+#: Seconds added to each rate's period (at most a tenth of it); see wait_for.
+MARGIN = 0.25
+
 
 @dataclasses.dataclass(frozen=True)
 class Wait:
@@ -48,7 +51,10 @@ def wait_for(
     """When ``message`` may go, if not now. Call with the mailbox locked."""
     attempts = OutboundMessage.objects.filter(account=account).exclude(pk=message.pk)
     count, seconds = rate_of(account)
-    period = datetime.timedelta(seconds=seconds)
+    # The window is a little longer than the period: a message reaches
+    # Exchange some milliseconds after it is counted here, and not always the
+    # same number, so back-to-back windows could otherwise overlap there.
+    period = datetime.timedelta(seconds=seconds + min(MARGIN, seconds / 10))
     # The count-th latest attempt: inside the window, the mailbox is at its limit.
     oldest_counted = (
         attempts.filter(started_at__gt=now - period)

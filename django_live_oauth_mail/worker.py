@@ -69,13 +69,17 @@ def deliver(pk: int) -> None:
     except LiveOAuthMailError as error:
         outbox.failed(message, error, current=OutboundMessage.WAITING)
         return
-    if not _claim(message, account):
-        return
+    backend = WorkerBackend(account=account)
     try:
-        _send(message, account)
+        # Signed in before the pace is checked, so that what the pace counts
+        # reaches Exchange at once, not after a connection and a sign-in.
+        backend.open()
+        if _claim(message, account):
+            _send(message, backend)
     except Exception as error:
-        outbox.failed(message, error)
-        raise
+        _record_failure(message, account, error)
+    finally:
+        backend.close()
 
 
 def _still_routes(message: OutboundMessage) -> MailAccount:
@@ -138,44 +142,48 @@ def _claim(message: OutboundMessage, account: MailAccount) -> bool:
         return outbox.start(message, now)
 
 
-def _send(message: OutboundMessage, account: MailAccount) -> None:
+def _send(message: OutboundMessage, backend: WorkerBackend) -> None:
     email = RenderedMessage(
         message.read_message(),
         from_email=message.from_email,
         recipients=message.recipient_list,
         subject=message.subject,
     )
-    backend = WorkerBackend(account=account)
-    try:
-        backend.send_messages([email])
-    except MessageMayHaveBeenSent as error:
-        outbox.failed(message, error, status=Status.UNKNOWN)
-    except ReconnectRequired as error:
-        outbox.failed(message, error)
+    backend.send_messages([email])
+    outbox.sent(message)
+
+
+def _record_failure(
+    message: OutboundMessage, account: MailAccount, error: Exception
+) -> None:
+    """Defer, fail, or mark unknown, by what failed; bugs are raised too."""
+    started = message.status == Status.SENDING  # else signing in failed
+    current = (Status.SENDING, Status.UNKNOWN) if started else OutboundMessage.WAITING
+    if isinstance(error, MessageMayHaveBeenSent):
+        outbox.failed(message, error, current=current, status=Status.UNKNOWN)
+    elif isinstance(error, ReconnectRequired):
+        outbox.failed(message, error, current=current)
         outbox.fail_waiting(account, str(error))
-    except Exception as error:
-        if retry.is_transient(error) and tasks.can_defer():
-            _retry_later(message, error)
-        elif isinstance(error, (OSError, LiveOAuthMailError)):
-            outbox.failed(message, error)
-        else:
-            raise
+    elif retry.is_transient(error) and tasks.can_defer():
+        _retry_later(message, error, attempt=message.attempts + (not started))
     else:
-        outbox.sent(message)
+        outbox.failed(message, error, current=current)
+        if not isinstance(error, (OSError, LiveOAuthMailError)):
+            raise error
 
 
-def _retry_later(message: OutboundMessage, error: Exception) -> None:
+def _retry_later(message: OutboundMessage, error: Exception, attempt: int) -> None:
     """Defer after a temporary failure, with backoff; fail after the last attempt."""
-    if message.attempts >= conf.QUEUE_ATTEMPTS:
+    if attempt >= conf.QUEUE_ATTEMPTS:
         outbox.failed(
             message,
             LiveOAuthMailError(
-                f"Gave up after {message.attempts} attempts: {error}",
-                mailbox=message.mailbox,
+                f"Gave up after {attempt} attempts: {error}", mailbox=message.mailbox
             ),
+            current=(Status.QUEUED, Status.DEFERRED, Status.SENDING),
         )
         return
-    backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (message.attempts - 1))
+    backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (attempt - 1))
     after = getattr(error, "retry_after", None) or 0.0
     now = timezone.now()
     until = now + datetime.timedelta(seconds=max(backoff, float(after)))
@@ -183,7 +191,8 @@ def _retry_later(message: OutboundMessage, error: Exception) -> None:
     outbox.defer(
         message,
         _jittered(until, now),
-        f"{kind} (attempt {message.attempts} of {conf.QUEUE_ATTEMPTS}): {error}",
+        f"{kind} (attempt {attempt} of {conf.QUEUE_ATTEMPTS}): {error}",
+        attempts=attempt,
     )
 
 

@@ -518,3 +518,31 @@ def test_a_large_queued_message_goes_through_graph_with_its_files_uploaded(
     assert sorted(received.rcpt_tos) == ["hidden@example.org", "to@example.org"]
     paths = [path for method, path in graph_server.requests]
     assert sum(p.endswith("/createUploadSession") for p in paths) == 1
+
+
+def test_graphs_429_defers_for_at_least_its_retry_after(
+    live_settings: dict[str, Any],
+    link: Any,
+    user: Any,
+    acting_user: Any,
+    graph_server: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    live_settings["TRANSPORT"] = "graph"
+    live_settings["QUEUE_BACKOFF"] = 1
+    link(user, "bob@contoso.com")
+    graph_server.fail_next(headers={"Retry-After": "30"})
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(EmailMessage("S", "B", "bob@contoso.com", ["to@example.org"]))
+    before = timezone.now()
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert row.status == Status.DEFERRED
+    assert row.last_error.startswith("Throttled (attempt 1 of 10)")
+    assert row.send_after is not None
+    assert row.send_after >= before + datetime.timedelta(seconds=30)
+    assert graph_server.messages == []
+    run_tasks(due_by=row.send_after)
+    row.refresh_from_db()
+    assert row.status == Status.SENT
+    assert len(graph_server.messages) == 1
