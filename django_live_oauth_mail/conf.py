@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_TIMEOUT": 15,
     "CA_BUNDLE": None,
     "QUEUE": "tasks",
+    "TASK_BACKEND": "default",
+    "TASK_QUEUE": "default",
     "SEND_RATE": "30/minute",
     "DAILY_RECIPIENTS": {"work": 10_000, "app": 10_000, "personal": 1_000},
     "QUEUE_ATTEMPTS": 10,
@@ -316,6 +318,16 @@ class Settings:
                 f"{SETTINGS_NAME}['QUEUE'] must be 'tasks' or 'celery', not {queue!r}."
             )
         return queue
+
+    @property
+    def TASK_BACKEND(self) -> str:
+        """The ``TASKS`` alias that runs the sending task."""
+        return str(self._get("TASK_BACKEND"))
+
+    @property
+    def TASK_QUEUE(self) -> str:
+        """The queue the sending task goes to (it must be in the backend's QUEUES)."""
+        return str(self._get("TASK_QUEUE"))
 
     @property
     def SEND_RATE(self) -> tuple[int, float]:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.core.mail import EmailMessage
-from django.db import router, transaction
-from django.db.models import Count, F
+from django.db import connections, router, transaction
+from django.db.models import Count, F, Q
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -64,31 +64,40 @@ def queue(
         return 0
     using = router.db_for_write(OutboundMessage)
     with transaction.atomic(using=using):
-        created = OutboundMessage.objects.using(using).bulk_create(rows)
-        pks = [row.pk for row in created]
-        if None in pks:  # a database that does not return new keys
-            pks = list(
-                OutboundMessage.objects.using(using)
-                .filter(message_id__in=[row.message_id for row in rows])
-                .values_list("pk", flat=True)
-            )
-        transaction.on_commit(lambda: tasks.schedule_many(pks), using=using)
+        if connections[using].features.can_return_rows_from_bulk_insert:
+            OutboundMessage.objects.using(using).bulk_create(rows)
+        else:  # MySQL: no keys back from a bulk insert
+            for row in rows:
+                row.save(using=using)
+        pks = [row.pk for row in rows]
+        transaction.on_commit(lambda: tasks.schedule(pks), using=using)
     return len(rows)
 
 
-def _move(pk: int, current: Sequence[str], **fields: Any) -> bool:
-    """Set ``fields`` if the message is still in one of ``current``."""
+def _move(message: OutboundMessage, **fields: Any) -> bool:
+    """Change the row if it is still where ``message`` says it is.
+
+    A message this worker started (:func:`start`) moves only while that
+    attempt is still the row's own: ``sending``, or ``unknown`` if it took
+    longer than ``SENDING_TIMEOUT``, with the same ``started_at``. A stale
+    task, or the attempt a person started by retrying, is left alone. Any
+    other message moves only while it is waiting.
+    """
+    rows = OutboundMessage.objects.filter(pk=message.pk)
+    if message.status == Status.SENDING:  # ours: start() said so
+        rows = rows.filter(
+            status__in=(Status.SENDING, Status.UNKNOWN), started_at=message.started_at
+        )
+    else:
+        rows = rows.filter(status__in=OutboundMessage.WAITING)
     fields.setdefault("updated_at", timezone.now())
-    return bool(
-        OutboundMessage.objects.filter(pk=pk, status__in=current).update(**fields)
-    )
+    return bool(rows.update(**fields))
 
 
 def start(message: OutboundMessage, now: datetime.datetime) -> bool:
     """Mark a waiting message as being sent now; False if someone else did."""
     moved = _move(
-        message.pk,
-        OutboundMessage.WAITING,
+        message,
         status=Status.SENDING,
         started_at=now,
         attempts=F("attempts") + 1,
@@ -114,15 +123,11 @@ def defer(
     fields: dict[str, Any] = {"send_after": until, "last_error": reason}
     if attempts is not None:
         fields["attempts"] = attempts
-    moved = _move(
-        message.pk,
-        (Status.QUEUED, Status.DEFERRED, Status.SENDING),
-        status=Status.DEFERRED,
-        **fields,
-    )
+    moved = _move(message, status=Status.DEFERRED, **fields)
     if moved:
+        message.status, message.send_after = Status.DEFERRED, until
         transaction.on_commit(
-            lambda: tasks.schedule(message.pk, run_after=until),
+            lambda: tasks.schedule([message.pk], run_after=until),
             using=router.db_for_write(OutboundMessage),
         )
     return moved
@@ -131,27 +136,17 @@ def defer(
 def sent(message: OutboundMessage) -> None:
     """Microsoft accepted it. Also after ``unknown``: the worker knows better."""
     now = timezone.now()
-    if _move(
-        message.pk,
-        (Status.SENDING, Status.UNKNOWN),
-        status=Status.SENT,
-        sent_at=now,
-        last_error="",
-    ):
+    if _move(message, status=Status.SENT, sent_at=now, last_error=""):
         message.status, message.sent_at = Status.SENT, now
-        signals.message_sent.send(sender=OutboundMessage, message=message)
+        _announce(signals.message_sent, message=message)
 
 
 def failed(
-    message: OutboundMessage,
-    error: BaseException,
-    *,
-    current: Sequence[str] = (Status.SENDING, Status.UNKNOWN),
-    status: str = Status.FAILED,
+    message: OutboundMessage, error: BaseException, *, status: str = Status.FAILED
 ) -> None:
     """It will not go out (``failed``), or may have (``unknown``): say why."""
     reason = str(error) or type(error).__name__
-    if _move(message.pk, current, status=status, last_error=reason):
+    if _move(message, status=status, last_error=reason):
         message.status, message.last_error = status, reason
         log = logger.error if status == Status.FAILED else logger.warning
         log(
@@ -161,19 +156,20 @@ def failed(
             status,
             reason,
         )
-        signals.message_failed.send(
-            sender=OutboundMessage, message=message, error=error
-        )
+        _announce(signals.message_failed, message=message, error=error)
+
+
+def _announce(signal: Any, **kwargs: Any) -> None:
+    """Send ``signal``; a receiver's error is logged, never the message's fate."""
+    for handler, result in signal.send_robust(sender=OutboundMessage, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("Outbox signal receiver %r failed: %r", handler, result)
 
 
 def fail_waiting(account: MailAccount, reason: str) -> int:
     """Fail every message still waiting for ``account``; how many there were."""
-    waiting = OutboundMessage.objects.filter(
-        account=account, status__in=OutboundMessage.WAITING
-    )
-    pks = list(waiting.values_list("pk", flat=True))
     moved = OutboundMessage.objects.filter(
-        pk__in=pks, status__in=OutboundMessage.WAITING
+        account=account, status__in=OutboundMessage.WAITING
     ).update(status=Status.FAILED, last_error=reason, updated_at=timezone.now())
     if moved:
         logger.error("%d queued message(s) from %s failed: %s", moved, account, reason)
@@ -205,14 +201,12 @@ def mark_stuck(now: datetime.datetime | None = None) -> int:
 
 def retry(pks: Sequence[int]) -> int:
     """Queue failed, unknown or cancelled messages again; how many."""
-    retried = list(
-        OutboundMessage.objects.filter(
-            pk__in=pks, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
-        ).values_list("pk", flat=True)
+    retriable = OutboundMessage.objects.filter(
+        pk__in=pks, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
     )
+    retried = list(retriable.values_list("pk", flat=True))
     moved = OutboundMessage.objects.filter(
-        pk__in=retried,
-        status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED),
+        pk__in=retried, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
     ).update(
         status=Status.QUEUED,
         attempts=0,
@@ -221,10 +215,28 @@ def retry(pks: Sequence[int]) -> int:
         updated_at=timezone.now(),
     )
     transaction.on_commit(
-        lambda: tasks.schedule_many(retried),
-        using=router.db_for_write(OutboundMessage),
+        lambda: tasks.schedule(retried), using=router.db_for_write(OutboundMessage)
     )
     return moved
+
+
+def resume(grace: float = 300.0) -> int:
+    """Schedule again every waiting message overdue by ``grace`` seconds.
+
+    For after the task engine lost tasks or could not take them (a broker
+    that was down, a flushed queue): such rows wait with no task. A message
+    that still has one gets a second, which finds it handled and does nothing.
+    """
+    cutoff = timezone.now() - datetime.timedelta(seconds=grace)
+    overdue = list(
+        OutboundMessage.objects.filter(status__in=OutboundMessage.WAITING)
+        .filter(
+            Q(send_after__lt=cutoff) | Q(send_after__isnull=True, updated_at__lt=cutoff)
+        )
+        .values_list("pk", flat=True)
+    )
+    tasks.schedule(overdue)
+    return len(overdue)
 
 
 def cancel(pks: Sequence[int]) -> int:

@@ -3,7 +3,7 @@
 Exchange takes 30 messages a minute from a mailbox and delays the excess,
 and counts recipients per 24 hours. Every worker, on every machine, asks
 here before it sends, holding the mailbox's row lock (see
-:func:`.outbox.claim`), so the limits hold across all of them with no
+:func:`.worker.deliver`), so the limits hold across all of them with no
 service beyond the database. The attempts themselves are the log: a sliding
 window over the outbox rows' ``started_at``.
 """
@@ -63,14 +63,24 @@ def wait_for(
     )
     for started in oldest_counted:
         assert started is not None  # filtered on it
+        until = started + period
+        # Messages deferred before this one fill the coming windows first, so
+        # a backlog wakes a window's worth at a time, in order.
+        ahead = (
+            OutboundMessage.objects.filter(
+                account=account,
+                status=OutboundMessage.Status.DEFERRED,
+                send_after__gte=until,
+            )
+            .exclude(pk=message.pk)
+            .count()
+        )
         return Wait(
-            started + period,
+            until + period * (ahead // count),
             f"Paced: {account.email} sends at most {count} message(s) per "
             f"{_period(seconds)}.",
         )
     budget = daily_budget(account)
-    if message.recipient_count > budget:
-        return None  # never fits: outbox.claim() fails it instead
     today = attempts.filter(started_at__gt=now - DAY, recipient_count__gt=0)
     used = today.aggregate(total=Sum("recipient_count"))["total"] or 0
     if used + message.recipient_count <= budget:

@@ -101,8 +101,14 @@ class RenderedMessage(EmailMessage):
     def recipients(self) -> list[str]:
         return list(self.envelope)
 
-    def message(self, *, policy: Policy | None = None) -> Any:
-        parser = BytesParser(_class=_ParsedMIME, policy=policy or email.policy.SMTP)
+    def __repr__(self) -> str:
+        return f"<RenderedMessage {self.subject!r}, body hidden>"
+
+    def message(self, *, policy: Any = None) -> Any:
+        # Headers as rendered: never folded or encoded anew (a long
+        # List-Unsubscribe must reach the recipient as it was written).
+        as_rendered = (policy or email.policy.SMTP).clone(refold_source="none")
+        parser = BytesParser(_class=_ParsedMIME, policy=as_rendered)
         parsed = parser.parsebytes(self.mime)
         if self._kept is not None:
             remaining, dropped = list(self._kept), []
@@ -123,7 +129,8 @@ class RenderedMessage(EmailMessage):
 
     def _stored_files(self) -> list[File]:
         if self._files is None:
-            parsed = BytesParser(policy=email.policy.SMTP).parsebytes(self.mime)
+            as_rendered = email.policy.SMTP.clone(refold_source="none")
+            parsed = BytesParser(policy=as_rendered).parsebytes(self.mime)
             self._files = [
                 (
                     part.get_filename() or "attachment",

@@ -21,11 +21,13 @@ from __future__ import annotations
 import datetime
 import logging
 import random
+import time
 
 from django.core.mail import EmailMessage
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import outbox, pacing, retry, routing, tasks
 from .acting import sending_as
@@ -33,6 +35,8 @@ from .backends import EmailBackend
 from .conf import conf
 from .exceptions import (
     AccountNotFound,
+    GraphError,
+    IdentityPlatformUnavailable,
     LiveOAuthMailError,
     MessageMayHaveBeenSent,
     ReconnectRequired,
@@ -67,19 +71,22 @@ def deliver(pk: int) -> None:
     try:
         account = _still_routes(message)
     except LiveOAuthMailError as error:
-        outbox.failed(message, error, current=OutboundMessage.WAITING)
+        outbox.failed(message, error)
         return
     backend = WorkerBackend(account=account)
     try:
         # Signed in before the pace is checked, so that what the pace counts
         # reaches Exchange at once, not after a connection and a sign-in.
         backend.open()
-        if _claim(message, account):
-            _send(message, backend)
+        if not _claim(message, account):
+            return
+        backend.send_messages([_rendered(message)])
     except Exception as error:
         _record_failure(message, account, error)
+        return
     finally:
         backend.close()
+    _record_sent(message)
 
 
 def _still_routes(message: OutboundMessage) -> MailAccount:
@@ -132,44 +139,67 @@ def _claim(message: OutboundMessage, account: MailAccount) -> bool:
                     "send to in a day. Split it into smaller messages.",
                     mailbox=account.email,
                 ),
-                current=OutboundMessage.WAITING,
             )
             return False
         wait = pacing.wait_for(account, message, now) if paced else None
         if wait is not None:
-            outbox.defer(message, _jittered(wait.until, now), wait.reason)
+            outbox.defer(message, wait.until, wait.reason)
             return False
         return outbox.start(message, now)
 
 
-def _send(message: OutboundMessage, backend: WorkerBackend) -> None:
-    email = RenderedMessage(
+@sensitive_variables()
+def _rendered(message: OutboundMessage) -> RenderedMessage:
+    return RenderedMessage(
         message.read_message(),
         from_email=message.from_email,
         recipients=message.recipient_list,
         subject=message.subject,
     )
-    backend.send_messages([email])
-    outbox.sent(message)
+
+
+def _record_sent(message: OutboundMessage) -> None:
+    """Record an accepted message; it must never look unsent (or be retried)."""
+    for attempt in range(3):
+        try:
+            outbox.sent(message)
+            return
+        except DatabaseError as error:
+            # Left as it is, it becomes unknown after SENDING_TIMEOUT, never failed.
+            logger.warning("Could not record message %s as sent: %s", message.pk, error)
+            time.sleep(0.5 * (attempt + 1))
+    logger.error(
+        "Message %s was sent, but could not be recorded so; it will show as unknown.",
+        message.pk,
+    )
 
 
 def _record_failure(
     message: OutboundMessage, account: MailAccount, error: Exception
 ) -> None:
     """Defer, fail, or mark unknown, by what failed; bugs are raised too."""
-    started = message.status == Status.SENDING  # else signing in failed
-    current = (Status.SENDING, Status.UNKNOWN) if started else OutboundMessage.WAITING
+    started = message.status == Status.SENDING  # else before the attempt began
     if isinstance(error, MessageMayHaveBeenSent):
-        outbox.failed(message, error, current=current, status=Status.UNKNOWN)
+        outbox.failed(message, error, status=Status.UNKNOWN)
     elif isinstance(error, ReconnectRequired):
-        outbox.failed(message, error, current=current)
+        outbox.failed(message, error)
         outbox.fail_waiting(account, str(error))
-    elif retry.is_transient(error) and tasks.can_defer():
+    elif _temporary(error, started) and tasks.can_defer():
         _retry_later(message, error, attempt=message.attempts + (not started))
     else:
-        outbox.failed(message, error, current=current)
+        outbox.failed(message, error)
         if not isinstance(error, (OSError, LiveOAuthMailError)):
             raise error
+
+
+def _temporary(error: Exception, started: bool) -> bool:
+    """Worth another attempt later: what retry.py says, and outages of ours."""
+    if retry.is_transient(error) or isinstance(error, IdentityPlatformUnavailable):
+        return True
+    if isinstance(error, GraphError) and error.status >= 500:
+        return True  # MessageMayHaveBeenSent is handled before: nothing was sent
+    # The database hiccuped before the attempt began (a lock, a restart).
+    return not started and isinstance(error, DatabaseError)
 
 
 def _retry_later(message: OutboundMessage, error: Exception, attempt: int) -> None:
@@ -180,7 +210,6 @@ def _retry_later(message: OutboundMessage, error: Exception, attempt: int) -> No
             LiveOAuthMailError(
                 f"Gave up after {attempt} attempts: {error}", mailbox=message.mailbox
             ),
-            current=(Status.QUEUED, Status.DEFERRED, Status.SENDING),
         )
         return
     backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (attempt - 1))

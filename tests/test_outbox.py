@@ -21,7 +21,7 @@ from django_live_oauth_mail import outbox, signals
 from django_live_oauth_mail.accounts import unlink_mailbox
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.tasks import send_queued_message
+from django_live_oauth_mail.tasks import sending_task
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.worker import deliver
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def tasks() -> Any:
-    backend = send_queued_message.get_backend()
+    backend = sending_task().get_backend()
     backend.clear()
     yield backend
     backend.clear()
@@ -41,7 +41,7 @@ def tasks() -> Any:
 
 def run_tasks(*, due_by: datetime.datetime | None = None) -> list[int]:
     """Run the recorded tasks that are due (all, with ``due_by`` far ahead)."""
-    backend = send_queued_message.get_backend()
+    backend = sending_task().get_backend()
     due_by = due_by or timezone.now()
     ran = []
     while True:
@@ -202,11 +202,10 @@ def test_the_rate_limit_defers_the_excess_to_when_the_window_allows(
     (later,) = tasks.results
     assert later.args == [third.pk] and later.task.run_after == third.send_after
     # A minute on, the window has room again.
-    run_tasks(due_by=third.send_after)
     OutboundMessage.objects.filter(pk__in=[first.pk]).update(
         started_at=timezone.now() - datetime.timedelta(minutes=2)
     )
-    deliver(third.pk)
+    assert run_tasks(due_by=third.send_after) == [third.pk]
     third.refresh_from_db()
     assert third.status == Status.SENT
     assert len(smtp_server.messages) == 3
@@ -546,3 +545,168 @@ def test_graphs_429_defers_for_at_least_its_retry_after(
     row.refresh_from_db()
     assert row.status == Status.SENT
     assert len(graph_server.messages) == 1
+
+
+def _queued_row(**kwargs: Any) -> OutboundMessage:
+    queue(message(**kwargs))
+    return OutboundMessage.objects.get()
+
+
+def test_a_stale_task_never_moves_a_message_another_worker_is_sending(
+    alice_account: MailAccount, acting_user: Any
+) -> None:
+    row = _queued_row()
+    stale = OutboundMessage.objects.get(pk=row.pk)  # read while still queued
+    owner = OutboundMessage.objects.get(pk=row.pk)
+    assert outbox.start(owner, timezone.now())
+    later = timezone.now() + datetime.timedelta(minutes=1)
+    assert not outbox.defer(stale, later, "Paced")
+    outbox.failed(stale, RuntimeError("stale"))
+    assert not outbox.start(stale, timezone.now())
+    assert OutboundMessage.objects.get().status == Status.SENDING
+    outbox.sent(owner)
+    assert OutboundMessage.objects.get().status == Status.SENT
+
+
+def test_a_slow_worker_records_the_truth_unless_someone_retried_meanwhile(
+    alice_account: MailAccount, acting_user: Any
+) -> None:
+    row = _queued_row()
+    slow = OutboundMessage.objects.get(pk=row.pk)
+    assert outbox.start(slow, timezone.now() - datetime.timedelta(seconds=700))
+    assert outbox.mark_stuck() == 1
+    outbox.sent(slow)  # it finished after all: sent, not unknown
+    assert OutboundMessage.objects.get().status == Status.SENT
+
+    OutboundMessage.objects.update(status=Status.QUEUED)
+    slow = OutboundMessage.objects.get(pk=row.pk)
+    assert outbox.start(slow, timezone.now() - datetime.timedelta(seconds=700))
+    outbox.mark_stuck()
+    assert outbox.retry([row.pk]) == 1  # a person decided to send it again
+    again = OutboundMessage.objects.get(pk=row.pk)
+    assert outbox.start(again, timezone.now())
+    outbox.failed(slow, RuntimeError("the old attempt's late answer"))
+    assert OutboundMessage.objects.get().status == Status.SENDING  # the new one's
+
+
+def test_a_sent_message_is_never_recorded_as_failed_when_the_database_hiccups(
+    monkeypatch: pytest.MonkeyPatch,
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.db import OperationalError
+
+    from django_live_oauth_mail import worker
+
+    def locked(message: Any) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(worker.outbox, "sent", locked)
+    monkeypatch.setattr(worker.time, "sleep", lambda seconds: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    run_tasks()
+    assert len(smtp_server.messages) == 1
+    row = OutboundMessage.objects.get()
+    assert row.status == Status.SENDING  # unknown later; never failed, never resent
+
+
+def test_resume_schedules_waiting_messages_that_have_no_task(
+    alice_account: MailAccount, acting_user: Any, tasks: Any
+) -> None:
+    row = _queued_row()  # queued outside on_commit capture: no task was made
+    assert tasks.results == []
+    assert outbox.resume(grace=300) == 0  # not overdue yet
+    OutboundMessage.objects.update(
+        updated_at=timezone.now() - datetime.timedelta(minutes=10)
+    )
+    assert outbox.resume(grace=300) == 1
+    assert [r.args for r in tasks.results] == [[row.pk]]
+
+
+def test_headers_reach_the_server_exactly_as_rendered(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    unsubscribe = "<https://example.org/unsubscribe/" + "a1b2c3d4" * 12 + ">"
+    email = message()
+    email.extra_headers["List-Unsubscribe"] = unsubscribe
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(email)
+    run_tasks()
+    (received,) = smtp_server.messages
+    stored = OutboundMessage.objects.get().read_message()
+
+    def lines(data: bytes) -> list[bytes]:
+        return data.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
+
+    # What Django rendered in the request, byte for byte (smtplib only ends
+    # the data with a line break).
+    assert lines(received.data) == lines(stored)
+    assert b"List-Unsubscribe" in received.data
+
+
+def test_an_identity_platform_outage_defers_instead_of_failing(
+    identity_platform: Any,
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    identity_platform.expire_access_tokens(ALICE)
+    identity_platform.fail_next_token_requests(3, status=503)
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert row.status == Status.DEFERRED
+    assert row.last_error.startswith("Temporary failure (attempt 1 of 10)")
+    assert smtp_server.messages == []
+
+
+def test_a_backlog_is_spread_over_the_coming_windows_in_order(
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    live_settings["SEND_RATE"] = "2/minute"
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(*(message(str(n)) for n in range(6)))
+    run_tasks()
+    after = dict(OutboundMessage.objects.values_list("subject", "send_after"))
+    assert after["0"] is None and after["1"] is None
+    assert after["2"] == after["3"]
+    assert after["4"] == after["5"]
+    assert after["4"] - after["2"] == datetime.timedelta(seconds=60.25)
+
+
+def test_the_task_goes_to_the_configured_backend_queue(
+    settings: Any,
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    acting_user: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django_live_oauth_mail.exceptions import ConfigurationError
+
+    settings.TASKS = {
+        "default": {
+            "BACKEND": f"{settings.TASKS_MODULE}.backends.dummy.DummyBackend",
+            "QUEUES": ["mail"],
+        }
+    }
+    with pytest.raises(ConfigurationError, match="TASK_QUEUE"):
+        QueuedEmailBackend()
+    live_settings["TASK_QUEUE"] = "mail"
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    from django_live_oauth_mail.tasks import sending_task
+
+    (result,) = sending_task().get_backend().results
+    assert result.task.queue_name == "mail"

@@ -264,7 +264,7 @@ def test_purge_accepts_fractions_of_a_day(
 
 @pytest.mark.parametrize("days", ["-1", "nan", "inf", "week"])
 def test_purge_refuses_days_that_are_not_a_number_of_days(days: str) -> None:
-    with pytest.raises(CommandError, match="expected a number of days >= 0"):
+    with pytest.raises(CommandError, match="expected a number >= 0"):
         run("outbox", "purge", "--days", days)
 
 
@@ -317,3 +317,22 @@ def test_rotate_keys_names_a_queued_message_no_key_can_read(
     assert "ENCRYPTION_KEYS" in message and "SECRET_KEY_FALLBACKS" in message
     assert "token cache" not in message
     assert OutboundMessage.objects.get(pk=lost).encrypted_message == unreadable
+
+
+def test_outbox_resume_schedules_overdue_waiting_messages(
+    alice_account: Any, acting_user: Any
+) -> None:
+    backend = send_queued_message.get_backend()
+    backend.clear()
+    QueuedEmailBackend().send_messages(
+        [EmailMessage("S", "Body", "alice@outlook.com", ["to@example.org"])]
+    )  # no on_commit here: its task was never made
+    row = OutboundMessage.objects.get()
+    OutboundMessage.objects.update(
+        updated_at=timezone.now() - datetime.timedelta(minutes=10)
+    )
+    out = io.StringIO()
+    call_command("live_oauth_mail", "outbox", "resume", stdout=out)
+    assert "Scheduled 1 waiting message(s) again." in out.getvalue()
+    assert [r.args for r in backend.results] == [[row.pk]]
+    backend.clear()

@@ -21,7 +21,8 @@ def start(ca_bundle: str | None) -> subprocess.Popen[bytes]:
     if ca_bundle:
         env["DEMO_CA_BUNDLE"] = ca_bundle
     return subprocess.Popen(  # noqa: S603 - our own manage.py, fixed arguments
-        [sys.executable, str(MANAGE), "db_worker", "--interval", "0.2"],
+        # No autoreloader (the site runs without one too): one process to stop.
+        [sys.executable, str(MANAGE), "db_worker", "--interval", "0.2", "--no-reload"],
         env=env,
     )
 

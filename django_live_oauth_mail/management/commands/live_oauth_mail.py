@@ -1,5 +1,5 @@
 """``manage.py live_oauth_mail``: status, refresh, connect, add-app, test,
-transport, rotate-keys, and outbox (status, retry, purge)."""
+transport, rotate-keys, and outbox (status, retry, resume, purge)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,12 @@ class Command(BaseCommand):
         retry.add_argument(
             "--mailbox", metavar="ADDRESS", help="Only messages from this mailbox."
         )
+        resume = actions.add_parser(
+            "resume",
+            help="Schedule again the waiting messages overdue by --grace seconds "
+            "(after the task engine lost or refused their tasks).",
+        )
+        resume.add_argument("--grace", type=_days, default=300.0, metavar="SECONDS")
         purge = actions.add_parser(
             "purge", help="Delete the sent messages sent more than N days ago."
         )
@@ -413,6 +419,14 @@ class Command(BaseCommand):
                 )
             )
 
+    def outbox_resume(self, *, grace: float, **options: Any) -> None:
+        try:
+            tasks.require_engine()
+        except ConfigurationError as error:
+            raise CommandError(str(error)) from None
+        resumed = outbox.resume(grace)
+        self.stdout.write(f"Scheduled {resumed} waiting message(s) again.")
+
     def outbox_purge(self, *, days: float, **options: Any) -> None:
         try:
             deleted = outbox.purge_sent(days)
@@ -424,14 +438,13 @@ class Command(BaseCommand):
 
 
 def _days(value: str) -> float:
+    """A number >= 0 (of days, or of seconds for --grace)."""
     try:
         days = float(value)
     except ValueError:
         days = -1.0
     if not (math.isfinite(days) and days >= 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a number of days >= 0, not {value!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {value!r}")
     return days
 
 
