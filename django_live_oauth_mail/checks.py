@@ -137,6 +137,7 @@ def _queue_messages() -> list[CheckMessage]:
     """Queued sending: readable settings, an engine, and one that can wait."""
     try:
         _ = conf.QUEUE, conf.SEND_RATE, conf.daily_recipients("work")
+        _ = conf.SESSIONS_PER_MAILBOX, conf.QUEUE_ATTEMPTS, conf.QUEUE_BACKOFF
         tasks.require_engine()
         can_defer = tasks.can_defer()
     except (ConfigurationError, ValueError, TypeError) as error:

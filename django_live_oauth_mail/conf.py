@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",
     "SEND_RATE": "30/minute",
+    "SESSIONS_PER_MAILBOX": 3,
     "DAILY_RECIPIENTS": {"work": 10_000, "app": 10_000, "personal": 1_000},
     "QUEUE_ATTEMPTS": 10,
     "QUEUE_BACKOFF": 30.0,
@@ -333,6 +334,11 @@ class Settings:
     def SEND_RATE(self) -> tuple[int, float]:
         """Messages per period for a mailbox (``"30/minute"``): (count, seconds)."""
         return parse_rate(self._get("SEND_RATE"), f"{SETTINGS_NAME}['SEND_RATE']")
+
+    @property
+    def SESSIONS_PER_MAILBOX(self) -> int:
+        """Worker processes that may hold an SMTP session to one mailbox at once."""
+        return max(1, int(self._get("SESSIONS_PER_MAILBOX")))
 
     def daily_recipients(self, kind: str) -> int:
         """The recipients a mailbox of ``kind`` may send to in 24 hours."""

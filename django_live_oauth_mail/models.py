@@ -124,6 +124,10 @@ class MailAccount(models.Model):
         ),
     )
 
+    # Worker processes holding an SMTP session to it: {holder: ISO expiry}.
+    # See session_leases.py.
+    session_leases = models.JSONField(default=dict, blank=True, editable=False)
+
     objects = MailAccountQuerySet.as_manager()
 
     class Meta:

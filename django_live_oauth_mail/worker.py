@@ -29,7 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import outbox, pacing, retry, routing, tasks
+from . import outbox, pacing, retry, routing, session_leases, tasks
 from .acting import sending_as
 from .backends import EmailBackend
 from .conf import conf
@@ -72,6 +72,8 @@ def deliver(pk: int) -> None:
         account = _still_routes(message)
     except LiveOAuthMailError as error:
         outbox.failed(message, error)
+        return
+    if _no_session_slot(message, account):
         return
     backend = WorkerBackend(account=account)
     try:
@@ -116,6 +118,30 @@ def _still_routes(message: OutboundMessage) -> MailAccount:
             mailbox=account.email,
         )
     return account
+
+
+def _no_session_slot(message: OutboundMessage, account: MailAccount) -> bool:
+    """Defer the message if other workers hold every SMTP session slot."""
+    if account.protocol != "smtp" or not tasks.can_defer():
+        return False
+    try:
+        free_at = session_leases.take(account)
+    except DatabaseError as error:
+        _record_failure(message, account, error)
+        return True
+    if free_at is None:
+        return False
+    now = timezone.now()
+    # Soon: a worker that holds a slot may take the task next time.
+    soon = now + datetime.timedelta(seconds=max(conf.QUEUE_BACKOFF, 1.0))
+    outbox.defer(
+        message,
+        _jittered(min(free_at, soon), now),
+        f"{conf.SESSIONS_PER_MAILBOX} other worker(s) hold SMTP sessions to "
+        f"{account.email} (SESSIONS_PER_MAILBOX; Exchange allows 3): waiting "
+        "for one of them.",
+    )
+    return True
 
 
 def _claim(message: OutboundMessage, account: MailAccount) -> bool:

@@ -710,3 +710,36 @@ def test_the_task_goes_to_the_configured_backend_queue(
 
     (result,) = sending_task().get_backend().results
     assert result.task.queue_name == "mail"
+
+
+def test_a_worker_waits_while_others_hold_every_session_slot(
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django_live_oauth_mail import session_leases
+
+    live_settings["SESSIONS_PER_MAILBOX"] = 2
+    soon = (timezone.now() + datetime.timedelta(minutes=1)).isoformat()
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        session_leases={"other-host:1": soon, "other-host:2": soon}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert row.status == Status.DEFERRED
+    assert "hold SMTP sessions to alice@outlook.com" in row.last_error
+    assert smtp_server.auth_attempts == []  # it did not even connect
+    # One of them is gone (its lease ran out): this worker takes the slot.
+    past = (timezone.now() - datetime.timedelta(seconds=1)).isoformat()
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        session_leases={"other-host:1": soon, "other-host:2": past}
+    )
+    run_tasks(due_by=timezone.now() + datetime.timedelta(minutes=5))
+    row.refresh_from_db()
+    assert row.status == Status.SENT
+    leases = MailAccount.objects.get(pk=alice_account.pk).session_leases
+    assert set(leases) == {"other-host:1", session_leases.holder()}

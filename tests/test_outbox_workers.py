@@ -295,7 +295,8 @@ def test_fifty_messages_at_ten_a_second_go_no_faster_across_three_workers(
     assert arrived[-1] - arrived[0] >= 3.75
     # Each worker kept its session warm, and none opened a second one.
     assert len({m.session_id for m in smtp_server.messages}) <= 3
-    assert set(statuses().values()) == {Status.SENT}
+    # The last rows are marked sent a moment after the server took them.
+    wait_until(lambda: set(statuses().values()) == {Status.SENT}, workers)
 
 
 def test_a_throttled_submission_is_deferred_then_delivered(
@@ -361,3 +362,18 @@ def test_a_worker_killed_mid_send_leaves_a_truthful_status(
     assert row.status == Status.UNKNOWN
     assert "may or may not have accepted it" in row.last_error
     assert len(smtp_server.messages) == 1
+
+
+def test_workers_never_hold_more_sessions_to_a_mailbox_than_allowed(
+    live_settings: dict[str, Any],
+    alice_account: Any,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    workers: Workers,
+) -> None:
+    live_settings["SESSIONS_PER_MAILBOX"] = 2
+    queue(*(f"m{i}" for i in range(16)))
+    workers.start(4)
+    wait_until(lambda: set(statuses().values()) == {Status.SENT}, workers)
+    assert len(smtp_server.messages) == 16
+    assert len({m.session_id for m in smtp_server.messages}) <= 2
