@@ -19,7 +19,7 @@ JOBS ?= 2
 ARGS ?=
 PY_VERSIONS := 3.10 3.11 3.12 3.13
 TEST_ENVS := py310-django52,py311-django52,py312-django60,py312-django61,py313-django60,py313-django61
-CHECK_ENVS := lint,types,migrations
+CHECK_ENVS := lint,types,migrations,package
 JUNIT_DIR := .tox/junit
 
 # Shell fragment: find python3.10 … 3.13 and put their real bin dirs first on
@@ -62,6 +62,7 @@ help:
 	echo "make types      mypy --strict"
 	echo "make format     ruff format + ruff check --fix"
 	echo "make migrations makemigrations --check"
+	echo "make package    build sdist + wheel, twine check --strict"
 	echo "make demo       run the example project on http://127.0.0.1:8000/"
 	echo "make bench      our backend vs Django's SMTP backend, side by side"
 	echo "make clean      remove .venv, .tox and caches"
@@ -134,8 +135,8 @@ test-fast: $(VENV)/.tox-stamp
 	esac
 	exec $(TOX) run -e $$env -- $(ARGS)
 
-.PHONY: lint types migrations format
-lint types migrations format: $(VENV)/.tox-stamp
+.PHONY: lint types migrations package format
+lint types migrations package format: $(VENV)/.tox-stamp
 	@$(FIND_PYTHONS)
 	exec $(TOX) run -e $@
 

@@ -3,4 +3,4 @@
 from .acting import sending_as
 
 __all__ = ["sending_as"]
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
