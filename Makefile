@@ -115,6 +115,7 @@ test: $(VENV)/.tox-stamp
 	echo "==================== make test summary ===================="
 	echo "environments: $$envs" | sed 's/,/, /g'
 	[ -z "$$notes" ] || printf '%b\n' "notes:$$notes"
+	$(VENV)/bin/python scripts/test_summary.py $(JUNIT_DIR) || true
 	if [ $$rc -eq 0 ]; then echo "RESULT: PASSED (see tox summary above)"; \
 	else echo "RESULT: FAILED (tox exit code $$rc; failed env output is printed above)"; fi
 	exit $$rc

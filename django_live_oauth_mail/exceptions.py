@@ -263,7 +263,3 @@ class SubmissionQuotaExceeded(MailboxRejected, smtplib.SMTPDataError):
 
 class MailboxFull(MailboxRejected, smtplib.SMTPDataError):
     """``554 5.2.2``: the sending mailbox is over its storage quota."""
-
-
-class BasicAuthRejected(MailboxRejected, smtplib.SMTPAuthenticationError):
-    """``550 5.7.30``: a password was sent where Microsoft requires OAuth."""

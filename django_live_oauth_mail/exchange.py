@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 
 from .exceptions import (
-    BasicAuthRejected,
     MailboxFull,
     SendAsDenied,
     SMTPAuthDisabled,
@@ -86,16 +85,6 @@ def explain_auth(
             f"{mailbox} -SmtpClientAuthenticationDisabled $false`, or clear "
             "'Turn off SMTP AUTH protocol for your organization' in the "
             "Microsoft 365 admin center (Settings > Org settings > Mail flow).",
-            mailbox=mailbox,
-            smtp_code=code,
-            smtp_error=reply,
-        )
-    if has_code(error, "5.7.30"):
-        return BasicAuthRejected(
-            f"Microsoft refused basic authentication for {mailbox} {text}: "
-            "it is switched off. Link the mailbox and send through "
-            "django_live_oauth_mail.backends.EmailBackend, which signs in with "
-            "OAuth.",
             mailbox=mailbox,
             smtp_code=code,
             smtp_error=reply,

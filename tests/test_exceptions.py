@@ -58,10 +58,6 @@ REPLIES: dict[str, tuple[int, bytes]] = {
         b"5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
     ),
     "MailboxFull": (554, b"5.2.2 mailbox full; STOREDRV.Submission.Exception"),
-    "BasicAuthRejected": (
-        550,
-        b"5.7.30 Basic authentication is not supported for Client Submission.",
-    ),
 }
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from django_live_oauth_mail import exchange
 from django_live_oauth_mail.exceptions import (
-    BasicAuthRejected,
     MailboxFull,
     SendAsDenied,
     SMTPAuthDisabled,
@@ -34,13 +33,6 @@ AUTH_REPLIES = [
     ),
     (535, b"5.7.139 disabled", True, SMTPAuthDisabled, "not a token problem"),
     (535, b"5.7.3 Authentication unsuccessful", True, TokenRejected, "SMTP.Send"),
-    (
-        535,
-        b"5.7.30 Basic authentication is not supported",
-        False,
-        BasicAuthRejected,
-        "signs in with OAuth",
-    ),
 ]
 
 
