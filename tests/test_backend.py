@@ -11,6 +11,7 @@ from django.core import mail
 from django.core.mail import EmailMessage, send_mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_live_oauth_mail.exceptions import (
     AccountNotFound,
@@ -102,12 +103,19 @@ def test_queries_per_batch_do_not_grow_with_its_size(
 
 
 def test_last_used_at_is_set_once_per_batch(
-    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
 ) -> None:
     assert alice_account.last_used_at is None
-    make_backend().send_messages([message("alice@outlook.com") for _ in range(3)])
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        make_backend().send_messages([message("alice@outlook.com") for _ in range(3)])
     alice_account.refresh_from_db()
     assert alice_account.last_used_at is not None
+    assert alice_account.last_used_at >= before
+    updates = [q["sql"] for q in queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1, updates  # one UPDATE for the batch, not per message
+    assert len(smtp_server.messages) == 3
 
 
 def test_account_option_overrides_the_sender(

@@ -570,3 +570,12 @@ def test_contact_form_never_sends_as_a_linked_mailbox_the_visitor_names(
     for field_name in ("from", "authenticated-as"):
         expect(mail.locator(f'[data-field="{field_name}"]')).not_to_contain_text(WORK)
     steps.shot("dev-inbox")
+
+
+def test_the_site_has_an_icon_so_no_page_logs_a_404(demo_site: DemoSite) -> None:
+    with urllib.request.urlopen(demo_site.url + "/favicon.ico") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "image/svg+xml"
+        assert response.read().startswith(b"<svg")
+    with urllib.request.urlopen(demo_site.url + "/") as response:
+        assert b'rel="icon" href="/favicon.ico"' in response.read()

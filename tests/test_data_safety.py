@@ -40,6 +40,8 @@ from django_live_oauth_mail.testing import (
 )
 from django_live_oauth_mail.tokens import get_access_token
 
+from .helpers import refreshes, stored_refresh_token
+
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -69,15 +71,6 @@ def tokens_in(account: MailAccount) -> list[str]:
     ]
     assert len(found) == 3
     return found
-
-
-def stored_refresh_token(account: MailAccount) -> str:
-    [entry] = cache_of(account)["RefreshToken"].values()
-    return str(entry["secret"])
-
-
-def refreshes(platform: FakeIdentityPlatform) -> int:
-    return sum(1 for r in platform.token_requests if r.grant_type == "refresh_token")
 
 
 def forms_of(token: str, mailbox: str = ALICE) -> list[str]:

@@ -89,10 +89,10 @@ def test_backoff_doubles_and_retries_are_bounded(
     live_settings.update(SMTP_RETRIES=3, SMTP_RETRY_BACKOFF=1.0)
     smtp_server.fail_next(4, stage="data", reply="451 4.3.0 busy")
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(smtplib.SMTPDataError) as caught:
         make_backend().send_messages(batch(1))
 
-    assert "451" in str(caught.value)
+    assert caught.value.smtp_code == 451
     assert pauses == [1.0, 2.0, 4.0]
     assert smtp_server.messages == []
 
@@ -101,8 +101,9 @@ def test_permanent_failure_is_not_retried(
     alice_account: MailAccount, smtp_server: XOAuth2SMTPServer, pauses: list[float]
 ) -> None:
     smtp_server.fail_next(stage="data", reply="550 5.7.1 Message rejected")
-    with pytest.raises(Exception, match="550"):
+    with pytest.raises(smtplib.SMTPDataError) as caught:
         make_backend().send_messages(batch(1))
+    assert caught.value.smtp_code == 550
     assert pauses == []
     assert smtp_server.messages == []
 

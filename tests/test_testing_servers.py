@@ -155,6 +155,11 @@ def test_certificate_is_cached_and_verifiable() -> None:
 def test_find_free_port_is_bindable() -> None:
     port = find_free_port()
     assert 0 < port < 65536
+    # Free means a server can take it now, and what it took is then in use.
+    with socket.create_server(("127.0.0.1", port)) as server:
+        assert server.getsockname()[1] == port
+        with pytest.raises(OSError):
+            socket.create_server(("127.0.0.1", port)).close()
 
 
 def test_servers_move_off_a_taken_port_only_if_auto_picked() -> None:

@@ -20,6 +20,7 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
+from .helpers import refreshes
 from .test_concurrency import require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,10 +39,6 @@ def expiring(link: Any, user: Any, identity_platform: FakeIdentityPlatform) -> A
     identity_platform.access_token_lifetime = 3600
     identity_platform.reset()
     return account
-
-
-def refreshes(platform: FakeIdentityPlatform) -> int:
-    return sum(1 for r in platform.token_requests if r.grant_type == "refresh_token")
 
 
 def send_then_fail(user: Any) -> None:

@@ -18,11 +18,9 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform
 from django_live_oauth_mail.tokens import get_access_token
 
+from .helpers import refreshes
+
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def refreshes(platform: FakeIdentityPlatform) -> int:
-    return sum(1 for r in platform.token_requests if r.grant_type == "refresh_token")
 
 
 def test_fresh_token_costs_no_request_and_no_query(

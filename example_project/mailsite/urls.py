@@ -22,4 +22,6 @@ urlpatterns = [
     path("dev/smtp-auth/", views.smtp_auth, name="smtp_auth"),
     path("contact/", views.contact, name="contact"),
     path("admin/", admin.site.urls),
+    # Browsers ask every page (the admin's too) for /favicon.ico.
+    path("favicon.ico", views.favicon, name="favicon"),
 ]
