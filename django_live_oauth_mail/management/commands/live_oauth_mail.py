@@ -7,11 +7,12 @@ import argparse
 import datetime
 import math
 from argparse import ArgumentParser
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ... import crypto, msal_client, outbox, tasks
@@ -281,32 +282,19 @@ class Command(BaseCommand):
     # -- rotate-keys -----------------------------------------------------------------
 
     def handle_rotate_keys(self, **options: Any) -> None:
-        rotated = 0
-        unreadable: list[str] = []
-        for account in MailAccount.objects.exclude(encrypted_token_cache="").iterator():
-            if not crypto.needs_rotation(account.encrypted_token_cache):
-                continue
-            try:
-                ciphertext = crypto.rotate(account.encrypted_token_cache)
-            except crypto.InvalidToken:
-                # No configured key fits: leave the row for its old key to come
-                # back, and carry on with the others.
-                unreadable.append(account.email)
-                self.stdout.write(
-                    self.style.ERROR(
-                        f"{account.email}: its token cache cannot be decrypted "
-                        "with any configured key; left as it was."
-                    )
-                )
-                continue
-            # Write only if the row still holds what was read: a refresh that
-            # committed meanwhile stored a newer cache (with the newest key),
-            # which must not be replaced by the older one.
-            rotated += MailAccount.objects.filter(
-                pk=account.pk, encrypted_token_cache=account.encrypted_token_cache
-            ).update(encrypted_token_cache=ciphertext, updated_at=timezone.now())
+        rotated, unreadable_accounts = self._rotate(
+            MailAccount.objects.exclude(encrypted_token_cache=""),
+            "encrypted_token_cache",
+            lambda account: f"{account.email}: its token cache",
+        )
+        unreadable = [account.email for account in unreadable_accounts]
         self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
-        rotated_messages, unreadable_messages = self._rotate_outbox()
+        rotated_messages, unread_rows = self._rotate(
+            OutboundMessage.objects.only("pk", "mailbox", "encrypted_message"),
+            "encrypted_message",
+            lambda message: f"Queued message {message.pk} from {message.mailbox}: it",
+        )
+        unreadable_messages = [message.pk for message in unread_rows]
         self.stdout.write(
             f"Re-encrypted {rotated_messages} queued message(s) with the newest key."
         )
@@ -333,30 +321,37 @@ class Command(BaseCommand):
             returncode=1,
         )
 
-    def _rotate_outbox(self) -> tuple[int, list[int]]:
-        """Re-encrypt the outbox; how many rows, and the PKs of those unreadable."""
-        rotated = 0
-        unreadable: list[int] = []
-        rows = OutboundMessage.objects.only("pk", "mailbox", "encrypted_message")
-        for message in rows.order_by("pk").iterator():
-            if not crypto.needs_rotation(message.encrypted_message):
+    def _rotate(
+        self, rows: QuerySet[Any], field: str, name: Callable[[Any], str]
+    ) -> tuple[int, list[Any]]:
+        """Re-encrypt ``field`` with the newest key: (how many, the rows unread).
+
+        A row no configured key fits is left for its old key to come back.
+        A row is written only if it still holds what was read: a refresh that
+        committed meanwhile stored a newer cache (with the newest key), which
+        must not be replaced by the older one.
+        """
+        rotated, unreadable = 0, []
+        for row in rows.order_by("pk").iterator():
+            old = getattr(row, field)
+            if not crypto.needs_rotation(old):
                 continue
             try:
-                ciphertext = crypto.rotate(message.encrypted_message)
+                new = crypto.rotate(old)
             except crypto.InvalidToken:
-                unreadable.append(message.pk)
+                unreadable.append(row)
                 self.stdout.write(
                     self.style.ERROR(
-                        f"Queued message {message.pk} from {message.mailbox}: it "
-                        "cannot be decrypted with any configured key; left as it was."
+                        f"{name(row)} cannot be decrypted with any configured "
+                        "key; left as it was."
                     )
                 )
                 continue
-            # The body never changes once queued, but the row may have been
-            # purged or rotated by another run meanwhile: update only what was read.
-            rotated += OutboundMessage.objects.filter(
-                pk=message.pk, encrypted_message=message.encrypted_message
-            ).update(encrypted_message=ciphertext, updated_at=timezone.now())
+            rotated += (
+                type(row)
+                ._default_manager.filter(pk=row.pk, **{field: old})
+                .update(**{field: new, "updated_at": timezone.now()})
+            )
         return rotated, unreadable
 
     # -- outbox ----------------------------------------------------------------------
