@@ -73,18 +73,20 @@ def deliver(pk: int) -> None:
     except LiveOAuthMailError as error:
         outbox.failed(message, error)
         return
-    if _no_session_slot(message, account):
+    # Pacing, slots and retries need an engine that can run a task later.
+    paced = tasks.can_defer()
+    if paced and _no_session_slot(message, account):
         return
     backend = WorkerBackend(account=account)
     try:
         # Signed in before the pace is checked, so that what the pace counts
         # reaches Exchange at once, not after a connection and a sign-in.
         backend.open()
-        if not _claim(message, account):
+        if not _claim(message, account, paced):
             return
         backend.send_messages([_rendered(message)])
     except Exception as error:
-        _record_failure(message, account, error)
+        _record_failure(message, account, error, paced)
         return
     finally:
         backend.close()
@@ -122,12 +124,12 @@ def _still_routes(message: OutboundMessage) -> MailAccount:
 
 def _no_session_slot(message: OutboundMessage, account: MailAccount) -> bool:
     """Defer the message if other workers hold every SMTP session slot."""
-    if account.protocol != "smtp" or not tasks.can_defer():
+    if account.protocol != "smtp":
         return False
     try:
         free_at = session_leases.take(account)
     except DatabaseError as error:
-        _record_failure(message, account, error)
+        _record_failure(message, account, error, paced=True)
         return True
     if free_at is None:
         return False
@@ -144,10 +146,9 @@ def _no_session_slot(message: OutboundMessage, account: MailAccount) -> bool:
     return True
 
 
-def _claim(message: OutboundMessage, account: MailAccount) -> bool:
+def _claim(message: OutboundMessage, account: MailAccount, paced: bool) -> bool:
     """Pace, then mark it ``sending``; False when it waits or is someone else's."""
     using = router.db_for_write(OutboundMessage)
-    paced = tasks.can_defer()
     with transaction.atomic(using=using):
         if paced:
             # A no-op UPDATE locks the mailbox's row (a write lock on SQLite):
@@ -156,12 +157,13 @@ def _claim(message: OutboundMessage, account: MailAccount) -> bool:
                 send_rate=F("send_rate")
             )
         now = timezone.now()
-        if message.recipient_count > pacing.daily_budget(account):
+        budget = pacing.daily_budget(account)
+        if message.recipient_count > budget:
             outbox.failed(
                 message,
                 LiveOAuthMailError(
                     f"This message has {message.recipient_count} recipients, more "
-                    f"than the {pacing.daily_budget(account)} {account.email} may "
+                    f"than the {budget} {account.email} may "
                     "send to in a day. Split it into smaller messages.",
                     mailbox=account.email,
                 ),
@@ -201,7 +203,7 @@ def _record_sent(message: OutboundMessage) -> None:
 
 
 def _record_failure(
-    message: OutboundMessage, account: MailAccount, error: Exception
+    message: OutboundMessage, account: MailAccount, error: Exception, paced: bool
 ) -> None:
     """Defer, fail, or mark unknown, by what failed; bugs are raised too."""
     started = message.status == Status.SENDING  # else before the attempt began
@@ -210,7 +212,7 @@ def _record_failure(
     elif isinstance(error, ReconnectRequired):
         outbox.failed(message, error)
         outbox.fail_waiting(account, str(error))
-    elif _temporary(error, started) and tasks.can_defer():
+    elif _temporary(error, started) and paced:
         _retry_later(message, error, attempt=message.attempts + (not started))
     else:
         outbox.failed(message, error)

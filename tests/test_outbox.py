@@ -743,3 +743,20 @@ def test_a_worker_waits_while_others_hold_every_session_slot(
     assert row.status == Status.SENT
     leases = MailAccount.objects.get(pk=alice_account.pk).session_leases
     assert set(leases) == {"other-host:1", session_leases.holder()}
+
+
+def test_the_worker_never_sends_for_a_stored_user_who_does_not_own_the_mailbox(
+    alice_account: MailAccount,
+    acting_user: Any,
+    other_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    OutboundMessage.objects.update(acting_user=other_user)
+    run_tasks()  # (the test itself acts as the owner: the worker must not)
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.attempts) == (Status.FAILED, 0)
+    assert "not the acting user's" in row.last_error
+    assert smtp_server.auth_attempts == []
