@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
+import django_live_oauth_mail
 from django_live_oauth_mail import msal_client, sending_as
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sessions import POOL
@@ -25,7 +26,13 @@ from django_live_oauth_mail.testing import (
     XOAuth2SMTPServer,
 )
 
+from . import refuse_checkout
 from .mailers import BACKEND, USES_MAILERS
+
+refuse_checkout(django_live_oauth_mail.__file__)
+
+#: Offline tests' endpoints: nothing listens on port 1 on this machine.
+CLOSED_PORT = 1
 
 IDENTITIES = [
     FakeIdentity("alice@outlook.com", name="Alice Personal", kind="personal"),
@@ -67,19 +74,30 @@ def _graph_server(
         yield server
 
 
+def _online(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("offline"):
+        pytest.fail("a test marked offline asked for a stand-in server")
+
+
 @pytest.fixture
-def identity_platform(_identity_platform: FakeIdentityPlatform) -> FakeIdentityPlatform:
+def identity_platform(
+    request: pytest.FixtureRequest, _identity_platform: FakeIdentityPlatform
+) -> FakeIdentityPlatform:
+    _online(request)
     _identity_platform.reset()
     _identity_platform.access_token_lifetime = 3600
     return _identity_platform
 
 
 @pytest.fixture
-def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
+def smtp_server(
+    request: pytest.FixtureRequest, _smtp_server: XOAuth2SMTPServer
+) -> Iterator[XOAuth2SMTPServer]:
     """The SMTP stand-in; rules a test sets (smtp_auth_disabled...) end with it.
 
     No warm session outlives a test: each starts with an empty pool.
     """
+    _online(request)
     POOL.close_all()
     _smtp_server.reset()
     yield _smtp_server
@@ -91,8 +109,11 @@ def smtp_server(_smtp_server: XOAuth2SMTPServer) -> Iterator[XOAuth2SMTPServer]:
 
 
 @pytest.fixture
-def graph_server(_graph_server: FakeGraphAPI) -> Iterator[FakeGraphAPI]:
+def graph_server(
+    request: pytest.FixtureRequest, _graph_server: FakeGraphAPI
+) -> Iterator[FakeGraphAPI]:
     """The Graph stand-in; what a test sets on it ends with the test."""
+    _online(request)
     _graph_server.reset()
     yield _graph_server
     _graph_server.reset()
@@ -100,13 +121,33 @@ def graph_server(_graph_server: FakeGraphAPI) -> Iterator[FakeGraphAPI]:
     _graph_server.app_access.clear()
 
 
+def _stand_ins(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where the app finds Microsoft: the stand-ins, or for an ``offline`` test
+    a port where nothing listens, so a call it should not make fails at once
+    (and no server starts for it)."""
+    if request.node.get_closest_marker("offline"):
+        return {
+            "AUTHORITY": f"https://127.0.0.1:{CLOSED_PORT}/common",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": CLOSED_PORT,
+            "GRAPH_ENDPOINT": f"https://127.0.0.1:{CLOSED_PORT}/v1.0",
+        }
+    identity = request.getfixturevalue("identity_platform")
+    smtp = request.getfixturevalue("smtp_server")
+    graph = request.getfixturevalue("graph_server")
+    return {
+        "AUTHORITY": identity.authority,
+        "CA_BUNDLE": identity.ca_bundle,
+        "SMTP_HOST": smtp.host,
+        "SMTP_PORT": smtp.port,
+        "GRAPH_ENDPOINT": graph.endpoint,
+    }
+
+
 @pytest.fixture(autouse=True)
 def live_settings(
-    settings: Any,
-    identity_platform: FakeIdentityPlatform,
-    smtp_server: XOAuth2SMTPServer,
-    graph_server: FakeGraphAPI,
-) -> dict[str, Any]:
+    request: pytest.FixtureRequest, settings: Any
+) -> Iterator[dict[str, Any]]:
     """Point the app at the stand-ins, with a clean msal state."""
     msal_client.reset()
     # Django's test set-up swaps every backend for locmem; put ours back so
@@ -117,11 +158,7 @@ def live_settings(
         settings.EMAIL_BACKEND = BACKEND
     settings.LIVE_OAUTH_MAIL = {
         **settings.LIVE_OAUTH_MAIL,
-        "AUTHORITY": identity_platform.authority,
-        "CA_BUNDLE": identity_platform.ca_bundle,
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": smtp_server.port,
-        "GRAPH_ENDPOINT": graph_server.endpoint,
+        **_stand_ins(request),
         "SMTP_TIMEOUT": 10,
         "SMTP_RETRY_BACKOFF": 0,
     }

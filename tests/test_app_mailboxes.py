@@ -232,6 +232,7 @@ def test_add_app_command_registers_and_test_command_sends(
     assert [m.rcpt_tos for m in smtp_server.messages] == [["me@example.org"]]
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     "tenant", ["common", "organizations", "", "contoso.com?x=1#", "not a tenant"]
 )

@@ -65,6 +65,7 @@ def test_timeout_precedence_reaches_the_socket(
     assert smtp_server.sessions == 1
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("option", "ours", "djangos", "expected"),
     [
@@ -95,6 +96,7 @@ def test_use_ssl_precedence(
     assert backend.transport.use_ssl is expected
 
 
+@pytest.mark.offline
 @needs_email_settings
 def test_client_certificate_precedence(
     live_settings: dict[str, Any], settings: Any
@@ -125,6 +127,7 @@ def test_email_host_and_port_are_not_used(
     assert len(smtp_server.messages) == 1
 
 
+@pytest.mark.offline
 def test_an_unknown_option_is_refused_on_every_django_version() -> None:
     # Built directly, as code and Django before 6.1 do.
     with pytest.raises(ConfigurationError, match=r"'acount'.*takes account"):

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+import tests
 from django_live_oauth_mail.testing import find_free_port
 
 pytestmark = pytest.mark.browser
@@ -74,6 +75,20 @@ def _unavailable(reason: str) -> None:
 def live_settings() -> None:
     """Replace conftest's autouse fixture: the site runs in its own process,
     with its own stand-ins and database, so nothing is needed in this one."""
+
+
+def test_the_demo_runs_the_installed_package() -> None:
+    if os.environ.get(tests.ALLOW_CHECKOUT):
+        pytest.skip(f"{tests.ALLOW_CHECKOUT} is set: testing the checkout")
+    # How manage.py finds it: its own directory first, then PYTHONPATH.
+    found = subprocess.run(
+        [sys.executable, "-c", "import django_live_oauth_mail as m; print(m.__file__)"],
+        cwd=MANAGE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(found).resolve().parent != REPO / "django_live_oauth_mail"
 
 
 # -- the example project, as a subprocess ----------------------------------------

@@ -11,6 +11,8 @@ from django_live_oauth_mail.testing import make_client_certificate
 
 from .mailers import USES_MAILERS
 
+pytestmark = pytest.mark.offline
+
 
 def ids() -> set[str]:
     return {str(message.id) for message in check_settings()}

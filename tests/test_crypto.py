@@ -10,6 +10,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from django_live_oauth_mail import crypto
 from django_live_oauth_mail.exceptions import ConfigurationError
 
+pytestmark = pytest.mark.offline
+
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from django_live_oauth_mail.conf import DEFAULTS
+
+pytestmark = pytest.mark.offline
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -160,6 +160,7 @@ def round_trip(error: BaseException) -> Any:
     return pickle.loads(pickle.dumps(error))  # noqa: S301 - bytes made just above
 
 
+@pytest.mark.offline
 def test_every_error_of_the_module_is_checked() -> None:
     names = {cls.__name__ for cls in ERRORS}
     assert {"LiveOAuthMailError", "ConfigurationError", "PartialDelivery"} <= names
@@ -168,6 +169,7 @@ def test_every_error_of_the_module_is_checked() -> None:
     }
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
 def test_every_error_survives_pickling_with_its_fields(
     cls: type[BaseException],
@@ -185,6 +187,7 @@ def test_every_error_survives_pickling_with_its_fields(
     assert described(restored) == described(error)
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     "cls",
     [cls for cls in ERRORS if issubclass(cls, MailboxRejected)],
@@ -202,11 +205,13 @@ def test_a_rejection_is_still_caught_as_the_smtplib_error_it_was(
     assert restored.mailbox == MAILBOX
 
 
+@pytest.mark.offline
 def test_a_configuration_error_stays_outside_the_runtime_errors() -> None:
     restored = round_trip(ConfigurationError("LIVE_OAUTH_MAIL['CLIENT_ID'] is unset."))
     assert not isinstance(restored, LiveOAuthMailError)
 
 
+@pytest.mark.offline
 def test_partial_delivery_keeps_its_messages_and_the_rejection_inside() -> None:
     error = partial_delivery()
 

@@ -19,6 +19,8 @@ from django_live_oauth_mail.exceptions import (
     TokenRejected,
 )
 
+pytestmark = pytest.mark.offline
+
 MAILBOX = "ann@contoso.com"
 
 AUTH_REPLIES = [

@@ -16,6 +16,8 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
 )
 
+pytestmark = pytest.mark.offline
+
 MAILBOX = "ann@contoso.com"
 
 

@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 Status = OutboundMessage.Status
 ALICE = "alice@outlook.com"
-ROOT = Path(__file__).resolve().parent.parent
+# Where `tests` is importable from (tox: a directory with only a link to it).
+ROOT = Path(__file__).absolute().parent.parent
 REDIS = ("127.0.0.1", 6379)
 RQ_DB, CELERY_DB = 13, 12
 REDIS_URL = f"redis://{REDIS[0]}:{REDIS[1]}"

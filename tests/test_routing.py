@@ -279,6 +279,7 @@ def test_a_from_with_two_addresses_is_refused(
 # -- the acting user itself ----------------------------------------------------
 
 
+@pytest.mark.offline
 def test_sending_as_nests_and_restores(user: Any, other_user: Any) -> None:
     assert acting_user_pk() is None
     with sending_as(user):
@@ -291,6 +292,7 @@ def test_sending_as_nests_and_restores(user: Any, other_user: Any) -> None:
     assert acting_user_pk() is None
 
 
+@pytest.mark.offline
 def test_sending_as_decorates_functions_and_coroutines(
     user: Any, other_user: Any
 ) -> None:
@@ -308,6 +310,7 @@ def test_sending_as_decorates_functions_and_coroutines(
     assert acting_user_pk() is None
 
 
+@pytest.mark.offline
 def test_sending_as_refuses_what_is_not_a_user(user: Any) -> None:
     with pytest.raises(TypeError, match="True"):
         sending_as(True)  # True == 1 would act as the user with pk 1
@@ -320,6 +323,7 @@ def test_sending_as_refuses_what_is_not_a_user(user: Any) -> None:
     assert acting_user_pk() is None
 
 
+@pytest.mark.offline
 def test_one_sending_as_object_serves_threads_that_overlap(
     user: Any, other_user: Any
 ) -> None:
@@ -354,6 +358,7 @@ def test_one_sending_as_object_serves_threads_that_overlap(
     }
 
 
+@pytest.mark.offline
 def test_a_new_thread_starts_with_no_acting_user(user: Any) -> None:
     seen: list[Any] = []
     with sending_as(user):
@@ -363,6 +368,7 @@ def test_a_new_thread_starts_with_no_acting_user(user: Any) -> None:
     assert seen == [None]
 
 
+@pytest.mark.offline
 def test_concurrent_tasks_each_keep_their_own_acting_user(
     user: Any, other_user: Any
 ) -> None:
@@ -377,6 +383,7 @@ def test_concurrent_tasks_each_keep_their_own_acting_user(
     assert asyncio.run(both()) == [user.pk, other_user.pk]
 
 
+@pytest.mark.offline
 def test_middleware_sets_the_acting_user_for_sync_and_async_views(
     user: Any,
 ) -> None:
@@ -395,6 +402,7 @@ def test_middleware_sets_the_acting_user_for_sync_and_async_views(
     assert acting_user_pk() is None
 
 
+@pytest.mark.offline
 def test_anonymous_request_user_is_no_acting_user() -> None:
     from django.contrib.auth.models import AnonymousUser
 
@@ -632,17 +640,20 @@ def check_ids() -> set[str]:
     return {message.id for message in run_checks() if message.id}
 
 
+@pytest.mark.offline
 def test_check_warns_when_routing_is_any(live_settings: dict[str, Any]) -> None:
     assert "live_oauth_mail.W005" not in check_ids()
     live_settings["ROUTING"] = "any"
     assert "live_oauth_mail.W005" in check_ids()
 
 
+@pytest.mark.offline
 def test_check_errors_on_an_unknown_routing(live_settings: dict[str, Any]) -> None:
     live_settings["ROUTING"] = "owners"
     assert "live_oauth_mail.E006" in check_ids()
 
 
+@pytest.mark.offline
 def test_check_warns_without_the_middleware(settings: Any) -> None:
     assert "live_oauth_mail.W004" not in check_ids()
     settings.MIDDLEWARE = [

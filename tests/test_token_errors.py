@@ -17,6 +17,8 @@ from django_live_oauth_mail.exceptions import (
     TokenError,
 )
 
+pytestmark = pytest.mark.offline
+
 MAILBOX = "ann@contoso.com"
 
 CASES = [
