@@ -37,7 +37,7 @@ from .models import MailAccount
 from .options import smtp_options
 from .sessions import POOL
 from .smtp_transport import SMTPTransport, tls_context
-from .transport import Session
+from .transport import Session, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class EmailBackend(BaseEmailBackend):
     def graph(self) -> GraphTransport:
         return GraphTransport(conf.GRAPH_ENDPOINT)
 
-    def _transport_for(self, account: MailAccount) -> SMTPTransport | GraphTransport:
+    def transport_for(self, account: MailAccount) -> Transport:
+        """How ``account``'s sessions are opened; a test backend records instead."""
         return self.graph if account.protocol == "graph" else self.transport
 
     @property
@@ -252,7 +253,7 @@ class EmailBackend(BaseEmailBackend):
     def _session(self, account: MailAccount) -> Session:
         session = self._sessions.get(account.pk)
         if session is None or session.pid != os.getpid():  # forked: not ours
-            transport = self._transport_for(account)
+            transport = self.transport_for(account)
             reuse = conf.SESSION_REUSE
             try:
                 session = (reuse and POOL.take(transport, account)) or (

@@ -50,6 +50,10 @@ class Session(Protocol):
 
 
 class Transport(Protocol):
+    def __hash__(self) -> int:
+        """The pool lends a session only to a backend with an equal transport."""
+        ...
+
     def open(self, account: MailAccount) -> Session:
         """A signed-in session for ``account``; raises if there can be none."""
         ...
