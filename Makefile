@@ -153,20 +153,14 @@ $(VENV)/.demo-stamp: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
 	touch $@
 
-# Side-by-side send benchmarks (docs/benchmarks.md): batches, then one message
-# per call over 30 ms of RTT, then queued sending (QUEUE_ARGS go to
-# benchmarks.queue); about 7 minutes. Installs once (again only when
-# pyproject.toml changes). ARGS="--quick" smoke-runs both; other ARGS go to
-# send_batch only (ARGS="--profile 1000" adds a cProfile), PER_CALL_ARGS to
-# per_call (PER_CALL_ARGS="--rtt-ms 60"). Fails if either fails.
+# Our backend vs Django's SMTP backend, side by side (docs/benchmarks.md): a
+# batch on loopback, one send_mail() per call and the queue over 30 ms of round
+# trip, then queue workers; a few minutes. ARGS go to benchmarks.bench
+# (ARGS=--quick smoke-runs it, ARGS="--rtt-ms 60"). Installs once (again only
+# when pyproject.toml changes).
 .PHONY: bench
 bench: $(VENV)/.bench-stamp
-	rc=0
-	$(VENV)/bin/python -m benchmarks.send_batch $(ARGS) || rc=$$?
-	quick=""; case " $(ARGS) " in *" --quick "*) quick=--quick ;; esac
-	$(VENV)/bin/python -m benchmarks.per_call $$quick $(PER_CALL_ARGS) || rc=$$?
-	$(VENV)/bin/python -m benchmarks.queue $$quick $(QUEUE_ARGS) || rc=$$?
-	exit $$rc
+	exec $(VENV)/bin/python -m benchmarks.bench $(ARGS)
 
 $(VENV)/.bench-stamp: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[testing,example]'
