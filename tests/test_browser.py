@@ -352,7 +352,7 @@ def test_declining_consent_links_nothing(demo_site: DemoSite, page: Any) -> None
 
     page.click("#decline")
     page.wait_for_url(re.compile("^" + re.escape(demo_site.url)))
-    expect(page.locator("#lom-error h1")).to_have_text("No mailbox was linked")
+    expect(page.locator("#lom-error h1")).to_have_text("You cancelled the sign-in")
     steps.shot("declined")
 
     page.get_by_role("link", name="Back to your mailboxes").click()

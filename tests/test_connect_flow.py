@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
 
-from django_live_oauth_mail import signals
+from django_live_oauth_mail import flows, signals
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import PERSONAL_TENANT_ID, FakeIdentityPlatform
 
@@ -214,6 +216,88 @@ def test_hostile_callbacks_get_a_4xx_page_and_store_nothing(
     assert 400 <= response.status_code < 500
     assert b"<script>alert(1)</script>" not in response.content
     assert MailAccount.objects.count() == 0
+
+
+def error_title(response: Any) -> str:
+    """The error page's heading, which must match its <title>."""
+    page = response.content.decode()
+    heading = re.search(r'id="lom-error">\s*<h1>(.*?)</h1>', page)
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert heading and title, page[:500]
+    assert heading[1] == title[1]
+    return html.unescape(heading[1])
+
+
+@pytest.mark.parametrize(
+    ("params", "title"),
+    [
+        pytest.param({}, "This is not a sign-in response", id="empty"),
+        pytest.param(
+            {"code": "no-state"}, "That sign-in response was not valid", id="no-state"
+        ),
+        pytest.param(
+            {"state": "{state}"},
+            "That sign-in response was not valid",
+            id="neither-code-nor-error",
+        ),
+        pytest.param(
+            {"state": "x" * 10_000, "code": "oversized-code"},
+            "That sign-in response was not valid",
+            id="oversized",
+        ),
+        pytest.param(
+            {"state": "forged", "code": "forged-code"},
+            "That sign-in link has expired or was already used",
+            id="unknown-state",
+        ),
+        pytest.param(
+            {"state": "{state}", "error": "access_denied"},
+            "You cancelled the sign-in",
+            id="declined",
+        ),
+        pytest.param(
+            {
+                "state": "{state}",
+                "error": "server_error",
+                "error_description": "AADSTS50000: There was an error issuing a token.",
+            },
+            "Signing in with Microsoft failed",
+            id="microsoft-error",
+        ),
+        pytest.param(
+            {"state": "{state}", "code": "forged-code"},
+            "Signing in with Microsoft failed",
+            id="code-refused",
+        ),
+    ],
+)
+def test_each_bad_callback_is_titled_for_what_went_wrong(
+    client: Client, params: dict[str, str], title: str
+) -> None:
+    authorize = client.post("/mail/connect/")["Location"]
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+    params = {key: value.format(state=state) for key, value in params.items()}
+    response = client.get("/mail/callback/", params)
+    assert response.status_code == 400
+    assert error_title(response) == title
+    assert "code" not in params or params["code"] not in response.content.decode()
+    assert MailAccount.objects.count() == 0
+
+
+def test_an_expired_flow_is_titled_expired(
+    client: Client, identity_platform: FakeIdentityPlatform
+) -> None:
+    authorize = client.post("/mail/connect/")["Location"]
+    answer = identity_platform.approve(authorize, "alice@outlook.com")
+    session = client.session
+    for entry in session[flows.SESSION_KEY].values():
+        entry["started"] -= flows.MAX_AGE_SECONDS + 1
+    session.save()
+    response = callback(client, answer)
+    assert response.status_code == 400
+    assert error_title(response) == "That sign-in link has expired or was already used"
+    assert "15 minutes" in response.content.decode()
+    assert str(answer.code) not in response.content.decode()
 
 
 def test_forged_code_with_a_real_state_is_refused(
