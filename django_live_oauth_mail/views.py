@@ -32,7 +32,7 @@ from .exceptions import (
     LiveOAuthMailError,
 )
 from .forms import SendAsAddressForm
-from .models import MailAccount, SendAsAddress
+from .models import MailAccount, OutboundMessage, SendAsAddress
 
 logger = logging.getLogger(__name__)
 
@@ -204,10 +204,28 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
-    """Remove one of the user's own links (another user's gives 404)."""
+    """GET: what disconnecting does, and a button. POST: do it.
+
+    Only the user's own links: another user's gives 404, as a missing one.
+    """
     account = get_object_or_404(MailAccount, pk=pk, user=request.user)
+    if request.method == "GET":
+        next_url = _safe_next(request, request.GET.get("next"))
+        waiting = OutboundMessage.objects.filter(
+            account=account, status__in=OutboundMessage.WAITING
+        )
+        return render(
+            request,
+            "live_oauth_mail/disconnect.html",
+            {
+                "mailbox": account,
+                "send_as": account.send_as_addresses.order_by("address"),
+                "waiting": waiting.count(),
+                "next": next_url or "",
+            },
+        )
     mailbox = account.email
     unlink_mailbox(account)
     messages.success(
@@ -215,8 +233,7 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
         _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox},
         fail_silently=True,
     )
-    next_url = _safe_next(request, request.POST.get("next"))
-    return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))
+    return _back_to_accounts(request)
 
 
 @login_required

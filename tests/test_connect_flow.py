@@ -8,10 +8,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.mail import EmailMessage
 from django.test import Client
 
 from django_live_oauth_mail import flows, signals
-from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.backends import QueuedEmailBackend
+from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import PERSONAL_TENANT_ID, FakeIdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,6 +37,7 @@ def test_every_view_requires_login() -> None:
         ("get", "/mail/connect/"),
         ("post", "/mail/connect/"),
         ("get", "/mail/callback/?state=x&code=y"),
+        ("get", "/mail/1/disconnect/"),
         ("post", "/mail/1/disconnect/"),
     ]:
         response = getattr(anonymous, method)(url)
@@ -360,7 +363,7 @@ def test_reconnect_passes_login_hint(client: Client) -> None:
     assert parse_qs(urlsplit(authorize).query)["login_hint"] == ["alice@outlook.com"]
 
 
-def test_disconnect_removes_the_users_own_account(
+def test_disconnect_asks_first_and_a_post_removes_the_users_own_account(
     client: Client, alice_account: MailAccount
 ) -> None:
     disconnected: list[Any] = []
@@ -368,15 +371,52 @@ def test_disconnect_removes_the_users_own_account(
     def receiver(sender: Any, user: Any, account: MailAccount, **kwargs: Any) -> None:
         disconnected.append(user)
 
+    url = f"/mail/{alice_account.pk}/disconnect/"
     signals.account_disconnected.connect(receiver)
     try:
-        assert client.get(f"/mail/{alice_account.pk}/disconnect/").status_code == 405
-        response = client.post(f"/mail/{alice_account.pk}/disconnect/")
+        question = client.get(url)
+        assert MailAccount.objects.count() == 1
+        response = client.post(url)
     finally:
         signals.account_disconnected.disconnect(receiver)
+    assert question.status_code == 200
+    page = question.content.decode()
+    assert "<h1>Disconnect alice@outlook.com?</h1>" in page
+    assert f'<form method="post" action="{url}">' in page
+    assert "csrfmiddlewaretoken" in page
     assert response.status_code == 302
     assert MailAccount.objects.count() == 0
     assert disconnected == [alice_account.user]
+
+
+def test_the_accounts_page_links_disconnect_to_the_question(
+    client: Client, alice_account: MailAccount
+) -> None:
+    page = client.get("/mail/").content.decode()
+    url = f"/mail/{alice_account.pk}/disconnect/"
+    assert f'href="{url}" data-action="disconnect"' in page
+    assert f'action="{url}"' not in page  # no one-click form any more
+
+
+def test_the_question_says_what_disconnecting_removes_and_fails(
+    client: Client, alice_account: MailAccount, acting_user: Any
+) -> None:
+    SendAsAddress.objects.create(account=alice_account, address="team@outlook.com")
+    MailAccount.objects.filter(pk=alice_account.pk).update(shared=True)
+    messages = [
+        EmailMessage(subject, "x", "alice@outlook.com", ["z@example.com"])
+        for subject in ("one", "two")
+    ]
+    assert QueuedEmailBackend().send_messages(messages) == 2
+    page = client.get(f"/mail/{alice_account.pk}/disconnect/?next=/compose/")
+    text = " ".join(page.content.decode().split())
+    assert "deletes its link to alice@outlook.com and the tokens" in text
+    assert "Mail from alice@outlook.com stops" in text
+    assert "Send As addresses go with it: team@outlook.com." in text
+    assert "It is shared" in text
+    assert "The 2 messages waiting to be sent from it fail." in text
+    assert 'name="next" value="/compose/"' in text
+    assert 'href="/compose/">Cancel</a>' in text
 
 
 def test_disconnecting_another_users_account_is_404(
