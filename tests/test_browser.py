@@ -681,3 +681,54 @@ def test_the_site_has_an_icon_so_no_page_logs_a_404(demo_site: DemoSite) -> None
         assert response.read().startswith(b"<svg")
     with urllib.request.urlopen(demo_site.url + "/") as response:
         assert b'rel="icon" href="/favicon.ico"' in response.read()
+
+
+def _overflow(page: Any) -> dict[str, int]:
+    """How wide the changelist's table is, and the room it has."""
+    return page.locator("#result_list").evaluate(  # type: ignore[no-any-return]
+        """table => ({
+            table: table.scrollWidth,
+            room: table.closest(".results").clientWidth,
+            page: document.documentElement.scrollWidth,
+            window: window.innerWidth,
+        })"""
+    )
+
+
+def test_admin_changelists_fit_1280_pixels_and_save_shows_only_where_editable(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "admin-width")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # A queued message, so the outbox has a row to lay out.
+    page.goto(demo_site.url + "/")
+    _send_contact_form(page, steps, "Dorothy Vaughan", "dorothy@example.com")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, PERSONAL)
+    # Every mailbox refreshed: each row has all its times filled in.
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/mailaccount/")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "refresh_now")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("Refreshed")
+
+    for changelist in ("mailaccount", "outboundmessage"):
+        page.goto(f"{demo_site.url}/admin/live_oauth_mail/{changelist}/")
+        expect(page.locator("#result_list tbody tr").first).to_be_visible()
+        sizes = _overflow(page)
+        steps.shot(changelist)
+        assert sizes["table"] <= sizes["room"], (changelist, sizes)
+        assert sizes["page"] <= sizes["window"], (changelist, sizes)
+
+    # A linked mailbox has settings to save; a queued message is a record.
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/mailaccount/")
+    page.locator("#result_list").get_by_role("link", name=PERSONAL).click()
+    expect(page.locator("input[name=_save]")).to_be_visible()
+    expect(page.locator("#id_transport")).to_be_editable()
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/outboundmessage/")
+    page.locator("#result_list tbody tr th a").first.click()
+    expect(page.locator(".submit-row")).to_be_visible()
+    expect(page.locator("input[name=_save], input[name=_continue]")).to_have_count(0)
+    expect(page.get_by_role("link", name="Close")).to_be_visible()

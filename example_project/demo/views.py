@@ -79,8 +79,11 @@ def compose(request: HttpRequest) -> HttpResponse:
             error = " ".join(form.errors.get("sender", [])) or (
                 "Some fields need a change; see below."
             )
+    # The chosen mailbox stopped sending since the page was drawn: offer to
+    # link it again.
     chosen = request.POST.get("sender", "")
-    active = MailAccount.objects.active().filter(user=request.user)
+    mailboxes = MailAccount.objects.active().filter(user=request.user)
+    relink = chosen if error and not mailboxes.filter(email=chosen).exists() else ""
     return render(
         request,
         "demo/compose.html",
@@ -92,8 +95,7 @@ def compose(request: HttpRequest) -> HttpResponse:
             "needs_reconnect": MailAccount.objects.filter(
                 user=request.user, status=MailAccount.Status.RECONNECT_REQUIRED
             ).exists(),
-            # A mailbox that stopped sending since the page was drawn.
-            "relink": chosen if error and not active.filter(email=chosen).exists() else "",
+            "relink": relink,
             "attachment_dropped": bool(error and request.FILES),
         },
     )
