@@ -8,6 +8,7 @@ edited, and a message's body shows only to those allowed to read it.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -16,9 +17,12 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -53,6 +57,8 @@ class SendAsAddressInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(MailAccount)
 class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    # Few columns, so the list fits a 1280-pixel screen beside its filters;
+    # the page of a mailbox has the rest (last refresh, token expiry...).
     list_display = (
         "email",
         "user",
@@ -60,8 +66,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "shared",
         "transport",
-        "last_used_at",
-        "last_refreshed_at",
+        "last_used",
     )
     list_filter = ("status", "kind", "shared", "transport")
     # The user model's own login field: not every user model has "username".
@@ -99,6 +104,14 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = MailAccountForm
     inlines = (SendAsAddressInline,)
     actions = ("send_test_message", "refresh_now", "disconnect")
+
+    @admin.display(description=_("last used"), ordering="last_used_at")
+    def last_used(self, row: MailAccount) -> str | Promise:
+        if row.last_used_at is None:
+            return _("never")
+        if timezone.now() - row.last_used_at < datetime.timedelta(minutes=1):
+            return _("just now")  # not "0 minutes ago"
+        return _("%(time)s ago") % {"time": timesince(row.last_used_at, depth=1)}
 
     @admin.action(description=_("Send a test message to me"), permissions=["change"])
     def send_test_message(
@@ -242,17 +255,23 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return () if obj is None else self.inlines
 
 
+def _short(moment: datetime.datetime) -> str:
+    """A time in the site's short format, which fits a narrow column."""
+    if timezone.is_aware(moment):  # naive with USE_TZ = False
+        moment = timezone.localtime(moment)
+    return date_format(moment, "SHORT_DATETIME_FORMAT")
+
+
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    # Short columns, so the list fits a 1280-pixel screen beside its filters.
     list_display = (
-        "created_at",
+        "queued_at",
         "mailbox",
         "subject",
-        "recipient_count",
         "status",
         "attempts",
-        "send_after",
-        "sent_at",
+        "sent_or_due",
         "last_error_summary",
     )
     list_filter = ("status", "mailbox")
@@ -282,7 +301,19 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     actions = ("retry", "cancel")
 
-    @admin.display(description=_("last error or reason"), ordering="last_error")
+    @admin.display(description=_("queued"), ordering="created_at")
+    def queued_at(self, row: OutboundMessage) -> str:
+        return _short(row.created_at)
+
+    @admin.display(description=_("sent / not before"), ordering="sent_at")
+    def sent_or_due(self, row: OutboundMessage) -> str:
+        if row.sent_at is not None:
+            return _short(row.sent_at)
+        if row.send_after is not None and row.status in OutboundMessage.WAITING:
+            return _("not before %(time)s") % {"time": _short(row.send_after)}
+        return "-"
+
+    @admin.display(description=_("error or reason"), ordering="last_error")
     def last_error_summary(self, row: OutboundMessage) -> str:
         return Truncator(row.last_error).chars(80)
 

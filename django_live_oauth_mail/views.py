@@ -32,7 +32,7 @@ from .exceptions import (
     LiveOAuthMailError,
 )
 from .forms import SendAsAddressForm
-from .models import MailAccount, SendAsAddress
+from .models import MailAccount, OutboundMessage, SendAsAddress
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         return _failure(
             request,
             _("That sign-in response was not valid"),
-            _("The response was too large. Please start linking again."),
+            _("The response was too large. Nothing was linked. Please start again."),
         )
     if not request.user.is_authenticated:
         if request.method == "POST" and RESUBMITTED not in source:
@@ -141,25 +141,58 @@ def callback(request: HttpRequest) -> HttpResponse:
             )
         return redirect_to_login(request.get_full_path())
     params = {key: source.get(key, "") for key in source if key != RESUBMITTED}
-    entry = flows.take(request, params.get("state", ""))
+    state = params.get("state", "")
+    # Taken before the other checks: any attempt with a state spends it.
+    entry = flows.take(request, state) if state else None
+    if not params:
+        return _failure(
+            request,
+            _("This is not a sign-in response"),
+            _(
+                "Microsoft sends you back to this address after you sign in to "
+                "link a mailbox. It was opened without an answer from Microsoft, "
+                "so there is nothing to finish here."
+            ),
+        )
+    if not state or not (params.get("code") or params.get("error")):
+        return _failure(
+            request,
+            _("That sign-in response was not valid"),
+            _(
+                "It lacks what Microsoft always sends back (a state, and a code "
+                "or an error), so nothing was linked. Please start again."
+            ),
+        )
     if entry is None:
         return _failure(
             request,
-            _("That sign-in link has expired"),
+            _("That sign-in link has expired or was already used"),
             _(
-                "This sign-in response does not belong to a sign-in you started "
-                "here, or it was already used. Please start linking again."
-            ),
+                "A sign-in must be finished within %(minutes)d minutes, in the "
+                "browser that started it, and its answer counts once. This one "
+                "matches no sign-in waiting here, so nothing was linked. If you "
+                "have just linked the mailbox, it is on your mailboxes page; "
+                "otherwise, please start again."
+            )
+            % {"minutes": flows.MAX_AGE_SECONDS // 60},
         )
     try:
         identity = msal_client.finish_link(entry["flow"], params)
-    except AuthorizationDeclined as error:
-        return _failure(request, _("No mailbox was linked"), str(error), declined=True)
+    except AuthorizationDeclined:
+        return _failure(
+            request,
+            _("You cancelled the sign-in"),
+            _(
+                "You declined at Microsoft, so no mailbox was linked and nothing "
+                "was changed. You can link one whenever you like."
+            ),
+        )
     except IdentityPlatformUnavailable as error:
         return _unavailable(request, error)
     except (AuthorizationFailed, LiveOAuthMailError) as error:
+        # Microsoft's error answer, or its refusal to redeem the code.
         logger.warning("Linking a mailbox failed: %s", error)
-        return _failure(request, _("The mailbox could not be linked"), str(error))
+        return _failure(request, _("Signing in with Microsoft failed"), str(error))
     account, created = link_mailbox(request.user, identity)
     text = (
         _("%(mailbox)s is linked. Mail from it will now be sent through Microsoft.")
@@ -171,10 +204,28 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
-    """Remove one of the user's own links (another user's gives 404)."""
+    """GET: what disconnecting does, and a button. POST: do it.
+
+    Only the user's own links: another user's gives 404, as a missing one.
+    """
     account = get_object_or_404(MailAccount, pk=pk, user=request.user)
+    if request.method == "GET":
+        next_url = _safe_next(request, request.GET.get("next"))
+        waiting = OutboundMessage.objects.filter(
+            account=account, status__in=OutboundMessage.WAITING
+        )
+        return render(
+            request,
+            "live_oauth_mail/disconnect.html",
+            {
+                "mailbox": account,
+                "send_as": account.send_as_addresses.order_by("address"),
+                "waiting": waiting.count(),
+                "next": next_url or "",
+            },
+        )
     mailbox = account.email
     unlink_mailbox(account)
     messages.success(
@@ -182,8 +233,7 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
         _("%(mailbox)s is no longer linked.") % {"mailbox": mailbox},
         fail_silently=True,
     )
-    next_url = _safe_next(request, request.POST.get("next"))
-    return HttpResponseRedirect(next_url or reverse("live_oauth_mail:accounts"))
+    return _back_to_accounts(request)
 
 
 @login_required

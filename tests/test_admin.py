@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib import messages
+from django.contrib.auth.models import Permission
 from django.db import OperationalError
 from django.db.models.signals import pre_delete, pre_save
 from django.test import Client
+from django.utils import timezone
 
 from django_live_oauth_mail import signals
 from django_live_oauth_mail.exceptions import ConsentRequired
-from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
@@ -449,3 +453,78 @@ def test_a_missing_graph_consent_shows_on_the_mailbox(
     page = staff.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
     assert "has not granted this app Mail.Send" in page
     assert MailAccount.objects.get(pk=alice_account.pk).status == "active"
+
+
+def staff_with(django_user_model: Any, *codenames: str) -> Client:
+    """A client signed in as a staff user with only these permissions."""
+    clerk = django_user_model.objects.create_user("clerk", "clerk@example.org", "pw")
+    clerk.is_staff = True
+    clerk.save()
+    clerk.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="live_oauth_mail", codename__in=codenames
+        )
+    )
+    client = Client()
+    client.force_login(clerk)
+    return client
+
+
+SAVE_BUTTONS = ('name="_save"', 'name="_continue"', 'name="_addanother"')
+SEND_AS_RIGHTS = (
+    "view_sendasaddress",
+    "add_sendasaddress",
+    "change_sendasaddress",
+    "delete_sendasaddress",
+)
+
+
+@pytest.mark.parametrize(
+    ("codenames", "buttons"),
+    [
+        pytest.param(
+            ("view_mailaccount", *SEND_AS_RIGHTS), (), id="viewer-with-send-as-rights"
+        ),
+        pytest.param(("view_mailaccount", "view_sendasaddress"), (), id="viewer"),
+        pytest.param(
+            ("view_mailaccount", "change_mailaccount", *SEND_AS_RIGHTS),
+            ('name="_save"', 'name="_continue"'),
+            id="editor",
+        ),
+    ],
+)
+def test_save_buttons_show_only_where_something_can_be_saved(
+    django_user_model: Any,
+    alice_account: MailAccount,
+    codenames: tuple[str, ...],
+    buttons: tuple[str, ...],
+) -> None:
+    SendAsAddress.objects.create(account=alice_account, address="team@outlook.com")
+    client = staff_with(django_user_model, *codenames)
+    page = client.get(f"{CHANGELIST}{alice_account.pk}/change/").content.decode()
+    assert tuple(b for b in SAVE_BUTTONS if b in page) == buttons
+    # Nothing that page lets one type can be saved without the buttons.
+    editable = bool(buttons)
+    assert ('name="shared"' in page) is editable
+    assert ('name="send_as_addresses-0-address"' in page) is editable
+    response = change(
+        client, alice_account, send_as=[{"address": "team@outlook.com"}], shared="on"
+    )
+    assert response.status_code == (302 if editable else 403)
+    assert MailAccount.objects.get(pk=alice_account.pk).shared is editable
+
+
+def test_the_list_says_when_a_mailbox_was_last_used(
+    staff: Client, alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    now = timezone.now()
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        last_used_at=now - datetime.timedelta(hours=3, minutes=5)
+    )
+    MailAccount.objects.filter(pk=bob_account.pk).update(last_used_at=None)
+    page = staff.get(CHANGELIST).content.decode()
+    used = re.findall(r'<td class="field-last_used">(.*?)</td>', page)
+    assert used == ["3\xa0hours ago", "never"]  # ordered by address
+    MailAccount.objects.filter(pk=bob_account.pk).update(last_used_at=now)
+    page = staff.get(CHANGELIST).content.decode()
+    assert re.findall(r'<td class="field-last_used">(.*?)</td>', page)[1] == "just now"

@@ -56,6 +56,7 @@ CHROMIUM_ARGS = [
 STARTUP_TIMEOUT = 30.0
 PERSONAL = "ada@outlook.com"
 WORK = "grace@contoso.com"
+ALAN = "alan@fabrikam.com"
 # What `manage.py demo` links for the site and marks shared (settings.py).
 SITE_MAILBOX = "noreply@contoso.com"
 SITE_SENDER = f"Contoso website <{SITE_MAILBOX}>"
@@ -367,7 +368,7 @@ def test_declining_consent_links_nothing(demo_site: DemoSite, page: Any) -> None
 
     page.click("#decline")
     page.wait_for_url(re.compile("^" + re.escape(demo_site.url)))
-    expect(page.locator("#lom-error h1")).to_have_text("No mailbox was linked")
+    expect(page.locator("#lom-error h1")).to_have_text("You cancelled the sign-in")
     steps.shot("declined")
 
     page.get_by_role("link", name="Back to your mailboxes").click()
@@ -494,6 +495,112 @@ def test_a_mailbox_whose_smtp_auth_is_off_sends_through_graph(
     steps.shot("sent-through-graph")
 
 
+def _disconnect(page: Any, email: str) -> None:
+    """Disconnect ``email`` on the Mailboxes page, through its question page."""
+    from playwright.sync_api import expect
+
+    _open(page, "Mailboxes")
+    page.locator(f'tr[data-mailbox="{email}"] [data-action="disconnect"]').click()
+    expect(page.locator("#lom-disconnect h1")).to_have_text(f"Disconnect {email}?")
+    page.click("#lom-disconnect-confirm")
+    expect(page.locator(".lom-messages")).to_contain_text(
+        f"{email} is no longer linked"
+    )
+    expect(page.locator(f'tr[data-mailbox="{email}"]')).to_have_count(0)
+
+
+def test_disconnect_asks_first_and_cancel_keeps_the_mailbox(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "disconnect")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, ALAN)
+
+    row = page.locator(f'tr[data-mailbox="{ALAN}"]')
+    row.locator('[data-action="disconnect"]').click()
+    question = page.locator("#lom-disconnect")
+    expect(page).to_have_title(f"Disconnect {ALAN}? · Mail demo")
+    expect(question.locator("h1")).to_have_text(f"Disconnect {ALAN}?")
+    expect(question).to_contain_text(
+        f"This site deletes its link to {ALAN} and the tokens it keeps for it."
+    )
+    expect(question).to_contain_text(f"Mail from {ALAN} stops")
+    expect(question.locator("#lom-disconnect-waiting")).to_have_text(
+        "No message is waiting to be sent from it."
+    )
+    steps.shot("question")
+
+    question.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#lom-accounts")).to_be_visible()
+    expect(row).to_have_count(1)
+    expect(row.locator(".lom-badge")).to_have_text("Active")
+    expect(page.locator(".lom-messages")).to_have_count(0)
+
+
+def test_compose_keeps_the_draft_when_the_mailbox_was_disconnected_meanwhile(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "draft")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, ALAN)
+    _open(page, "Compose")
+    page.locator("#id_sender").select_option(label=f"Alan Turing <{ALAN}>")
+    page.fill("#id_to", "ada@example.com")
+    page.fill("#id_subject", "On computable numbers")
+    page.fill("#id_body", "A draft worth keeping.")
+
+    # Another tab of the same session disconnects every mailbox of the user...
+    other_tab = page.context.new_page()
+    other_tab.goto(demo_site.url + "/")
+    _open(other_tab, "Mailboxes")
+    for email in other_tab.locator("tr[data-mailbox]").evaluate_all(
+        "rows => rows.map(row => row.dataset.mailbox)"
+    ):
+        _disconnect(other_tab, email)
+    other_tab.close()
+
+    # ...so Send says why not, and keeps every typed field.
+    page.click("#send")
+    expect(page.locator("#send-error")).to_contain_text("Not sent.")
+    expect(page.locator("#send-error-reason")).to_have_text(
+        f"{ALAN} is no longer linked: it was disconnected, perhaps in another "
+        "tab. Link it again, then press Send here; or choose another mailbox."
+    )
+    expect(page.locator("#id_sender")).to_have_value(ALAN)
+    expect(page.locator("#id_sender option")).to_have_count(1)  # none can send
+    expect(page.locator("#id_to")).to_have_value("ada@example.com")
+    expect(page.locator("#id_subject")).to_have_value("On computable numbers")
+    expect(page.locator("#id_body")).to_have_value("A draft worth keeping.")
+    steps.shot("not-sent")
+
+    # Linking it again in the new tab the page opens lets the same draft go.
+    with page.context.expect_page() as opened:
+        page.click("#relink")
+    tab = opened.value
+    expect(tab.locator("#lom-start")).to_have_text(f"Continue as {ALAN}")
+    tab.click("#lom-start")
+    tab.wait_for_url(re.compile("^" + re.escape(demo_site.identity_url)))
+    tab.click(f'[data-identity="{ALAN}"]')
+    tab.wait_for_url(demo_site.url + "/mail/")
+    expect(tab.locator(".lom-messages")).to_contain_text(f"{ALAN} is linked")
+    tab.close()
+
+    page.click("#send")
+    expect(page.locator(".lom-messages")).to_contain_text(
+        f"from {ALAN} to ada@example.com"
+    )
+    expect(page.locator("#send-error")).to_have_count(0)
+    mail = _received(page, "On computable numbers")
+    expect(mail.locator('[data-field="body"]')).to_contain_text(
+        "A draft worth keeping."
+    )
+    steps.shot("sent-after-relinking")
+
+
 def test_admin_lists_linked_mailboxes_with_shared_column(
     demo_site: DemoSite, page: Any
 ) -> None:
@@ -594,3 +701,54 @@ def test_the_site_has_an_icon_so_no_page_logs_a_404(demo_site: DemoSite) -> None
         assert response.read().startswith(b"<svg")
     with urllib.request.urlopen(demo_site.url + "/") as response:
         assert b'rel="icon" href="/favicon.ico"' in response.read()
+
+
+def _overflow(page: Any) -> dict[str, int]:
+    """How wide the changelist's table is, and the room it has."""
+    return page.locator("#result_list").evaluate(  # type: ignore[no-any-return]
+        """table => ({
+            table: table.scrollWidth,
+            room: table.closest(".results").clientWidth,
+            page: document.documentElement.scrollWidth,
+            window: window.innerWidth,
+        })"""
+    )
+
+
+def test_admin_changelists_fit_1280_pixels_and_save_shows_only_where_editable(
+    demo_site: DemoSite, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    steps = Steps(page, "admin-width")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # A queued message, so the outbox has a row to lay out.
+    page.goto(demo_site.url + "/")
+    _send_contact_form(page, steps, "Dorothy Vaughan", "dorothy@example.com")
+    _sign_in(page, demo_site, steps)
+    _ensure_linked(page, demo_site, steps, PERSONAL)
+    # Every mailbox refreshed: each row has all its times filled in.
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/mailaccount/")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "refresh_now")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("Refreshed")
+
+    for changelist in ("mailaccount", "outboundmessage"):
+        page.goto(f"{demo_site.url}/admin/live_oauth_mail/{changelist}/")
+        expect(page.locator("#result_list tbody tr").first).to_be_visible()
+        sizes = _overflow(page)
+        steps.shot(changelist)
+        assert sizes["table"] <= sizes["room"], (changelist, sizes)
+        assert sizes["page"] <= sizes["window"], (changelist, sizes)
+
+    # A linked mailbox has settings to save; a queued message is a record.
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/mailaccount/")
+    page.locator("#result_list").get_by_role("link", name=PERSONAL).click()
+    expect(page.locator("input[name=_save]")).to_be_visible()
+    expect(page.locator("#id_transport")).to_be_editable()
+    page.goto(f"{demo_site.url}/admin/live_oauth_mail/outboundmessage/")
+    page.locator("#result_list tbody tr th a").first.click()
+    expect(page.locator(".submit-row")).to_be_visible()
+    expect(page.locator("input[name=_save], input[name=_continue]")).to_have_count(0)
+    expect(page.get_by_role("link", name="Close")).to_be_visible()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.mail import EmailMessage
 from django.test import Client
 
-from django_live_oauth_mail import signals
-from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail import flows, signals
+from django_live_oauth_mail.backends import QueuedEmailBackend
+from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import PERSONAL_TENANT_ID, FakeIdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,6 +37,7 @@ def test_every_view_requires_login() -> None:
         ("get", "/mail/connect/"),
         ("post", "/mail/connect/"),
         ("get", "/mail/callback/?state=x&code=y"),
+        ("get", "/mail/1/disconnect/"),
         ("post", "/mail/1/disconnect/"),
     ]:
         response = getattr(anonymous, method)(url)
@@ -216,6 +221,88 @@ def test_hostile_callbacks_get_a_4xx_page_and_store_nothing(
     assert MailAccount.objects.count() == 0
 
 
+def error_title(response: Any) -> str:
+    """The error page's heading, which must match its <title>."""
+    page = response.content.decode()
+    heading = re.search(r'id="lom-error">\s*<h1>(.*?)</h1>', page)
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert heading and title, page[:500]
+    assert heading[1] == title[1]
+    return html.unescape(heading[1])
+
+
+@pytest.mark.parametrize(
+    ("params", "title"),
+    [
+        pytest.param({}, "This is not a sign-in response", id="empty"),
+        pytest.param(
+            {"code": "no-state"}, "That sign-in response was not valid", id="no-state"
+        ),
+        pytest.param(
+            {"state": "{state}"},
+            "That sign-in response was not valid",
+            id="neither-code-nor-error",
+        ),
+        pytest.param(
+            {"state": "x" * 10_000, "code": "oversized-code"},
+            "That sign-in response was not valid",
+            id="oversized",
+        ),
+        pytest.param(
+            {"state": "forged", "code": "forged-code"},
+            "That sign-in link has expired or was already used",
+            id="unknown-state",
+        ),
+        pytest.param(
+            {"state": "{state}", "error": "access_denied"},
+            "You cancelled the sign-in",
+            id="declined",
+        ),
+        pytest.param(
+            {
+                "state": "{state}",
+                "error": "server_error",
+                "error_description": "AADSTS50000: There was an error issuing a token.",
+            },
+            "Signing in with Microsoft failed",
+            id="microsoft-error",
+        ),
+        pytest.param(
+            {"state": "{state}", "code": "forged-code"},
+            "Signing in with Microsoft failed",
+            id="code-refused",
+        ),
+    ],
+)
+def test_each_bad_callback_is_titled_for_what_went_wrong(
+    client: Client, params: dict[str, str], title: str
+) -> None:
+    authorize = client.post("/mail/connect/")["Location"]
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+    params = {key: value.format(state=state) for key, value in params.items()}
+    response = client.get("/mail/callback/", params)
+    assert response.status_code == 400
+    assert error_title(response) == title
+    assert "code" not in params or params["code"] not in response.content.decode()
+    assert MailAccount.objects.count() == 0
+
+
+def test_an_expired_flow_is_titled_expired(
+    client: Client, identity_platform: FakeIdentityPlatform
+) -> None:
+    authorize = client.post("/mail/connect/")["Location"]
+    answer = identity_platform.approve(authorize, "alice@outlook.com")
+    session = client.session
+    for entry in session[flows.SESSION_KEY].values():
+        entry["started"] -= flows.MAX_AGE_SECONDS + 1
+    session.save()
+    response = callback(client, answer)
+    assert response.status_code == 400
+    assert error_title(response) == "That sign-in link has expired or was already used"
+    assert "15 minutes" in response.content.decode()
+    assert str(answer.code) not in response.content.decode()
+
+
 def test_forged_code_with_a_real_state_is_refused(
     client: Client, identity_platform: FakeIdentityPlatform
 ) -> None:
@@ -276,7 +363,7 @@ def test_reconnect_passes_login_hint(client: Client) -> None:
     assert parse_qs(urlsplit(authorize).query)["login_hint"] == ["alice@outlook.com"]
 
 
-def test_disconnect_removes_the_users_own_account(
+def test_disconnect_asks_first_and_a_post_removes_the_users_own_account(
     client: Client, alice_account: MailAccount
 ) -> None:
     disconnected: list[Any] = []
@@ -284,15 +371,52 @@ def test_disconnect_removes_the_users_own_account(
     def receiver(sender: Any, user: Any, account: MailAccount, **kwargs: Any) -> None:
         disconnected.append(user)
 
+    url = f"/mail/{alice_account.pk}/disconnect/"
     signals.account_disconnected.connect(receiver)
     try:
-        assert client.get(f"/mail/{alice_account.pk}/disconnect/").status_code == 405
-        response = client.post(f"/mail/{alice_account.pk}/disconnect/")
+        question = client.get(url)
+        assert MailAccount.objects.count() == 1
+        response = client.post(url)
     finally:
         signals.account_disconnected.disconnect(receiver)
+    assert question.status_code == 200
+    page = question.content.decode()
+    assert "<h1>Disconnect alice@outlook.com?</h1>" in page
+    assert f'<form method="post" action="{url}">' in page
+    assert "csrfmiddlewaretoken" in page
     assert response.status_code == 302
     assert MailAccount.objects.count() == 0
     assert disconnected == [alice_account.user]
+
+
+def test_the_accounts_page_links_disconnect_to_the_question(
+    client: Client, alice_account: MailAccount
+) -> None:
+    page = client.get("/mail/").content.decode()
+    url = f"/mail/{alice_account.pk}/disconnect/"
+    assert f'href="{url}" data-action="disconnect"' in page
+    assert f'action="{url}"' not in page  # no one-click form any more
+
+
+def test_the_question_says_what_disconnecting_removes_and_fails(
+    client: Client, alice_account: MailAccount, acting_user: Any
+) -> None:
+    SendAsAddress.objects.create(account=alice_account, address="team@outlook.com")
+    MailAccount.objects.filter(pk=alice_account.pk).update(shared=True)
+    messages = [
+        EmailMessage(subject, "x", "alice@outlook.com", ["z@example.com"])
+        for subject in ("one", "two")
+    ]
+    assert QueuedEmailBackend().send_messages(messages) == 2
+    page = client.get(f"/mail/{alice_account.pk}/disconnect/?next=/compose/")
+    text = " ".join(page.content.decode().split())
+    assert "deletes its link to alice@outlook.com and the tokens" in text
+    assert "Mail from alice@outlook.com stops" in text
+    assert "Send As addresses go with it: team@outlook.com." in text
+    assert "It is shared" in text
+    assert "The 2 messages waiting to be sent from it fail." in text
+    assert 'name="next" value="/compose/"' in text
+    assert 'href="/compose/">Cancel</a>' in text
 
 
 def test_disconnecting_another_users_account_is_404(

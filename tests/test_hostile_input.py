@@ -378,9 +378,12 @@ def test_disconnect_never_redirects_off_site(
     link: Any, user: Any, next_url: str
 ) -> None:
     account = link(user, "alice@outlook.com")
-    response = signed_in(user).post(
-        f"/mail/{account.pk}/disconnect/", {"next": next_url}
-    )
+    client = signed_in(user)
+    url = f"/mail/{account.pk}/disconnect/"
+    question = client.get(url, {"next": next_url}).content.decode()
+    assert "evil.example" not in question  # neither kept nor offered as Cancel
+    assert 'href="/mail/">Cancel</a>' in question
+    response = client.post(url, {"next": next_url})
     assert response.status_code == 302
     assert response["Location"] == "/mail/"
 
@@ -458,8 +461,10 @@ def test_another_users_account_looks_exactly_like_a_missing_one(
 
     assert foreign.status_code == missing.status_code == 404
     assert foreign.content == missing.content
-    for pk in (theirs.pk, missing_pk):
-        assert strict.get(f"/mail/{pk}/disconnect/").status_code == 405
+    foreign = strict.get(f"/mail/{theirs.pk}/disconnect/")
+    missing = strict.get(f"/mail/{missing_pk}/disconnect/")
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.content == missing.content
     assert MailAccount.objects.filter(pk=theirs.pk).exists()
     assert "bob@contoso.com" not in strict.get("/mail/").content.decode()
 

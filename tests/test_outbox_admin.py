@@ -5,6 +5,8 @@ Also the pacing settings of a mailbox, which its admin page edits.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,13 +16,15 @@ from django.contrib import messages
 from django.contrib.auth.models import Permission
 from django.core.mail import EmailMessage
 from django.test import Client
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import escape
 
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.tasks import send_queued_message
 
-from .test_admin import change
+from .test_admin import change, staff_with
 
 Status = OutboundMessage.Status
 ALICE = "alice@outlook.com"
@@ -55,21 +59,6 @@ def queue(alice_account: MailAccount, acting_user: Any) -> Queue:
     return queue
 
 
-def staff_with(django_user_model: Any, *codenames: str) -> Client:
-    """A client logged in as a staff user with only these outbox permissions."""
-    staff = django_user_model.objects.create_user("clerk", "clerk@example.org", "pw")
-    staff.is_staff = True
-    staff.save()
-    staff.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="live_oauth_mail", codename__in=codenames
-        )
-    )
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
 def act(client: Client, action: str, *rows: OutboundMessage) -> Any:
     return client.post(
         OUTBOX,
@@ -99,7 +88,7 @@ def test_changelist_searches_recipients_filters_status_and_shows_newest_first(
 
     page = admin_client.get(OUTBOX).content.decode()
     assert page.index("Newsletter") < page.index("Invoice 7")
-    for column in ("mailbox", "recipient_count", "attempts", "last_error_summary"):
+    for column in ("mailbox", "attempts", "sent_or_due", "last_error_summary"):
         assert f"column-{column}" in page
     assert "5.7.139 xxx" in page and "x" * 200 not in page  # the error, shortened
     assert "?status__exact=failed" in page and "?mailbox=alice%40outlook.com" in page
@@ -289,3 +278,36 @@ def test_a_send_rate_the_workers_could_not_read_is_refused(
     assert response.status_code == 200
     assert "such as &#x27;30/minute&#x27;" in response.content.decode()
     assert MailAccount.objects.get(pk=alice_account.pk).send_rate == ""
+
+
+def test_the_list_shows_when_a_message_went_or_may_go(
+    admin_client: Client, queue: Queue
+) -> None:
+    due = timezone.make_aware(datetime.datetime(2031, 5, 6, 7, 8))
+    sent = timezone.make_aware(datetime.datetime(2030, 1, 2, 3, 4))
+    waiting, done, failed = queue("Waiting"), queue("Done"), queue("Failed")
+    OutboundMessage.objects.filter(pk=waiting.pk).update(
+        status=Status.DEFERRED, send_after=due
+    )
+    OutboundMessage.objects.filter(pk=done.pk).update(status=Status.SENT, sent_at=sent)
+    OutboundMessage.objects.filter(pk=failed.pk).update(
+        status=Status.FAILED, send_after=due
+    )
+
+    page = admin_client.get(OUTBOX).content.decode()
+    cells = dict(
+        re.findall(
+            r'<td class="field-subject">(\w+)</td>.*?field-sent_or_due">(.*?)</td>',
+            page,
+            re.S,
+        )
+    )
+
+    def short(moment: datetime.datetime) -> str:
+        return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+
+    assert cells == {
+        "Waiting": f"not before {short(due)}",
+        "Done": short(sent),
+        "Failed": "-",  # a failed message waits for nothing
+    }

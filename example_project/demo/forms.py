@@ -13,21 +13,21 @@ from django_live_oauth_mail.models import MailAccount
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 
 
-class MailboxChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Any) -> str:
-        if obj.display_name:
-            return f"{obj.display_name} <{obj.email}>"
-        return str(obj.email)
+def mailbox_label(mailbox: MailAccount) -> str:
+    if mailbox.display_name:
+        return f"{mailbox.display_name} <{mailbox.email}>"
+    return str(mailbox.email)
 
 
 class ComposeForm(forms.Form):
-    """A message from one of the user's active linked mailboxes."""
+    """A message from one of the user's active linked mailboxes.
 
-    sender = MailboxChoiceField(
-        label="From",
-        queryset=MailAccount.objects.none(),
-        empty_label=None,
-        help_text="Your linked mailboxes that can send right now.",
+    The sender is chosen by address, not by row: a mailbox disconnected and
+    linked again in another tab is a new row, and the draft still sends.
+    """
+
+    sender = forms.ChoiceField(
+        label="From", help_text="Your linked mailboxes that can send right now."
     )
     to = forms.CharField(
         label="To",
@@ -43,9 +43,40 @@ class ComposeForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
+        self.mailboxes = {
+            mailbox.email: mailbox
+            for mailbox in MailAccount.objects.active()
+            .filter(user=user)
+            .order_by("email")
+        }
+        choices = [(email, mailbox_label(m)) for email, m in self.mailboxes.items()]
+        # Keep the choice the page was sent with, even if that mailbox can no
+        # longer send: the draft stays as typed, and clean_sender says why.
+        chosen = str(self.data.get("sender", ""))[:254]
+        if chosen and chosen not in self.mailboxes:
+            choices.append((chosen, f"{chosen} (cannot send now)"))
         field = self.fields["sender"]
-        assert isinstance(field, MailboxChoiceField)
-        field.queryset = MailAccount.objects.active().filter(user=user)
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+
+    def clean_sender(self) -> MailAccount:
+        address: str = self.cleaned_data["sender"]
+        mailbox = self.mailboxes.get(address)
+        if mailbox is not None:
+            return mailbox
+        stored = MailAccount.objects.filter(user=self.user, email=address).first()
+        if stored is None:
+            raise ValidationError(
+                f"{address} is no longer linked: it was disconnected, perhaps in "
+                "another tab. Link it again, then press Send here; or choose "
+                "another mailbox."
+            )
+        why = f" ({stored.last_error.rstrip('. ')})" if stored.last_error else ""
+        raise ValidationError(
+            f"{address} must be linked again before it can send{why}. Link it "
+            "again, then press Send here; or choose another mailbox."
+        )
 
     def clean_to(self) -> list[str]:
         addresses = [a.strip() for a in self.cleaned_data["to"].split(",")]

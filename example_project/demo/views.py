@@ -55,33 +55,48 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def compose(request: HttpRequest) -> HttpResponse:
-    """Send a message from one of the user's linked mailboxes."""
+    """Send a message from one of the user's linked mailboxes.
+
+    A message that was not sent comes back as typed, with the reason: the
+    mailbox may have been disconnected in another tab, or Microsoft refused.
+    """
     form = ComposeForm(request.POST or None, request.FILES or None, user=request.user)
     error = ""
-    if request.method == "POST" and form.is_valid():
-        message = form.build_message()
-        # No user= and no account=: SendingAsMiddleware makes request.user
-        # the acting user, so routing sends from their own mailbox.
-        error = _send(message)
-        if not error:
-            messages.success(
-                request,
-                f"Sent “{message.subject}” from {form.cleaned_data['sender'].email} "
-                f"to {', '.join(message.to)}.",
+    if request.method == "POST":
+        if form.is_valid():
+            message = form.build_message()
+            # No user= and no account=: SendingAsMiddleware makes request.user
+            # the acting user, so routing sends from their own mailbox.
+            error = _send(message)
+            if not error:
+                messages.success(
+                    request,
+                    f"Sent “{message.subject}” from "
+                    f"{form.cleaned_data['sender'].email} to {', '.join(message.to)}.",
+                )
+                return redirect("compose")
+        else:
+            error = " ".join(form.errors.get("sender", [])) or (
+                "Some fields need a change; see below."
             )
-            return redirect("compose")
-    has_mailbox = form.fields["sender"].queryset.exists()  # type: ignore[attr-defined]
-    needs_reconnect = MailAccount.objects.filter(
-        user=request.user, status=MailAccount.Status.RECONNECT_REQUIRED
-    ).exists()
+    # The chosen mailbox stopped sending since the page was drawn: offer to
+    # link it again.
+    chosen = request.POST.get("sender", "")
+    mailboxes = MailAccount.objects.active().filter(user=request.user)
+    relink = chosen if error and not mailboxes.filter(email=chosen).exists() else ""
     return render(
         request,
         "demo/compose.html",
         {
             "form": form,
             "error": error,
-            "has_mailbox": has_mailbox,
-            "needs_reconnect": needs_reconnect,
+            # The typed message is never dropped, even with no mailbox left.
+            "show_form": bool(form.mailboxes) or form.is_bound,
+            "needs_reconnect": MailAccount.objects.filter(
+                user=request.user, status=MailAccount.Status.RECONNECT_REQUIRED
+            ).exists(),
+            "relink": relink,
+            "attachment_dropped": bool(error and request.FILES),
         },
     )
 
