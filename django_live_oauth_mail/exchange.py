@@ -136,9 +136,9 @@ def explain_send(
     throttled = throttling(error, mailbox)
     if throttled is not None:
         return throttled
-    if code == 554 and b"5.2.252" in reply:
+    if _send_as_denied(error):
         return SendAsDenied(
-            send_as_advice(mailbox, sender, "(554 5.2.252 SendAsDenied)"),
+            send_as_advice(mailbox, sender, f"({code} {_first_clause(reply)})"),
             mailbox=mailbox,
             smtp_code=code,
             smtp_error=reply,
@@ -148,6 +148,24 @@ def explain_send(
     if code == 554 and has_code(error, "5.2.2"):
         return mailbox_full(mailbox, f"({code} {reply_text(reply)})", code, reply)
     return error
+
+
+def _send_as_denied(error: smtplib.SMTPResponseException) -> bool:
+    """Exchange Online refuses Send As in three ways, depending on where it looks.
+
+    ``554 5.2.252 SendAsDenied``, ``554 5.2.0 STOREDRV.Submission.Exception:
+    SendAsDeniedException...`` from the mailbox store, and ``550 5.7.60 SMTP;
+    Client does not have permissions to send as this sender`` from transport.
+    """
+    reply = reply_bytes(error.smtp_error)
+    if error.smtp_code == 554:
+        return b"5.2.252" in reply or b"SendAsDenied" in reply
+    return has_code(error, "5.7.60")
+
+
+def _first_clause(reply: bytes) -> str:
+    """The reply up to its first ';': the store's replies go on for a screen."""
+    return reply_text(reply).split(";", 1)[0].strip()
 
 
 def quota_exceeded(

@@ -10,6 +10,7 @@ status and ``smtp_error`` Graph's code and message.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .conf import SETTINGS_NAME
@@ -58,13 +59,19 @@ def error_of(status: int, body: Any) -> tuple[str, str]:
     return f"HTTP{status}", "no details given"
 
 
+#: The longest ``Retry-After`` believed. Graph asks for seconds; a figure of
+#: years is a broken proxy's, and the queue could not even date its deferral.
+MAX_RETRY_AFTER = 24 * 3600.0
+
+
 def retry_after(headers: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header, if it holds a number."""
+    """Seconds from a ``Retry-After`` header, if it holds a finite number."""
     value = headers.get("Retry-After") if headers is not None else None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else math.nan
     except (TypeError, ValueError):
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
 
 
 def explain(
@@ -130,9 +137,9 @@ def explain(
             code=code,
         )
     if status == 401:
-        when = "even with a brand-new token" if refreshed else ""
+        when = " even with a brand-new token" if refreshed else ""
         return GraphError(
-            f"Microsoft Graph refused the token for {mailbox} {when} {said}. The "
+            f"Microsoft Graph refused the token for {mailbox}{when} {said}. The "
             f"token's resource must be {SETTINGS_NAME}['GRAPH_ENDPOINT']: check "
             "that it names the Graph of your cloud, and link the mailbox again.",
             mailbox=mailbox,

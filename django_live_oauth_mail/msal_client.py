@@ -844,7 +844,7 @@ def _app_error(result: Mapping[str, Any], tenant: str, mailbox: str) -> TokenErr
 _GRANT_GONE = {70000, 70008, 700084, 50173, 50133, 50078}
 _POLICY = {50076, 50079, 53003, 50158, 50072, 53000, 50074}
 _CONSENT = {65001, 90094, 90095, 65004}
-_APP_CREDENTIALS = {7000215, 7000222, 7000218, 700016, 50012}
+_APP_CREDENTIALS = {7000215, 7000222, 700016, 50012}
 # Refresh tokens that ran out rather than being revoked: say which limit was
 # reached and what would keep it from happening again.
 _EXPIRED_REFRESH_TOKEN = {
@@ -898,6 +898,19 @@ def token_error(
     description = _first_line(result.get("error_description"))
     who = mailbox or "this mailbox"
     code_set = set(codes)
+    if 7000218 in code_set:
+        # Only a public client sends no secret: the device-code link, and the
+        # refreshes of a mailbox linked so. A new secret would not help.
+        return AppCredentialsError(
+            "The app registration does not allow public client flows, which "
+            f"linking with a device code needs ({description}). An administrator "
+            "must set 'Allow public client flows' to Yes under Authentication in "
+            "the app registration; users do not need to link again.",
+            mailbox=mailbox,
+            error=error,
+            error_codes=codes,
+            description=description,
+        )
     if error == "invalid_client" or code_set & _APP_CREDENTIALS:
         return AppCredentialsError(
             "The app registration's credentials were refused "
@@ -1001,7 +1014,9 @@ def _flow_error(
             "LIVE_OAUTH_MAIL['REDIRECT_URI'] to one that is registered."
         )
     error = token_error(result, mailbox=None)
-    if isinstance(error, ReconnectRequired) and not codes & _CONSENT:
+    if isinstance(error, ReconnectRequired) and not (
+        codes & _CONSENT or error.error == "consent_required"
+    ):
         return AuthorizationFailed(
             f"Microsoft did not accept the sign-in ({description}). Please try again."
         )

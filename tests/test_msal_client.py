@@ -397,22 +397,6 @@ def test_an_expired_refresh_token_says_why_and_what_to_change(
     assert stored.status == MailAccount.Status.RECONNECT_REQUIRED
 
 
-def test_other_grant_errors_keep_their_message() -> None:
-    error = msal_client.token_error(
-        {
-            "error": "invalid_grant",
-            "error_codes": [70000],
-            "error_description": "AADSTS70000: The grant is invalid.",
-        },
-        mailbox=ALICE,
-    )
-    assert isinstance(error, ReconnectRequired)
-    assert str(error) == (
-        f"The sign-in for {ALICE} has expired or was revoked "
-        "(AADSTS70000: The grant is invalid.). Link the mailbox again."
-    )
-
-
 def test_a_blank_error_description_still_gives_a_message() -> None:
     flow = msal_client.start_link(REDIRECT_URI)
     answer = {
