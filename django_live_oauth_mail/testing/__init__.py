@@ -9,7 +9,7 @@
 * :class:`FakeGraphAPI` - an HTTPS server that answers Microsoft Graph's
   mail-sending calls (MIME ``sendMail``, drafts with upload sessions).
 
-All use a throwaway CA (:func:`make_test_certificate`), so clients keep TLS
+All use a throwaway certificate (:func:`make_test_certificate`), so clients keep TLS
 verification on. Nothing here imports Django.
 """
 

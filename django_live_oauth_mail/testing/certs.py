@@ -31,7 +31,6 @@ class TestCertificate:
     """PEM files of a server's certificate and key; clients trust ``ca_path``."""
 
     __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks
-
     ca_path: str
     cert_path: str
     key_path: str
@@ -51,35 +50,34 @@ def make_test_certificate(
     hostnames: Iterable[str] = DEFAULT_HOSTNAMES,
 ) -> TestCertificate:
     """A certificate for ``hostnames``, made once per process (keys take a
-    while), in a temporary directory removed at exit."""
+    while) in a temporary directory removed at exit."""
     return _make_test_certificate(tuple(hostnames))
 
 
 @functools.cache
 def _make_test_certificate(hostnames: tuple[str, ...]) -> TestCertificate:
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [_general_name(hostname) for hostname in hostnames]
-    certificate = (
-        _builder(hostnames[0], key)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    names = [
+        x509.IPAddress(ipaddress.ip_address(name))
+        if name[0].isdigit() or ":" in name
+        else x509.DNSName(name)
+        for name in hostnames
+    ]
+    alternatives = x509.SubjectAlternativeName(names)
+    certificate = _builder(hostnames[0], key).add_extension(alternatives, False)
     directory = Path(tempfile.mkdtemp(prefix="django-live-oauth-mail-tls-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    cert, key_path = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(_pem(certificate.sign(key, hashes.SHA256())))
     key_path.write_bytes(_private_pem(key))
-    return TestCertificate(str(cert_path), str(cert_path), str(key_path))
+    return TestCertificate(str(cert), str(cert), str(key_path))
 
 
 @dataclass(frozen=True)
 class ClientCertificate:
-    """An app registration's certificate credential, as PEM text.
-
-    The app signs with ``private_key_pem``; Entra knows ``certificate_pem``
-    (``FakeIdentityPlatform.add_client_certificate``). ``thumbprint`` is the
-    SHA-1 hex the Azure portal shows, which msal's ``client_credential`` takes.
-    """
+    """An app's certificate credential: msal signs with ``private_key_pem``
+    and names it by ``thumbprint`` (SHA-1 hex, as the Azure portal shows);
+    Entra knows ``certificate_pem``."""
 
     private_key_pem: str
     certificate_pem: str
@@ -92,10 +90,9 @@ def make_client_certificate(
     """A new self-signed RSA certificate (msal signs assertions with RS256)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     certificate = _builder(name, key).sign(key, hashes.SHA256())
+    sha1 = certificate.fingerprint(hashes.SHA1())  # noqa: S303 - Entra's thumbprint
     return ClientCertificate(
-        _private_pem(key).decode(),
-        certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - Entra's
+        _private_pem(key).decode(), _pem(certificate).decode(), sha1.hex().upper()
     )
 
 
@@ -105,23 +102,18 @@ def _builder(
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
     return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        x509.CertificateBuilder(
+            name, name, key.public_key(), x509.random_serial_number()
+        )
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=365))
     )
 
 
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
 def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     encoding, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     return key.private_bytes(encoding, pkcs8, serialization.NoEncryption())
-
-
-def _general_name(hostname: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(hostname))
-    except ValueError:
-        return x509.DNSName(hostname)

@@ -159,8 +159,6 @@ class FakeIdentityPlatform(LocalServer):
         """What to pass as msal's ``authority``."""
         return f"{self.base_url}/{self.tenant}"
 
-    # -- test controls -------------------------------------------------------
-
     def add_identity(self, identity: FakeIdentity) -> None:
         """Let ``identity`` sign in (instead of one with the same e-mail)."""
         self._identities[identity.email.casefold()] = identity
@@ -261,8 +259,6 @@ class FakeIdentityPlatform(LocalServer):
         issued = self._access.get(token)
         return issued if issued and issued.expires_at > time.time() else None
 
-    # -- endpoints -------------------------------------------------------------
-
     def dispatch(self, request: Request) -> Reply:
         tenant, _, endpoint = request.path.strip("/").partition("/")
         route = {
@@ -278,15 +274,10 @@ class FakeIdentityPlatform(LocalServer):
 
     def _configuration(self, tenant: str, request: Request) -> Reply:
         endpoints = f"{self.base_url}/{tenant}/oauth2/v2.0"
+        config = {"device_authorization_endpoint": f"{endpoints}/devicecode"}
+        config["token_endpoint"] = f"{endpoints}/token"
         authorize = f"{self.pages_url}/{tenant}/oauth2/v2.0/authorize"
-        return Reply.json(
-            200,
-            {
-                "authorization_endpoint": authorize,
-                "token_endpoint": f"{endpoints}/token",
-                "device_authorization_endpoint": f"{endpoints}/devicecode",
-            },
-        )
+        return Reply.json(200, config | {"authorization_endpoint": authorize})
 
     def _authorize(self, tenant: str, request: Request) -> Reply:
         """GET shows the consent page; its buttons POST the person's choice."""
@@ -338,18 +329,12 @@ class FakeIdentityPlatform(LocalServer):
         device_code, user_code = secrets.token_urlsafe(32), secrets.token_hex(4)
         scopes = tuple(request.form.get("scope", "").split())
         self._devices[device_code] = Grant("", scopes, user_code=user_code)
-        answer = {"device_code": device_code, "user_code": user_code}
-        return Reply.json(
-            200,
-            answer
-            | {
-                "verification_uri": f"{self.base_url}/devicelogin",
-                "expires_in": 900,
-                "interval": self.device_code_interval,
-                "message": f"To sign in, enter the code {user_code} (a test calls "
-                "FakeIdentityPlatform.approve_device_code()).",
-            },
-        )
+        message = f"To sign in, enter the code {user_code} (approve_device_code())."
+        answer: dict[str, Any] = {"expires_in": 900, "message": message}
+        answer |= {"device_code": device_code, "user_code": user_code}
+        answer["verification_uri"] = f"{self.base_url}/devicelogin"
+        answer["interval"] = self.device_code_interval
+        return Reply.json(200, answer)
 
     def _token(self, tenant: str, request: Request) -> Reply:
         form, email = request.form, None
