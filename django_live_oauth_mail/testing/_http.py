@@ -64,7 +64,9 @@ class HTTPSServer:
         self._server = _Server(sock.getsockname()[:2], _Handler, False)
         self._server.socket.close()
         self._server.socket, self._server.app, self._server.tls = sock, app, context
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,))
+        serve.daemon = True  # stop() ends it; so does the end of the process
+        serve.start()
 
     def close(self) -> None:
         self._server.shutdown()
@@ -102,15 +104,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         form = {}
         if self.headers.get_content_type() == "application/x-www-form-urlencoded":
-            form = dict(
-                parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
-            )
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         headers = {name.lower(): value for name, value in self.headers.items()}
+        request = Request(self.command, url.path, query, form, headers, body)
         try:
-            reply = app.dispatch(
-                Request(self.command, url.path, query, form, headers, body)
-            )
+            reply = app.dispatch(request)
         except Exception:
             logger.exception("%s failed on %s", type(app).__name__, url.path)
             reply = Reply(500, b"internal error in the stand-in")
