@@ -267,9 +267,9 @@ def newest_refresh_token(platform: FakeIdentityPlatform, email: str) -> str:
     The fake has no public accessor for issued tokens; its grant store keeps
     them in the order it issued them.
     """
-    grants = platform._grants._refresh  # test-only peek at the fake's state
+    grants = platform._refresh  # test-only peek at the fake's state
     issued = [token for token, grant in grants.items() if grant.email == email]
-    assert not grants[issued[-1]].rotated
+    assert not grants[issued[-1]].used
     return issued[-1]
 
 

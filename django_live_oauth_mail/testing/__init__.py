@@ -9,7 +9,7 @@
 * :class:`FakeGraphAPI` - an HTTPS server that answers Microsoft Graph's
   mail-sending calls (MIME ``sendMail``, drafts with upload sessions).
 
-All use a throwaway CA (:func:`make_test_certificate`), so clients keep TLS
+All use a throwaway certificate (:func:`make_test_certificate`), so clients keep TLS
 verification on. Nothing here imports Django.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .accounts import PERSONAL_TENANT_ID, FakeIdentity
+from ._grants import TokenRequest
 from .certs import (
     ClientCertificate,
     TestCertificate,
@@ -26,7 +26,7 @@ from .certs import (
 )
 from .consent import AuthorizationResponse, ConsentPageError
 from .graph import FakeGraphAPI
-from .identity import FakeIdentityPlatform, TokenRequest
+from .identity import PERSONAL_TENANT_ID, FakeIdentity, FakeIdentityPlatform
 from .ports import find_free_port
 from .records import AuthAttempt, ReceivedMessage
 

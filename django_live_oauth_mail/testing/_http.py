@@ -1,16 +1,13 @@
-"""A small threaded HTTPS server that hands parsed requests to an app object.
+"""A small threaded HTTPS server that hands parsed requests to a stand-in.
 
-Only the standard library is used so the fake identity platform and the fake
-Graph API work without extra dependencies. The server never logs query strings
-or bodies, because those carry codes and tokens.
+Standard library only. It logs a stand-in's failures and nothing else: query
+strings and bodies carry codes and tokens.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import re
 import socket
 import ssl
 import threading
@@ -18,13 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
-
-__all__ = ["App", "HTTPSServer", "Reply", "Request"]
+from urllib.parse import parse_qsl, urlsplit
 
 logger = logging.getLogger("django_live_oauth_mail.testing.http")
-
-_QUERY = re.compile(r"\?\S*")
 
 
 @dataclass(frozen=True)
@@ -48,23 +41,15 @@ class Reply:
     def json(
         cls,
         status: int,
-        payload: Mapping[str, Any],
+        data: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        return cls(
-            status,
-            json.dumps(payload).encode(),
-            "application/json; charset=utf-8",
-            {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})},
-        )
+        body, kind = json.dumps(data).encode(), "application/json; charset=utf-8"
+        return cls(status, body, kind, dict(headers or {}))
 
     @classmethod
     def html(cls, status: int, page: str) -> Reply:
         return cls(status, page.encode(), "text/html; charset=utf-8")
-
-    @classmethod
-    def redirect(cls, location: str) -> Reply:
-        return cls(302, b"", headers={"Location": location})
 
 
 class App(Protocol):
@@ -72,65 +57,26 @@ class App(Protocol):
 
 
 class HTTPSServer:
-    """Serve ``app`` over TLS on ``sock`` from a background daemon thread.
-
-    With ``context=None`` it serves plain HTTP (only for pages a browser
-    shows; see ``FakeIdentityPlatform(pages_over_http=True)``).
-    """
+    """Serve ``app`` on the bound ``sock`` from a daemon thread, over TLS (or
+    plain HTTP with ``context=None``, for pages a demo's browser shows)."""
 
     def __init__(self, app: App, sock: socket.socket, context: ssl.SSLContext | None):
-        self._server = _Server(sock, app, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(app).__name__}:{sock.getsockname()[1]}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server = _Server(sock.getsockname()[:2], _Handler, False)
+        self._server.socket.close()
+        self._server.socket, self._server.app, self._server.tls = sock, app, context
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,))
+        serve.daemon = True  # stop() ends it; so does the end of the process
+        serve.start()
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._server.drop_connections()
-        self._thread.join(timeout=5)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-
-    def __init__(self, sock: socket.socket, app: App, context: ssl.SSLContext | None):
-        # Adopt an already-bound socket so the caller controls port selection.
-        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock
-        self.app = app
-        self.tls = context
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = self.socket.accept()
-        if self.tls is not None:
-            # Handshake later, on the handler thread, so a slow client can't
-            # block the accept loop.
-            sock = self.tls.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-        with self._open_lock:
-            self._open.add(sock)
-        return sock, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Close kept-alive connections so a stopped server really is gone."""
-        with self._open_lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+    app: App
+    tls: ssl.SSLContext | None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("connection from %s failed", client_address, exc_info=True)
@@ -138,55 +84,35 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; don't let Nagle delay them.
-    disable_nagle_algorithm = True
-    sys_version = ""
+    disable_nagle_algorithm = True  # headers and body are separate writes
     timeout = 30
     server: _Server
 
     def setup(self) -> None:
+        # On the connection's own thread: a slow TLS handshake can't hold up
+        # the accept loop.
+        if self.server.tls is not None:
+            self.request = self.server.tls.wrap_socket(self.request, server_side=True)
         super().setup()
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
 
-    def version_string(self) -> str:
-        return f"{type(self.server.app).__name__}/1.0"
+    def finish(self) -> None:
+        super().finish()
+        self.request.close()
 
     def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        body = b""
-        if self.command in ("POST", "PUT", "DELETE"):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        form: dict[str, str] = {}
-        is_form = self.headers.get_content_type() == "application/x-www-form-urlencoded"
-        if self.command == "POST" and (is_form or "Content-Type" not in self.headers):
-            form = _first_values(body.decode("utf-8", "replace"))
-        request = Request(
-            method=self.command,
-            path=url.path,
-            query=_first_values(url.query),
-            form=form,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-        )
-        app_name = type(self.server.app).__name__
+        url, app = urlsplit(self.path), self.server.app
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        form = {}
+        if self.headers.get_content_type() == "application/x-www-form-urlencoded":
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        request = Request(self.command, url.path, query, form, headers, body)
         try:
-            reply = self.server.app.dispatch(request)
+            reply = app.dispatch(request)
         except Exception:
-            logger.exception("%s failed on %s", app_name, url.path)
-            reply = Reply(500, f"internal error in {app_name}".encode())
+            logger.exception("%s failed on %s", type(app).__name__, url.path)
+            reply = Reply(500, b"internal error in the stand-in")
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -195,10 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
 
+    do_POST = do_PUT = do_DELETE = do_GET
+
     def log_message(self, format: str, *args: Any) -> None:
-        # Request lines may carry codes in their query strings: drop those.
-        logger.debug(_QUERY.sub("?...", format % args))
-
-
-def _first_values(query: str) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        """Nothing: request lines carry codes in their query strings."""
