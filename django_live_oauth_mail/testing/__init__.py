@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._local_server import ReceivedMessage
 from .accounts import PERSONAL_TENANT_ID, FakeIdentity
 from .certs import (
     ClientCertificate,
@@ -31,7 +32,7 @@ from .identity import FakeIdentityPlatform, TokenRequest
 from .ports import find_free_port
 
 if TYPE_CHECKING:
-    from .smtp import AuthAttempt, ReceivedMessage, XOAuth2SMTPServer
+    from .smtp import AuthAttempt, XOAuth2SMTPServer
 
 __all__ = [
     "PERSONAL_TENANT_ID",
@@ -55,7 +56,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The SMTP server needs the optional aiosmtpd dependency: import it lazily
     # so the identity platform works without it.
-    if name in ("AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"):
+    if name in ("AuthAttempt", "XOAuth2SMTPServer"):
         try:
             from . import smtp
         except ImportError as error:

@@ -1,12 +1,16 @@
-"""What the stand-ins share: lifecycle, address, and Exchange's address rules."""
+"""What the stand-ins share: lifecycle and address, the record of a message
+they accepted, and how Exchange compares addresses."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
-from email.message import Message
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from email.utils import getaddresses
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .ports import find_free_port
@@ -28,11 +32,8 @@ class LocalServer:
         """Choose the port (a free one if None) and a certificate valid for host."""
         self._host, self._auto_port = host, port is None
         self._port = find_free_port(host) if port is None else port
-        names = (
-            DEFAULT_HOSTNAMES
-            if host in DEFAULT_HOSTNAMES
-            else (host, *DEFAULT_HOSTNAMES)
-        )
+        extra = () if host in DEFAULT_HOSTNAMES else (host,)
+        names = (*extra, *DEFAULT_HOSTNAMES)
         self._certificate = certificate or make_test_certificate(names)
 
     def start(self: _Server) -> _Server:
@@ -44,12 +45,7 @@ class LocalServer:
     def __enter__(self: _Server) -> _Server:
         return self.start()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: Any,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     @property
@@ -68,6 +64,51 @@ class LocalServer:
     def ca_bundle(self) -> str:
         """Path of the CA certificate that clients must trust."""
         return self._certificate.ca_path
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message the server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    authenticated_as: str
+    mechanism: str  # XOAUTH2, PLAIN, LOGIN, or "graph" (the Graph stand-in's)
+    data: bytes = field(repr=False)
+    session_id: int = 0  # which connection: 1, 2, ... since start or reset
+    received_at: float = field(default_factory=time.time, compare=False)
+
+    @property
+    def message(self) -> EmailMessage:
+        """The parsed message (``email.policy.default``, ``\\n`` line ends)."""
+        data = self.data.replace(b"\r\n", b"\n")
+        parsed = BytesParser(policy=policy.default).parsebytes(data)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def subject(self) -> str:
+        return str(self.message.get("Subject", ""))
+
+    @property
+    def text(self) -> str:
+        """The ``text/plain`` body ("" if there is none)."""
+        body = self.message.get_body(preferencelist=("plain",))
+        return "" if body is None else str(body.get_content())
+
+    @property
+    def attachments(self) -> list[tuple[str, bytes]]:
+        """``(filename, content)`` for each attachment."""
+        found = []
+        for part in self.message.iter_attachments():
+            content = part.get_payload(decode=True)
+            found.append(
+                (
+                    part.get_filename() or "",
+                    content if isinstance(content, bytes) else b"",
+                )
+            )
+        return found
 
 
 def casefolded(addresses: Iterable[str]) -> set[str]:

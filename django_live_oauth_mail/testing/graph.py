@@ -27,14 +27,20 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from ._http import HTTPSServer, Reply, Request
-from ._local_server import LocalServer, addresses, casefolded, granted
+from ._local_server import (
+    LocalServer,
+    ReceivedMessage,
+    addresses,
+    casefolded,
+    granted,
+)
 from .certs import TestCertificate
 from .ports import listen
 
 if TYPE_CHECKING:
     from ._grants import IssuedToken
     from .identity import FakeIdentityPlatform
-    from .smtp import ReceivedMessage, XOAuth2SMTPServer
+    from .smtp import XOAuth2SMTPServer
 
 __all__ = ["FakeGraphAPI"]
 
@@ -309,7 +315,8 @@ class FakeGraphAPI(LocalServer):
         sent_copy = message.as_bytes(policy=policy.SMTP)
         del message["Bcc"]  # recipients never see Bcc; the sender's copy does
         data = message.as_bytes(policy=policy.SMTP)
-        received = self._smtp.deliver(senders[0], recipients, mailbox, "graph", data)
+        received = ReceivedMessage(senders[0], recipients, mailbox, "graph", data)
+        self._smtp.deliver(received)
         with self._lock:
             self.sent_items.setdefault(mailbox.casefold(), []).append(sent_copy)
             self._sent.append(received)

@@ -14,20 +14,24 @@ import collections
 import re
 import socket
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from . import _redaction
 from ._grants import OUTLOOK_AUDIENCES
-from ._local_server import LocalServer, addresses, casefolded, granted
+from ._local_server import (
+    LocalServer,
+    ReceivedMessage,
+    addresses,
+    casefolded,
+    granted,
+)
 from .certs import TestCertificate
 from .ports import listen
 
@@ -64,45 +68,6 @@ class AuthAttempt:
     user: str | None
     success: bool
     reply: str
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """A message the server accepted."""
-
-    mail_from: str
-    rcpt_tos: list[str]
-    authenticated_as: str
-    mechanism: str  # XOAUTH2, PLAIN, LOGIN, or "graph" (the Graph stand-in's)
-    data: bytes = field(repr=False)
-    session_id: int = 0  # which connection: 1, 2, ... since start or reset
-    received_at: float = field(default_factory=time.time, compare=False)
-
-    @property
-    def message(self) -> EmailMessage:
-        """The parsed message (``email.policy.default``, ``\\n`` line ends)."""
-        data = self.data.replace(b"\r\n", b"\n")
-        parsed = BytesParser(policy=policy.default).parsebytes(data)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-    @property
-    def subject(self) -> str:
-        return str(self.message.get("Subject", ""))
-
-    @property
-    def text(self) -> str:
-        """The ``text/plain`` body ("" if there is none)."""
-        body = self.message.get_body(preferencelist=("plain",))
-        return "" if body is None else str(body.get_content())
-
-    @property
-    def attachments(self) -> list[tuple[str, bytes]]:
-        """``(filename, content)`` for each attachment."""
-        return [
-            (part.get_filename() or "", part.get_payload(decode=True) or b"")
-            for part in self.message.iter_attachments()
-        ]
 
 
 class XOAuth2SMTPServer(LocalServer):
@@ -239,14 +204,11 @@ class XOAuth2SMTPServer(LocalServer):
         allowed = {mailbox.casefold()} | granted(self.send_as, mailbox)
         return not self.enforce_send_as or sender.casefold() in allowed
 
-    def deliver(self, *fields: Any) -> ReceivedMessage:
-        """Record a :class:`ReceivedMessage` made of ``fields`` (the Graph
-        stand-in delivers here too) and return it."""
-        received = ReceivedMessage(*fields)
+    def deliver(self, message: ReceivedMessage) -> None:
+        """Record an accepted message (the Graph stand-in delivers here too)."""
         with self._lock:
-            self._messages.append(received)
+            self._messages.append(message)
             self._lock.notify_all()
-        return received
 
     def _sign_in(self, mechanism: str, user: str | None, secret: str) -> AuthResult:
         if user is None:
@@ -278,9 +240,9 @@ class XOAuth2SMTPServer(LocalServer):
         mailboxes = granted(self.app_access, issued.app_id)
         return "SMTP.SendAsApp" in issued.scopes and user.casefold() in mailboxes
 
-    def _submit(self, session: _Session) -> str:
+    def _submit(self, envelope: Envelope, login: tuple[str, str], number: int) -> str:
         """End of DATA: Exchange checks Send As for the envelope and the From."""
-        envelope, (mailbox, mechanism) = session.envelope, session.session.auth_data
+        mailbox, mechanism = login
         data, mail_from = envelope.original_content or b"", envelope.mail_from or ""
         headers = BytesParser(policy=policy.compat32).parsebytes(data, True)
         for sender in [mail_from, *addresses(headers, "From")]:
@@ -289,7 +251,9 @@ class XOAuth2SMTPServer(LocalServer):
         if mailbox.casefold() in casefolded(self.submission_quota_exceeded):
             return REPLIES["quota_exceeded"]
         rcpt_tos = list(envelope.rcpt_tos)
-        self.deliver(mail_from, rcpt_tos, mailbox, mechanism, data, session.number)
+        self.deliver(
+            ReceivedMessage(mail_from, rcpt_tos, mailbox, mechanism, data, number)
+        )
         return REPLIES["accepted"]
 
     def _take_fault(self, stage: str) -> str | None:
@@ -364,8 +328,11 @@ class _Session(SMTP):
 class _Handler:
     """aiosmtpd takes in a message only for a handler with this hook."""
 
-    async def handle_DATA(self, session: _Session, *_: Any) -> str:
-        return session.server._submit(session)
+    async def handle_DATA(
+        self, smtp: _Session, session: Session, envelope: Envelope
+    ) -> str:
+        login = cast("tuple[str, str]", session.auth_data)  # what _sign_in set
+        return smtp.server._submit(envelope, login, smtp.number)
 
 
 class _Controller(Controller):
