@@ -42,7 +42,7 @@ __all__ = ["AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"]
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data"]
 _STOREDRV = "STOREDRV.Submission.Exception:{}; Cannot submit message."
-#: Exchange Online's replies, worded as smtp.office365.com words them.
+#: Exchange Online's replies: its codes, its texts shortened to what matters.
 REPLIES = {
     "signed_in": "235 2.7.0 Authentication successful",
     "refused": "535 5.7.3 Authentication unsuccessful",
