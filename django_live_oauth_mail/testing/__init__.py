@@ -7,7 +7,8 @@
   smtp.office365.com:587 (STARTTLS, XOAUTH2, Exchange reply codes). It needs
   ``aiosmtpd``: ``pip install "django-live-oauth-mail[testing]"``.
 * :class:`FakeGraphAPI` - an HTTPS server that answers Microsoft Graph's
-  mail-sending calls (MIME ``sendMail``, drafts with upload sessions).
+  mail-sending calls (MIME ``sendMail``, drafts with upload sessions) and
+  delivers into an :class:`XOAuth2SMTPServer`'s inbox.
 
 All use a throwaway certificate (:func:`make_test_certificate`), so clients keep TLS
 verification on. Nothing here imports Django.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._grants import TokenRequest
+from ._local_server import ReceivedMessage
 from .certs import (
     ClientCertificate,
     TestCertificate,
@@ -28,10 +30,9 @@ from .consent import AuthorizationResponse, ConsentPageError
 from .graph import FakeGraphAPI
 from .identity import PERSONAL_TENANT_ID, FakeIdentity, FakeIdentityPlatform
 from .ports import find_free_port
-from .records import AuthAttempt, ReceivedMessage
 
 if TYPE_CHECKING:
-    from .smtp import XOAuth2SMTPServer
+    from .smtp import AuthAttempt, XOAuth2SMTPServer
 
 __all__ = [
     "PERSONAL_TENANT_ID",
@@ -55,13 +56,12 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The SMTP server needs the optional aiosmtpd dependency: import it lazily
     # so the identity platform works without it.
-    if name == "XOAuth2SMTPServer":
+    if name in ("AuthAttempt", "XOAuth2SMTPServer"):
         try:
-            from .smtp import XOAuth2SMTPServer
+            from . import smtp
         except ImportError as error:
             raise ImportError(
-                "XOAuth2SMTPServer needs aiosmtpd: "
-                'pip install "django-live-oauth-mail[testing]"'
+                f'{name} needs aiosmtpd: pip install "django-live-oauth-mail[testing]"'
             ) from error
-        return XOAuth2SMTPServer
+        return getattr(smtp, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

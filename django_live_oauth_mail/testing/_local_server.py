@@ -1,8 +1,15 @@
-"""What both stand-ins share: a context-manager lifecycle and an address."""
+"""What the stand-ins share: lifecycle and address, the record of a message
+they accepted, and how Exchange compares addresses."""
 
 from __future__ import annotations
 
-from types import TracebackType
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses
 from typing import TypeVar
 
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
@@ -23,15 +30,11 @@ class LocalServer:
         self, host: str, port: int | None, certificate: TestCertificate | None
     ) -> None:
         """Choose the port (a free one if None) and a certificate valid for host."""
-        self._host = host
-        self._auto_port = port is None
+        self._host, self._auto_port = host, port is None
         self._port = find_free_port(host) if port is None else port
-        if certificate is None:
-            names = DEFAULT_HOSTNAMES
-            if host not in names:
-                names = (host, *names)
-            certificate = make_test_certificate(names)
-        self._certificate = certificate
+        extra = () if host in DEFAULT_HOSTNAMES else (host,)
+        names = (*extra, *DEFAULT_HOSTNAMES)
+        self._certificate = certificate or make_test_certificate(names)
 
     def start(self: _Server) -> _Server:
         raise NotImplementedError
@@ -42,12 +45,7 @@ class LocalServer:
     def __enter__(self: _Server) -> _Server:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     @property
@@ -66,3 +64,70 @@ class LocalServer:
     def ca_bundle(self) -> str:
         """Path of the CA certificate that clients must trust."""
         return self._certificate.ca_path
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message the server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    authenticated_as: str
+    mechanism: str  # XOAUTH2, PLAIN, LOGIN, or "graph" (the Graph stand-in's)
+    data: bytes = field(repr=False)
+    session_id: int = 0  # which connection: 1, 2, ... since start or reset
+    received_at: float = field(default_factory=time.time, compare=False)
+
+    @property
+    def message(self) -> EmailMessage:
+        """The parsed message (``email.policy.default``, ``\\n`` line ends)."""
+        data = self.data.replace(b"\r\n", b"\n")
+        parsed = BytesParser(policy=policy.default).parsebytes(data)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def subject(self) -> str:
+        return str(self.message.get("Subject", ""))
+
+    @property
+    def text(self) -> str:
+        """The ``text/plain`` body ("" if there is none)."""
+        body = self.message.get_body(preferencelist=("plain",))
+        return "" if body is None else str(body.get_content())
+
+    @property
+    def attachments(self) -> list[tuple[str, bytes]]:
+        """``(filename, content)`` for each attachment."""
+        found = []
+        for part in self.message.iter_attachments():
+            content = part.get_payload(decode=True)
+            found.append(
+                (
+                    part.get_filename() or "",
+                    content if isinstance(content, bytes) else b"",
+                )
+            )
+        return found
+
+
+def casefolded(addresses: Iterable[str]) -> set[str]:
+    """The addresses as Exchange compares them (a copy: tests may change them)."""
+    return {address.casefold() for address in tuple(addresses)}
+
+
+def granted(grants: Mapping[str, Iterable[str]], key: str) -> set[str]:
+    """What ``grants`` gives ``key`` (a mailbox or an app id), casefolded."""
+    folded = key.casefold()
+    return {
+        v.casefold()
+        for k, vs in tuple(grants.items())
+        if k.casefold() == folded
+        for v in tuple(vs)
+    }
+
+
+def addresses(message: Message, *headers: str) -> list[str]:
+    """The addresses in ``message``'s ``headers``."""
+    values = [str(value) for name in headers for value in message.get_all(name, [])]
+    return [address for _, address in getaddresses(values) if address]

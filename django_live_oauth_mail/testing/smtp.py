@@ -1,207 +1,366 @@
-"""A local SMTP submission server that behaves like smtp.office365.com:587.
+"""A local SMTP server that behaves like smtp.office365.com:587, for tests.
 
-It requires STARTTLS, offers XOAUTH2 (and optionally LOGIN/PLAIN), checks
-bearer tokens against a :class:`~.identity.FakeIdentityPlatform` (or any
-callable), answers with Exchange Online's reply codes and texts, records what
-it received, and can fail on demand. Needs the ``aiosmtpd`` extra.
+STARTTLS before AUTH, XOAUTH2 tokens checked with the identity stand-in that
+issued them, Exchange Online's refusals, a record of what it accepted, and
+failures on demand. It needs the ``aiosmtpd`` extra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import asyncio
+import base64
+import binascii
+import collections
+import re
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from . import _redaction
-from ._exchange_smtp import ExchangeController
-from ._local_server import LocalServer
-from ._mailroom import Fault, Mailroom, Stage
+from ._grants import OUTLOOK_AUDIENCES
+from ._local_server import (
+    LocalServer,
+    ReceivedMessage,
+    addresses,
+    casefolded,
+    granted,
+)
 from .certs import TestCertificate
-from .identity import FakeIdentityPlatform
 from .ports import listen
-from .records import AuthAttempt, ReceivedMessage
+
+if TYPE_CHECKING:
+    from .identity import FakeIdentityPlatform
 
 __all__ = ["AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"]
 
-TokenValidator = Callable[[str], str | None]
+Stage = Literal["connect", "auth", "mail", "rcpt", "data"]
+_STOREDRV = "STOREDRV.Submission.Exception:{}; Cannot submit message."
+#: Exchange Online's replies: its codes, its texts shortened to what matters.
+REPLIES = {
+    "signed_in": "235 2.7.0 Authentication successful",
+    "refused": "535 5.7.3 Authentication unsuccessful",
+    "smtp_auth_disabled": "535 5.7.139 Authentication unsuccessful, "
+    "SmtpClientAuthentication is disabled for the Tenant.",
+    "cannot_decode": "501 5.5.2 Cannot Decode response",
+    "accepted": "250 2.0.0 OK",
+    "quota_exceeded": "554 5.2.0 "
+    + _STOREDRV.format("SubmissionQuotaExceededException"),
+    "send_as_denied": "554 5.2.252 SendAsDenied; {mailbox} not allowed to send as "
+    "{sender}; " + _STOREDRV.format("SendAsDeniedException"),
+    "unavailable": "421 4.3.2 Service not available, closing transmission channel",
+}
+#: A real XOAUTH2 line carries a 1.5-2.5 KB token; aiosmtpd allows 512 bytes.
+_LINE_LIMIT = 64 * 1024
 
-_DEFAULT_FAULT_REPLY = "421 4.3.2 Service not available, closing transmission channel"
-# Exchange Online advertises "SIZE 157286400".
-_MAX_MESSAGE_SIZE = 157_286_400
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """One AUTH exchange. The token or password is never kept."""
+
+    mechanism: str
+    user: str | None
+    success: bool
+    reply: str
 
 
 class XOAuth2SMTPServer(LocalServer):
-    """Exchange-like SMTP server on a background thread.
+    """Exchange-like SMTP submission on a background thread.
 
-    ``token_validator`` maps an access token to the mailbox it was issued for
-    (``None`` if invalid); pass a :class:`FakeIdentityPlatform` to check its
-    tokens, app-only ones included (see :attr:`app_access`), or ``None`` to
-    accept any bearer token. ``passwords`` enables LOGIN/PLAIN for those mailboxes.
-    Credentials are never recorded, and a logging filter keeps them out of
-    aiosmtpd's ``mail.log`` records.
+    XOAUTH2 takes tokens ``platform`` issued for Outlook: a mailbox's own, or
+    an app's with ``SMTP.SendAsApp`` for the mailboxes in :attr:`app_access`.
+    ``passwords`` also offers AUTH PLAIN and LOGIN. The rules below are live
+    (change them while it runs) and ignore the case of addresses.
     """
 
     def __init__(
         self,
-        token_validator: TokenValidator | FakeIdentityPlatform | None = None,
+        platform: FakeIdentityPlatform,
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
         certificate: TestCertificate | None = None,
         passwords: Mapping[str, str] | None = None,
-        smtp_auth_disabled: Iterable[str] = (),
-        submission_quota_exceeded: Iterable[str] = (),
-        enforce_send_as: bool = True,
     ) -> None:
-        introspect = None
-        if isinstance(token_validator, FakeIdentityPlatform):
-            introspect = token_validator.introspect
-            token_validator = token_validator.validate_access_token
-        self._mailroom = Mailroom(
-            validator=token_validator,
-            introspect=introspect,
-            passwords=passwords,
-            smtp_auth_disabled=smtp_auth_disabled,
-            submission_quota_exceeded=submission_quota_exceeded,
-            enforce_send_as=enforce_send_as,
-        )
+        self._platform = platform
+        self._passwords = {k.casefold(): v for k, v in (passwords or {}).items()}
+        #: Mailboxes whose sign-in gets ``535 5.7.139`` (SMTP AUTH turned off).
+        self.smtp_auth_disabled: set[str] = set()
+        #: Mailboxes whose messages get ``554 5.2.0`` (daily quota used up).
+        self.submission_quota_exceeded: set[str] = set()
+        #: Send As grants, mailbox -> addresses; other senders get ``554 5.2.252``.
+        self.send_as: dict[str, set[str]] = {}
+        self.enforce_send_as = True  # False: any mailbox may send as anyone
+        #: App client id -> mailboxes it has FullAccess to (app-only XOAUTH2).
+        self.app_access: dict[str, set[str]] = {}
         self._bind_address(host, port, certificate)
-        self._controller: ExchangeController | None = None
-
-    # -- lifecycle ---------------------------------------------------------
+        self._controller: _Controller | None = None
+        self._lock = threading.Condition()
+        self._faults: dict[str, collections.deque[str]] = {}
+        self._open: set[_Session] = set()
+        self._sessions = 0
+        self._messages: list[ReceivedMessage] = []
+        self._auth_attempts: list[AuthAttempt] = []
 
     def start(self) -> XOAuth2SMTPServer:
         """Start serving on a background thread (returns ``self``)."""
-        if self._controller is not None:
-            raise RuntimeError("XOAuth2SMTPServer is already running")
         _redaction.install()
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
-        controller = ExchangeController(
-            self._mailroom,
+        self._controller = _Controller(
+            self,
             sock,
             server_hostname="smtp.office365.test",
-            ident="Microsoft ESMTP MAIL Service ready (fake, for tests)",
+            ident="Microsoft ESMTP MAIL Service ready (stand-in for tests)",
             tls_context=self._certificate.server_context(),
             require_starttls=True,
-            auth_require_tls=True,
-            auth_exclude_mechanism=(
-                None if self._mailroom.password_auth else ["LOGIN", "PLAIN"]
-            ),
-            data_size_limit=_MAX_MESSAGE_SIZE,
-            enable_SMTPUTF8=True,
+            auth_required=True,
+            auth_exclude_mechanism=[] if self._passwords else ["LOGIN", "PLAIN"],
+            data_size_limit=157_286_400,  # what Exchange Online advertises
         )
-        try:
-            controller.start()
-        except BaseException:
-            sock.close()
-            raise
-        self._controller = controller
+        self._controller.start()
         return self
 
-    def hang_up_all(self) -> int:
-        """Close every open client connection, as Exchange does with idle ones.
-
-        Returns how many were open.
-        """
-        if self._controller is None:
-            return 0
-        return self._controller.open_clients(hang_up=True)
-
-    @property
-    def open_connections(self) -> int:
-        """How many client connections are open now."""
-        if self._controller is None:
-            return 0
-        return self._controller.open_clients(hang_up=False)
-
     def stop(self) -> None:
-        """Stop serving (recorded messages are kept)."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
 
-    # -- addresses ---------------------------------------------------------
-
-    # -- live Exchange rules ---------------------------------------------------
-
     @property
-    def smtp_auth_disabled(self) -> set[str]:
-        """Mailboxes answered with ``535 5.7.139`` (mutable, case-insensitive)."""
-        return self._mailroom.smtp_auth_disabled
+    def open_connections(self) -> int:
+        """How many client connections are open now."""
+        with self._lock:
+            return len(self._open)
 
-    @property
-    def submission_quota_exceeded(self) -> set[str]:
-        """Mailboxes whose messages get ``554 5.2.0`` (mutable)."""
-        return self._mailroom.submission_quota_exceeded
-
-    @property
-    def passwords(self) -> dict[str, str]:
-        """Mailbox passwords for LOGIN/PLAIN (mutable; offered only if given)."""
-        return self._mailroom.passwords
-
-    @property
-    def enforce_send_as(self) -> bool:
-        """Whether senders other than the authenticated mailbox get SendAsDenied."""
-        return self._mailroom.enforce_send_as
-
-    @enforce_send_as.setter
-    def enforce_send_as(self, value: bool) -> None:
-        self._mailroom.enforce_send_as = value
-
-    @property
-    def send_as(self) -> dict[str, set[str]]:
-        """Send As grants: mailbox -> addresses it may send as (mutable)."""
-        return self._mailroom.send_as
-
-    @property
-    def app_access(self) -> dict[str, set[str]]:
-        """App client id -> mailboxes it may sign in to with app-only tokens.
-
-        Exchange's FullAccess (``Add-MailboxPermission`` for the app's service
-        principal); the token must also hold ``SMTP.SendAsApp`` (mutable,
-        case-insensitive).
-        """
-        return self._mailroom.app_access
-
-    # -- recorded state and faults -------------------------------------------
+    def hang_up_all(self) -> int:
+        """Close the client connections, as Exchange does idle ones; how many."""
+        with self._lock:
+            sessions = list(self._open)
+        for session in sessions:
+            session.loop.call_soon_threadsafe(session.hang_up)
+        if self._controller is not None:  # wait for the loop to run those
+            loop = self._controller.loop
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)
+        return len(sessions)
 
     @property
     def messages(self) -> list[ReceivedMessage]:
-        """Messages accepted so far (a snapshot)."""
-        return self._mailroom.messages
+        with self._lock:
+            return list(self._messages)
 
     @property
     def auth_attempts(self) -> list[AuthAttempt]:
-        """Every AUTH exchange so far (a snapshot; no credentials)."""
-        return self._mailroom.auth_attempts
+        with self._lock:
+            return list(self._auth_attempts)
 
     @property
     def sessions(self) -> int:
-        """TCP connections accepted since start or :meth:`reset`."""
-        return self._mailroom.sessions
+        """Connections accepted since start or :meth:`reset`."""
+        return self._sessions
 
     def reset(self) -> None:
         """Forget messages, AUTH attempts, the session count and queued faults."""
-        self._mailroom.reset()
+        with self._lock:
+            self._sessions = 0
+            self._messages.clear()
+            self._auth_attempts.clear()
+            self._faults.clear()
 
     def wait_for_messages(
         self, count: int, timeout: float = 5.0
     ) -> list[ReceivedMessage]:
-        """Block until ``count`` messages arrived (``TimeoutError`` otherwise)."""
-        return self._mailroom.wait_for_messages(count, timeout)
+        """Block until ``count`` messages arrived (``TimeoutError`` if not)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._messages) >= count, timeout):
+                raise TimeoutError(f"expected {count} message(s) within {timeout}s")
+            return list(self._messages)
 
     def fail_next(
         self,
         count: int = 1,
         *,
         stage: Stage,
-        reply: str = _DEFAULT_FAULT_REPLY,
+        reply: str = REPLIES["unavailable"],
         disconnect: bool = False,
     ) -> None:
         """Answer the next ``count`` times ``stage`` is reached with ``reply``.
 
-        Stages: ``connect`` (instead of the greeting), ``auth``, ``mail``,
-        ``rcpt`` and ``data`` (after the message was transmitted, where
-        Exchange reports most transient failures). A ``421`` reply closes the
-        connection afterwards; ``disconnect=True`` drops it without a reply.
+        ``connect`` replaces the greeting; ``data`` answers after the message
+        was sent, where Exchange reports most transient failures. A ``421``
+        closes the connection after it; ``disconnect=True`` drops it instead.
         """
-        self._mailroom.queue_faults(stage, Fault(reply, disconnect), count)
+        with self._lock:
+            queue = self._faults.setdefault(stage, collections.deque())
+            queue.extend(["" if disconnect else reply] * count)
+
+    def may_send_as(self, mailbox: str, sender: str) -> bool:
+        """Whether Exchange lets ``mailbox`` send as ``sender`` (Send As)."""
+        allowed = {mailbox.casefold()} | granted(self.send_as, mailbox)
+        return not self.enforce_send_as or sender.casefold() in allowed
+
+    def deliver(self, message: ReceivedMessage) -> None:
+        """Record an accepted message (the Graph stand-in delivers here too)."""
+        with self._lock:
+            self._messages.append(message)
+            self._lock.notify_all()
+
+    def _sign_in(self, mechanism: str, user: str | None, secret: str) -> AuthResult:
+        if user is None:
+            reply = REPLIES["cannot_decode"]
+        elif user.casefold() in casefolded(self.smtp_auth_disabled):
+            reply = REPLIES["smtp_auth_disabled"]
+        elif (
+            self._token_signs_in(secret, user)
+            if mechanism == "XOAUTH2"
+            else self._passwords.get(user.casefold()) == secret
+        ):
+            reply = REPLIES["signed_in"]
+        else:
+            reply = REPLIES["refused"]
+        success = reply == REPLIES["signed_in"]
+        with self._lock:
+            self._auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
+        login = (user, mechanism) if success else None
+        return AuthResult(
+            success=success, handled=False, auth_data=login, message=reply
+        )
+
+    def _token_signs_in(self, token: str, user: str) -> bool:
+        issued = self._platform.introspect(token)
+        if issued is None or issued.audience not in OUTLOOK_AUDIENCES:
+            return False
+        if not issued.app:
+            return issued.mailbox.casefold() == user.casefold()
+        mailboxes = granted(self.app_access, issued.app_id)
+        return "SMTP.SendAsApp" in issued.scopes and user.casefold() in mailboxes
+
+    def _submit(self, envelope: Envelope, login: tuple[str, str], number: int) -> str:
+        """End of DATA: Exchange checks Send As for the envelope and the From."""
+        mailbox, mechanism = login
+        data, mail_from = envelope.original_content or b"", envelope.mail_from or ""
+        headers = BytesParser(policy=policy.compat32).parsebytes(data, True)
+        for sender in [mail_from, *addresses(headers, "From")]:
+            if not self.may_send_as(mailbox, sender):
+                return REPLIES["send_as_denied"].format(mailbox=mailbox, sender=sender)
+        if mailbox.casefold() in casefolded(self.submission_quota_exceeded):
+            return REPLIES["quota_exceeded"]
+        rcpt_tos = list(envelope.rcpt_tos)
+        self.deliver(
+            ReceivedMessage(mail_from, rcpt_tos, mailbox, mechanism, data, number)
+        )
+        return REPLIES["accepted"]
+
+    def _take_fault(self, stage: str) -> str | None:
+        """The reply queued for ``stage`` ("": hang up), or None."""
+        with self._lock:
+            queue = self._faults.get(stage)
+            return queue.popleft() if queue else None
+
+
+class _Session(SMTP):
+    """One client connection: aiosmtpd with Exchange's rules and test faults."""
+
+    line_length_limit = command_size_limit = _LINE_LIMIT
+    # aiosmtpd keeps this dict on the class: a subclass needs its own default.
+    command_size_limits: dict[str, int] = collections.defaultdict(lambda: _LINE_LIMIT)
+
+    def __init__(self, server: XOAuth2SMTPServer, **kwargs: Any) -> None:
+        self.server, self.number = server, 0
+        super().__init__(_Handler(), authenticator=self._check_password, **kwargs)
+
+    def connection_made(self, transport: Any) -> None:
+        # Else each multi-line reply (EHLO) waits ~40 ms for a delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        with self.server._lock:
+            self.server._open.discard(self)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        with self.server._lock:
+            self.server._open.add(self)
+            self.server._sessions += 1
+            self.number = self.server._sessions
+        reply = self.server._take_fault("connect")
+        if reply is None:
+            await super()._handle_client()
+            return
+        if reply:
+            await self.push(reply)
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """aiosmtpd asks a handler here: a queued fault comes first."""
+        reply = self.server._take_fault(command.lower())
+        if reply == "":
+            self.hang_up()
+            raise asyncio.CancelledError  # ends aiosmtpd's loop as a lost peer does
+        if reply and reply.startswith("421"):
+            self.loop.call_soon(self.hang_up)  # once the reply is out
+        return reply or await super()._call_handler_hook(command, *args)
+
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        user, token = _parse_xoauth2(args[1] if len(args) > 1 else "")
+        return self.server._sign_in("XOAUTH2", user, token)
+
+    def _check_password(self, *args: Any) -> AuthResult:
+        # aiosmtpd calls it with (server, session, envelope, mechanism, login).
+        mechanism, login = args[3:]
+        assert isinstance(login, LoginPassword)
+        user, password = login.login.decode(), login.password.decode()
+        return self.server._sign_in(mechanism, user, password)
+
+
+class _Handler:
+    """aiosmtpd takes in a message only for a handler with this hook."""
+
+    async def handle_DATA(
+        self, smtp: _Session, session: Session, envelope: Envelope
+    ) -> str:
+        login = cast("tuple[str, str]", session.auth_data)  # what _sign_in set
+        return smtp.server._submit(envelope, login, smtp.number)
+
+
+class _Controller(Controller):
+    """aiosmtpd's threaded controller, serving on a socket bound beforehand
+    (aiosmtpd cannot bind port 0 and tell which port it got)."""
+
+    def __init__(self, server: XOAuth2SMTPServer, sock: socket.socket, **kw: Any):
+        host, port = sock.getsockname()[:2]
+        super().__init__(None, hostname=host, port=port, **kw)
+        self._server, self._sock = server, sock
+
+    def factory(self) -> _Session:
+        return _Session(self._server, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+    def _trigger_server(self) -> None:
+        # Instead of aiosmtpd's probe connection, which would count as a session.
+        self.loop.call_soon_threadsafe(self._factory_invoker)
+
+
+def _parse_xoauth2(blob: str) -> tuple[str | None, str]:
+    """``(user, token)`` from ``base64("user=..^Aauth=Bearer ..^A^A")``."""
+    try:
+        text = base64.b64decode(blob, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    pattern = r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01"
+    found = re.fullmatch(pattern, text, re.IGNORECASE)
+    return (found[1], found[2]) if found else (None, "")
