@@ -599,17 +599,20 @@ def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
     except _TRANSPORT_ERRORS as error:
         raise _unavailable(None, error) from None
     if "error" in result:
-        if result.get("error") in {"authorization_declined", "access_denied"}:
-            raise AuthorizationDeclined(
-                "The sign-in was declined; no mailbox was linked."
-            )
-        if result.get("error") == "expired_token":
-            raise AuthorizationFailed(
-                "The device code expired before the sign-in finished. Run the "
-                "command again and enter the new code."
-            )
-        raise _flow_error(result)
+        raise _device_error(result)
     return _identity(result, app.get_accounts(), cache, public_client=True)
+
+
+def _device_error(result: Mapping[str, Any]) -> LiveOAuthMailError:
+    """Errors from polling a device code: declined, expired, or as the code flow."""
+    if result.get("error") in {"authorization_declined", "access_denied"}:
+        return AuthorizationDeclined("The sign-in was declined; no mailbox was linked.")
+    if result.get("error") == "expired_token":
+        return AuthorizationFailed(
+            "The device code expired before the sign-in finished. Run the "
+            "command again and enter the new code."
+        )
+    return _flow_error(result)
 
 
 # --- tokens --------------------------------------------------------------------

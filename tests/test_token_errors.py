@@ -520,6 +520,47 @@ def test_an_error_in_the_sign_in_answer_is_explained_before_any_request(
     assert_tells_no_secret(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("error", "expected", "phrases"),
+    [
+        pytest.param(
+            "authorization_declined",
+            AuthorizationDeclined,
+            ("declined; no mailbox was linked",),
+            id="declined",
+        ),
+        pytest.param(
+            "access_denied",
+            AuthorizationDeclined,
+            ("declined; no mailbox was linked",),
+            id="denied",
+        ),
+        pytest.param(
+            "expired_token",
+            AuthorizationFailed,
+            ("device code expired", "Run the command again"),
+            id="expired",
+        ),
+        pytest.param(
+            "invalid_grant",
+            AuthorizationFailed,
+            ("did not accept the sign-in", "try again"),
+            id="as-the-code-flow",
+        ),
+    ],
+)
+def test_a_failed_device_code_sign_in_says_what_to_do(
+    error: str, expected: type[Exception], phrases: tuple[str, ...]
+) -> None:
+    result = {"error": error, "error_description": aadsts(70000, "Bad grant.")}
+
+    explained = msal_client._device_error(result)
+
+    assert type(explained) is expected
+    assert_says(explained, *phrases)
+    assert_tells_no_secret(explained)
+
+
 def http_error(status: int) -> requests.HTTPError:
     response = requests.Response()
     response.status_code = status
