@@ -28,11 +28,6 @@ BOB = "bob@contoso.com"
 CAROL = "carol@contoso.com"
 TENANT = FakeIdentity(BOB).tid
 
-pytestmark = pytest.mark.filterwarnings(
-    # msal warns about /common and /organizations, which one test uses on purpose.
-    "ignore:Using /common or /organizations authority:DeprecationWarning"
-)
-
 
 @pytest.fixture(scope="module")
 def certificate() -> ClientCertificate:
@@ -99,19 +94,3 @@ def test_unknown_or_mismatched_certificate_is_invalid_client(
         assert refusal(result) == ("invalid_client", [700027])
         assert reason in result["error_description"]
     assert [r.status for r in platform.token_requests] == [401, 401]
-
-
-def test_tenant_and_scope_are_checked(platform: FakeIdentityPlatform) -> None:
-    platform.admin_consent(TENANT, "SMTP.SendAsApp")
-    common = app_token(platform, tenant="common")
-    organizations = app_token(platform, tenant="organizations")
-    delegated = app(platform).acquire_token_for_client([f"{OUTLOOK}/SMTP.Send"])
-
-    assert refusal(common) == ("invalid_request", [9001023])
-    assert refusal(organizations) == ("invalid_request", [50059])
-    assert refusal(delegated) == ("invalid_scope", [1002012])
-    assert [r.tenant for r in platform.token_requests] == [
-        "common",
-        "organizations",
-        TENANT,
-    ]

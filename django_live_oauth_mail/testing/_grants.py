@@ -14,11 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from ._http import Reply
 
 #: The resource of SMTP.Send (and of a bare scope such as ``SMTP.Send``).
@@ -35,9 +30,6 @@ _DESCRIPTIONS = {
     7000215: "Invalid client secret provided.",
     700027: "Client assertion contains an invalid signature. [Reason - {}]",
     7000229: "The app {} is missing service principal in the tenant {}.",
-    9001023: "The grant type is not supported over /common or /consumers.",
-    50059: "No tenant-identifying information found in the request.",
-    1002012: "Scope {} is not valid: client credentials need {{resource}}/.default.",
     28000: "Scope {} is not valid: it contains more than one resource.",
     54005: "OAuth2 Authorization code was already redeemed.",
     500112: "The reply address does not match the authorization request's.",
@@ -45,7 +37,6 @@ _DESCRIPTIONS = {
     65001: "The user or administrator has not consented to use the application.",
     65004: "User declined to consent to access the app.",
     70000: "The grant has been revoked or is invalid.",
-    70003: "The app requested an unsupported grant type '{}'.",
     70016: "Authorization is pending. Continue polling.",
     700082: "The refresh token has expired due to inactivity.",
 }
@@ -67,9 +58,9 @@ class AADError(Exception):
         super().__init__(describe(code, *details))
         self.error, self.code, self.status, self.email = error, code, status, email
 
-    def reply(self, headers: dict[str, str] | None = None) -> Reply:
+    def reply(self) -> Reply:
         body = {"error": self.error, "error_description": str(self)}
-        return Reply.json(self.status, body | {"error_codes": [self.code]}, headers)
+        return Reply.json(self.status, body | {"error_codes": [self.code]})
 
 
 @dataclass(frozen=True)
@@ -104,7 +95,6 @@ class Grant:
     redirect_uri: str = ""
     challenge: str = ""  # PKCE's S256 code challenge (authorization codes)
     nonce: str = ""
-    user_code: str = ""
     used: bool = False
     revoked: int = 0  # the AADSTS code a revoked refresh token fails with
 
@@ -121,29 +111,8 @@ def resource_of(scope: str) -> str:
     return OUTLOOK if resource in OUTLOOK_AUDIENCES else resource
 
 
-def assertion_problem(assertion: str, certificates: list[x509.Certificate]) -> str:
-    """Why Entra refuses a client assertion (``""``: it doesn't). msal signs it
-    RS256 and names the certificate by its SHA-1 thumbprint (``x5t``)."""
-    try:
-        header, claims, signature = assertion.split(".")
-        x5t = _unb64(json.loads(_unb64(header))["x5t"])
-        sha1 = hashes.SHA1()  # noqa: S303 - what Entra's x5t is
-        keys = [c.public_key() for c in certificates if c.fingerprint(sha1) == x5t]
-        if not keys or not isinstance(keys[0], rsa.RSAPublicKey):
-            return "The key was not found."
-        signed = f"{header}.{claims}".encode()
-        keys[0].verify(_unb64(signature), signed, padding.PKCS1v15(), hashes.SHA256())
-    except (ValueError, KeyError, TypeError, InvalidSignature):
-        return "The signature did not match."
-    return ""
-
-
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def jwt(claims: dict[str, Any]) -> str:

@@ -20,8 +20,6 @@ def _redact(record: logging.LogRecord) -> bool:
     return "login_data is deprecated" not in message
 
 
-def install(logger_name: str = "mail.log") -> None:
-    """Attach the filter to ``logger_name`` once."""
-    logger = logging.getLogger(logger_name)
-    if _redact not in logger.filters:
-        logger.addFilter(_redact)
+def install() -> None:
+    """Attach the filter to aiosmtpd's logger (``addFilter`` adds it once)."""
+    logging.getLogger("mail.log").addFilter(_redact)

@@ -7,20 +7,22 @@ verification on and trust a self-signed, per-process certificate.
 from __future__ import annotations
 
 import atexit
+import base64
 import datetime as dt
 import functools
 import ipaddress
+import json
 import shutil
 import ssl
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
@@ -28,34 +30,26 @@ DEFAULT_HOSTNAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
 
 @dataclass(frozen=True)
 class TestCertificate:
-    """PEM files of a server's certificate and key; clients trust ``ca_path``."""
+    """PEM files of a server's self-signed certificate (which clients trust)
+    and its key."""
 
     __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks
     ca_path: str
-    cert_path: str
     key_path: str
 
     def server_context(self) -> ssl.SSLContext:
         """A TLS server context presenting the certificate."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self.key_path)
+        context.load_cert_chain(self.ca_path, self.key_path)
         return context
-
-    def client_context(self) -> ssl.SSLContext:
-        """A verifying client context that trusts only this certificate."""
-        return ssl.create_default_context(cafile=self.ca_path)
-
-
-def make_test_certificate(
-    hostnames: Iterable[str] = DEFAULT_HOSTNAMES,
-) -> TestCertificate:
-    """A certificate for ``hostnames``, made once per process (keys take a
-    while) in a temporary directory removed at exit."""
-    return _make_test_certificate(tuple(hostnames))
 
 
 @functools.cache
-def _make_test_certificate(hostnames: tuple[str, ...]) -> TestCertificate:
+def make_test_certificate(
+    hostnames: tuple[str, ...] = DEFAULT_HOSTNAMES,
+) -> TestCertificate:
+    """A certificate for ``hostnames``, made once per process (keys take a
+    while) in a temporary directory removed at exit."""
     key = ec.generate_private_key(ec.SECP256R1())
     names = [
         x509.IPAddress(ipaddress.ip_address(name))
@@ -70,7 +64,7 @@ def _make_test_certificate(hostnames: tuple[str, ...]) -> TestCertificate:
     cert, key_path = directory / "cert.pem", directory / "key.pem"
     cert.write_bytes(_pem(certificate.sign(key, hashes.SHA256())))
     key_path.write_bytes(_private_pem(key))
-    return TestCertificate(str(cert), str(cert), str(key_path))
+    return TestCertificate(str(cert), str(key_path))
 
 
 @dataclass(frozen=True)
@@ -94,6 +88,28 @@ def make_client_certificate(
     return ClientCertificate(
         _private_pem(key).decode(), _pem(certificate).decode(), sha1.hex().upper()
     )
+
+
+def assertion_problem(assertion: str, pems: list[str]) -> str:
+    """Why Entra refuses a client assertion (``""``: it doesn't). msal signs it
+    RS256 and names the certificate by its SHA-1 thumbprint (``x5t``)."""
+    try:
+        header, claims, signature = assertion.split(".")
+        x5t = _unb64(json.loads(_unb64(header))["x5t"])
+        sha1 = hashes.SHA1()  # noqa: S303 - what Entra's x5t is
+        known = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
+        keys = [c.public_key() for c in known if c.fingerprint(sha1) == x5t]
+        if not keys or not isinstance(keys[0], rsa.RSAPublicKey):
+            return "The key was not found."
+        signed = f"{header}.{claims}".encode()
+        keys[0].verify(_unb64(signature), signed, padding.PKCS1v15(), hashes.SHA256())
+    except (ValueError, KeyError, TypeError, InvalidSignature):
+        return "The signature did not match."
+    return ""
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _builder(

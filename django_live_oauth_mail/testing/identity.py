@@ -2,7 +2,7 @@
 
 The real ``msal`` runs the authorization code flow (PKCE), refresh, the device
 code flow and client credentials (a secret or a certificate) against it over
-HTTPS, and tests break things on purpose. Tokens are never logged.
+HTTPS. Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -13,23 +13,18 @@ import secrets
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from cryptography import x509
-
 from ._grants import (
     OIDC_SCOPES,
     OUTLOOK,
-    OUTLOOK_AUDIENCES,
     AADError,
     Grant,
     IssuedToken,
     TokenRequest,
-    assertion_problem,
     b64,
     describe,
     jwt,
@@ -38,7 +33,7 @@ from ._grants import (
 )
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
-from .certs import TestCertificate
+from .certs import TestCertificate, assertion_problem
 from .consent import AuthorizationResponse, ConsentPageError, consent_page, form_post
 from .ports import listen
 
@@ -46,9 +41,6 @@ from .ports import listen
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 _NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
-_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-#: Client credentials need a tenant; these authorities name none.
-_TENANTLESS = {"common": 9001023, "consumers": 9001023, "organizations": 50059}
 #: What an authorization request must name (msal sends them all).
 _AUTHORIZE = ("client_id", "redirect_uri", "scope", "state", "code_challenge")
 
@@ -85,7 +77,9 @@ class FakeIdentityPlatform(LocalServer):
 
     Point msal at :attr:`authority` with ``instance_discovery=False`` and an
     HTTP client that trusts :attr:`ca_bundle`; answer the consent page with
-    :meth:`approve` or :meth:`decline`.
+    :meth:`approve` or :meth:`decline`. With ``pages_port`` (0: a free one)
+    the consent page is plain HTTP, so a demo's browser shows no certificate
+    warning; msal still talks only to the HTTPS port.
     """
 
     def __init__(
@@ -96,24 +90,16 @@ class FakeIdentityPlatform(LocalServer):
         client_secret: str = "test-client-secret",  # noqa: S107 - a test fake
         host: str = "127.0.0.1",
         port: int | None = None,
-        tenant: str = "common",
-        access_token_lifetime: int = 3600,
         certificate: TestCertificate | None = None,
-        pages_over_http: bool = False,
         pages_port: int | None = None,
     ) -> None:
-        """``pages_over_http`` serves the consent page from a second, plain-HTTP
-        port (``pages_port``, else a free one), so a demo's browser shows no
-        certificate warning; msal still talks only to the HTTPS port."""
         self.client_id, self.client_secret = client_id, client_secret
-        self.tenant = tenant
         #: Seconds until new access tokens expire; change it at any time.
-        self.access_token_lifetime = access_token_lifetime
+        self.access_token_lifetime = 3600
         #: Polling interval announced to device code clients (msal sleeps it).
         self.device_code_interval = 5
         self._bind_address(host, port, certificate)
-        self._pages_port = (pages_port or 0) if pages_over_http else None
-        self._servers: list[HTTPSServer] = []
+        self._pages_port, self._servers = pages_port, list[HTTPSServer]()
         self._identities = {i.email.casefold(): i for i in identities}
         self._lock = threading.Lock()  # so that each grant works once
         self._codes: dict[str, Grant] = {}
@@ -122,8 +108,7 @@ class FakeIdentityPlatform(LocalServer):
         self._access: dict[str, IssuedToken] = {}
         self._consents: dict[str, set[str]] = {}  # by user: scopes consented to
         self._app_roles: dict[str, set[tuple[str, str]]] = {}  # by tenant
-        self._certificates: list[x509.Certificate] = []
-        self._faults: deque[Reply] = deque()
+        self._certificates: list[str] = []  # PEM
         self._requests: list[tuple[str, str]] = []
         self._token_requests: list[TokenRequest] = []
 
@@ -149,15 +134,14 @@ class FakeIdentityPlatform(LocalServer):
 
     @property
     def pages_url(self) -> str:
-        """Where the consent page is (plain HTTP with ``pages_over_http``)."""
-        if self._pages_port:
-            return f"http://{self._host}:{self._pages_port}"
-        return self.base_url
+        """Where the consent page is."""
+        pages = f"http://{self._host}:{self._pages_port}"
+        return pages if self._pages_port else self.base_url
 
     @property
     def authority(self) -> str:
         """What to pass as msal's ``authority``."""
-        return f"{self.base_url}/{self.tenant}"
+        return f"{self.base_url}/common"
 
     def add_identity(self, identity: FakeIdentity) -> None:
         """Let ``identity`` sign in (instead of one with the same e-mail)."""
@@ -170,14 +154,13 @@ class FakeIdentityPlatform(LocalServer):
 
     @property
     def token_requests(self) -> list[TokenRequest]:
-        """Every POST to the token endpoint, failed and faulted ones too."""
+        """Every POST to the token endpoint, refused ones too."""
         return list(self._token_requests)
 
     def reset(self) -> None:
-        """Forget recorded requests and queued faults (identities, tokens stay)."""
+        """Forget recorded requests (identities and tokens stay)."""
         self._requests.clear()
         self._token_requests.clear()
-        self._faults.clear()
 
     def approve(self, authorize_url: str, email: str) -> AuthorizationResponse:
         """Sign in as ``email`` on the consent page and accept."""
@@ -187,14 +170,13 @@ class FakeIdentityPlatform(LocalServer):
         """Press "Cancel / Decline" on the consent page."""
         return self._answer(_query(authorize_url) | {"decision": "decline"})
 
-    def approve_device_code(self, user_code: str | None, email: str) -> None:
-        """Sign in ``email`` for a pending device code (``None``: the newest)."""
+    def approve_device_code(self, email: str) -> None:
+        """Sign in ``email`` for the newest pending device code."""
         email = self._identities[email.casefold()].email
         with self._lock:
-            pending = [g for g in self._devices.values() if not g.email]
-            pending = [g for g in pending if user_code in (None, g.user_code)]
+            pending = [grant for grant in self._devices.values() if not grant.email]
             if not pending:
-                raise LookupError(f"no pending device code {user_code!r}")
+                raise LookupError("no device code is pending")
             pending[-1].email = email
 
     def revoke(self, email: str, *, error_code: int = 70000) -> None:
@@ -204,39 +186,15 @@ class FakeIdentityPlatform(LocalServer):
             if grant.email.casefold() == email.casefold():
                 grant.revoked = error_code
 
-    def fail_next_token_requests(
-        self,
-        count: int = 1,
-        *,
-        status: int = 500,
-        error: str = "temporarily_unavailable",
-        error_code: int = 90033,
-        body: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        """Answer the next ``count`` token requests with Entra's JSON error, or
-        with ``body`` as HTML; ``headers`` such as ``{"Retry-After": "1"}``."""
-        fault = AADError(error, error_code, status=status).reply(headers)
-        if body is not None:
-            fault = Reply(status, body.encode(), "text/html", dict(headers or {}))
-        self._faults.extend([fault] * count)
-
     def withdraw_consent(self, email: str, *scopes: str) -> None:
         """Take back consent to ``scopes`` (all if none are named): refreshing
         for them fails with AADSTS65001, as for a link older than the scope."""
         granted = self._consents.setdefault(email.casefold(), set())
         granted -= set(scopes) or set(granted)
 
-    def expire_access_tokens(self, email: str | None = None) -> None:
-        """Invalidate issued access tokens server-side (clients still trust them)."""
-        for token, issued in list(self._access.items()):
-            if email is None or issued.mailbox.casefold() == email.casefold():
-                self._access[token] = replace(issued, expires_at=0.0)
-
     def add_client_certificate(self, certificate_pem: str) -> None:
         """Register a certificate credential (the app keeps its secret too)."""
-        pem = certificate_pem.encode()
-        self._certificates.append(x509.load_pem_x509_certificate(pem))
+        self._certificates.append(certificate_pem)
 
     def admin_consent(self, tenant: str, *roles: str) -> None:
         """An administrator of ``tenant`` grants the app roles such as
@@ -245,14 +203,6 @@ class FakeIdentityPlatform(LocalServer):
         which client credentials fail with AADSTS7000229."""
         granted = {(resource_of(role), role.rpartition("/")[2]) for role in roles}
         self._app_roles.setdefault(tenant.casefold(), set()).update(granted)
-
-    def validate_access_token(self, token: str) -> str | None:
-        """The mailbox of an unexpired user's token for Exchange's SMTP, else
-        ``None``: Exchange refuses Graph's tokens and app-only ones here."""
-        issued = self.introspect(token)
-        if issued is None or issued.app or issued.audience not in OUTLOOK_AUDIENCES:
-            return None
-        return issued.mailbox
 
     def introspect(self, token: str) -> IssuedToken | None:
         """Mailbox, audience and permissions of an unexpired token, or ``None``."""
@@ -282,30 +232,28 @@ class FakeIdentityPlatform(LocalServer):
     def _authorize(self, tenant: str, request: Request) -> Reply:
         """GET shows the consent page; its buttons POST the person's choice."""
         try:
-            if request.method == "POST":
-                answer = self._answer(request.form)
-            else:
+            if request.method == "GET":
                 self._check(request.query)
-                page = consent_page(
-                    request.path, request.query, self._identities.values()
+                people = self._identities.values()
+                return Reply.html(
+                    200, consent_page(request.path, request.query, people)
                 )
-                return Reply.html(200, page)
+            answer = self._answer(request.form)
         except ConsentPageError as error:
-            return Reply(400, error.message.encode())
+            return Reply(400, str(error).encode())
         if answer.response_mode == "form_post":
             return Reply.html(200, form_post(answer.redirect_uri, answer.params))
         return Reply(302, headers={"Location": answer.url})
 
     def _check(self, params: dict[str, str]) -> None:
-        """Refuse an authorization request Entra refuses (ConsentPageError)."""
+        """Refuse an authorization request as Entra does (ConsentPageError)."""
         missing = [name for name in _AUTHORIZE if not params.get(name)]
-        problem = describe(900144, missing[0]) if missing else ""
-        if not problem and params["client_id"] != self.client_id:
-            problem = describe(700016, params["client_id"])
-        if not problem and params.get("code_challenge_method") != "S256":
-            problem = describe(9002325)
-        if problem:
-            raise ConsentPageError(400, problem)
+        if missing:
+            raise ConsentPageError(describe(900144, missing[0]))
+        if params["client_id"] != self.client_id:
+            raise ConsentPageError(describe(700016, params["client_id"]))
+        if params.get("code_challenge_method") != "S256":
+            raise ConsentPageError(describe(9002325))
 
     def _answer(self, params: dict[str, str]) -> AuthorizationResponse:
         """What the consent page sends back: a code, or the refusal to consent."""
@@ -315,7 +263,7 @@ class FakeIdentityPlatform(LocalServer):
         if params.get("decision") == "decline":
             answer |= {"error": "access_denied", "error_description": describe(65004)}
         elif identity is None:
-            raise ConsentPageError(400, describe(50034, params.get("identity", "")))
+            raise ConsentPageError(describe(50034, params.get("identity", "")))
         else:
             answer["code"] = code = secrets.token_urlsafe(64)
             scopes, nonce = tuple(params["scope"].split()), params.get("nonce", "")
@@ -328,23 +276,20 @@ class FakeIdentityPlatform(LocalServer):
     def _device_code(self, tenant: str, request: Request) -> Reply:
         device_code, user_code = secrets.token_urlsafe(32), secrets.token_hex(4)
         scopes = tuple(request.form.get("scope", "").split())
-        self._devices[device_code] = Grant("", scopes, user_code=user_code)
+        self._devices[device_code] = Grant("", scopes)
         message = f"To sign in, enter the code {user_code} (approve_device_code())."
-        answer: dict[str, Any] = {"expires_in": 900, "message": message}
-        answer |= {"device_code": device_code, "user_code": user_code}
+        answer: dict[str, Any] = {"device_code": device_code, "user_code": user_code}
+        answer |= {"message": message, "expires_in": 900}
         answer["verification_uri"] = f"{self.base_url}/devicelogin"
-        answer["interval"] = self.device_code_interval
-        return Reply.json(200, answer)
+        return Reply.json(200, answer | {"interval": self.device_code_interval})
 
     def _token(self, tenant: str, request: Request) -> Reply:
-        form, email = request.form, None
-        reply = self._faults.popleft() if self._faults else None
-        if reply is None:
-            try:
-                email, payload = self._redeem(tenant.casefold(), form)
-                reply = Reply.json(200, payload)
-            except AADError as error:
-                email, reply = error.email or None, error.reply()
+        form = request.form
+        try:
+            email, payload = self._redeem(tenant.casefold(), form)
+            reply = Reply.json(200, payload)
+        except AADError as error:
+            email, reply = error.email or None, error.reply()
         grant_type, scope = form.get("grant_type", ""), form.get("scope", "")
         record = TokenRequest(grant_type, email, scope, reply.status, tenant)
         self._token_requests.append(record)
@@ -361,17 +306,12 @@ class FakeIdentityPlatform(LocalServer):
         grant_type, asked = form.get("grant_type", ""), form.get("scope", "").split()
         if grant_type == "client_credentials":
             return None, self._app_token(tenant, asked)
-        stores = {
+        store, key = {
             "authorization_code": (self._codes, "code"),
             "refresh_token": (self._refresh, "refresh_token"),
             _DEVICE_CODE: (self._devices, "device_code"),
-        }
-        if grant_type not in stores:
-            raise AADError("unsupported_grant_type", 70003, grant_type)
-        store, parameter = stores[grant_type]
-        if not form.get(parameter):
-            raise AADError("invalid_request", 900144, parameter)
-        grant = self._use(store, form[parameter], form)
+        }.get(grant_type, ({}, ""))
+        grant = self._use(store, form.get(key, ""), form)
         asked = asked or list(grant.scopes)
         wanted = resource_scopes(asked) or resource_scopes(grant.scopes)
         resources = {resource_of(scope) for scope in wanted}
@@ -411,9 +351,8 @@ class FakeIdentityPlatform(LocalServer):
 
     def _check_credential(self, form: dict[str, str]) -> None:
         """The app's secret or certificate must hold (a public client has none)."""
-        if form.get("client_assertion_type") == _JWT_BEARER:
-            assertion = form.get("client_assertion", "")
-            problem = assertion_problem(assertion, list(self._certificates))
+        if "client_assertion" in form:
+            problem = assertion_problem(form["client_assertion"], self._certificates)
             if problem:
                 raise AADError("invalid_client", 700027, problem, status=401)
         elif form.get("client_secret", self.client_secret) != self.client_secret:
@@ -421,16 +360,12 @@ class FakeIdentityPlatform(LocalServer):
 
     def _app_token(self, tenant: str, scopes: list[str]) -> dict[str, Any]:
         """The app's own token for ``{resource}/.default``, with its roles there."""
-        if tenant in _TENANTLESS:
-            raise AADError("invalid_request", _TENANTLESS[tenant])
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            raise AADError("invalid_scope", 1002012, " ".join(scopes))
         granted = self._app_roles.get(tenant)
         if granted is None:
             raise AADError(
                 "invalid_client", 7000229, self.client_id, tenant, status=401
             )
-        resource = resource_of(scopes[0])
+        resource = resource_of("".join(scopes[:1]))
         roles = sorted(role for where, role in granted if where == resource)
         claims = {"aud": resource, "tid": tenant, "appid": self.client_id}
         # Like Entra: an app holding no role there gets a token without ``roles``.
@@ -452,7 +387,7 @@ class FakeIdentityPlatform(LocalServer):
             token = jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
         issued = IssuedToken(identity.email, audience, frozenset(permissions), 0)
         # Entra names Graph's scopes by their short names in its answer.
-        named = scopes if audience in OUTLOOK_AUDIENCES else permissions
+        named = scopes if audience == OUTLOOK else permissions
         payload = self._remember(token, issued) | {"scope": " ".join(named)}
         client_info = {"uid": identity.oid, "utid": identity.tid}
         payload["client_info"] = b64(json.dumps(client_info).encode())
