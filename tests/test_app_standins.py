@@ -19,9 +19,10 @@ import requests
 from django_live_oauth_mail.testing import (
     ClientCertificate,
     FakeIdentity,
-    FakeIdentityPlatform,
     make_client_certificate,
 )
+
+from .standins import IdentityPlatform
 
 OUTLOOK = "https://outlook.office365.com"
 BOB = "bob@contoso.com"
@@ -35,14 +36,14 @@ def certificate() -> ClientCertificate:
 
 
 @pytest.fixture
-def platform(certificate: ClientCertificate) -> Iterator[FakeIdentityPlatform]:
-    with FakeIdentityPlatform([FakeIdentity(BOB), FakeIdentity(CAROL)]) as server:
+def platform(certificate: ClientCertificate) -> Iterator[IdentityPlatform]:
+    with IdentityPlatform([FakeIdentity(BOB), FakeIdentity(CAROL)]) as server:
         server.add_client_certificate(certificate.certificate_pem)
         yield server
 
 
 def app(
-    platform: FakeIdentityPlatform,
+    platform: IdentityPlatform,
     credential: str | dict[str, str] = "test-client-secret",
     tenant: str = TENANT,
 ) -> msal.ConfidentialClientApplication:
@@ -60,7 +61,7 @@ def app(
 
 
 def app_token(
-    platform: FakeIdentityPlatform, resource: str = OUTLOOK, **kwargs: Any
+    platform: IdentityPlatform, resource: str = OUTLOOK, **kwargs: Any
 ) -> dict[str, Any]:
     result: dict[str, Any] = app(platform, **kwargs).acquire_token_for_client(
         [f"{resource}/.default"]
@@ -76,7 +77,7 @@ def refusal(result: dict[str, Any]) -> tuple[str, list[int]]:
 
 
 def test_unknown_or_mismatched_certificate_is_invalid_client(
-    platform: FakeIdentityPlatform, certificate: ClientCertificate
+    platform: IdentityPlatform, certificate: ClientCertificate
 ) -> None:
     platform.admin_consent(TENANT, "SMTP.SendAsApp")
     stranger = make_client_certificate()

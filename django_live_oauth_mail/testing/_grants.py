@@ -22,7 +22,6 @@ OUTLOOK = "https://outlook.office.com"
 OUTLOOK_AUDIENCES = frozenset({OUTLOOK, "https://outlook.office365.com"})
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 _DESCRIPTIONS = {
-    900144: "The request body must contain the parameter '{}'.",
     9002313: "Invalid request. Request is malformed or invalid.",
     9002325: "Proof Key for Code Exchange is required (S256).",
     700016: "Application with identifier '{}' was not found in the directory.",

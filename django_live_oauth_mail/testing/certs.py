@@ -7,11 +7,9 @@ verification on and trust a self-signed, per-process certificate.
 from __future__ import annotations
 
 import atexit
-import base64
 import datetime as dt
 import functools
 import ipaddress
-import json
 import shutil
 import ssl
 import tempfile
@@ -20,25 +18,24 @@ from pathlib import Path
 from typing import ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
+_Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
 class TestCertificate:
-    """PEM files of a server's self-signed certificate (which clients trust)
-    and its key."""
+    """PEM files of a self-signed server certificate (what clients trust) and
+    its key."""
 
     __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks
     ca_path: str
     key_path: str
 
     def server_context(self) -> ssl.SSLContext:
-        """A TLS server context presenting the certificate."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_path, self.key_path)
         return context
@@ -90,46 +87,19 @@ def make_client_certificate(
     )
 
 
-def assertion_problem(assertion: str, pems: list[str]) -> str:
-    """Why Entra refuses a client assertion (``""``: it doesn't). msal signs it
-    RS256 and names the certificate by its SHA-1 thumbprint (``x5t``)."""
-    try:
-        header, claims, signature = assertion.split(".")
-        x5t = _unb64(json.loads(_unb64(header))["x5t"])
-        sha1 = hashes.SHA1()  # noqa: S303 - what Entra's x5t is
-        known = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
-        keys = [c.public_key() for c in known if c.fingerprint(sha1) == x5t]
-        if not keys or not isinstance(keys[0], rsa.RSAPublicKey):
-            return "The key was not found."
-        signed = f"{header}.{claims}".encode()
-        keys[0].verify(_unb64(signature), signed, padding.PKCS1v15(), hashes.SHA256())
-    except (ValueError, KeyError, TypeError, InvalidSignature):
-        return "The signature did not match."
-    return ""
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _builder(
-    common_name: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-) -> x509.CertificateBuilder:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    return (
-        x509.CertificateBuilder(
-            name, name, key.public_key(), x509.random_serial_number()
-        )
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-    )
+def _builder(name: str, key: _Key) -> x509.CertificateBuilder:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now, day = dt.datetime.now(dt.timezone.utc), dt.timedelta(days=1)
+    serial, builder = x509.random_serial_number(), x509.CertificateBuilder()
+    builder = builder.subject_name(subject).issuer_name(subject).serial_number(serial)
+    builder = builder.not_valid_before(now - day).not_valid_after(now + 365 * day)
+    return builder.public_key(key.public_key())
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def _private_pem(key: _Key) -> bytes:
     encoding, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     return key.private_bytes(encoding, pkcs8, serialization.NoEncryption())
