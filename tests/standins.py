@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from django_live_oauth_mail.testing import FakeIdentity, FakeIdentityPlatform
-from django_live_oauth_mail.testing._grants import OUTLOOK_AUDIENCES, AADError
+from django_live_oauth_mail.testing._grants import OUTLOOK_AUDIENCES
 from django_live_oauth_mail.testing._http import Reply, Request
+from django_live_oauth_mail.testing.identity import AADError
 
 
 class _Fault(AADError):

@@ -1,8 +1,5 @@
-"""A small threaded HTTPS server that hands parsed requests to a stand-in.
-
-It logs a stand-in's failures and nothing else: query strings and bodies
-carry codes and tokens.
-"""
+"""A small threaded HTTPS server that hands parsed requests to a stand-in. It
+logs a stand-in's failures and nothing else: requests carry codes and tokens."""
 
 from __future__ import annotations
 

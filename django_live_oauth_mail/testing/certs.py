@@ -1,8 +1,6 @@
-"""Throwaway certificates: the stand-ins' TLS, and an app's credential.
-
-Microsoft only speaks TLS, so the stand-ins do too: clients under test keep
-verification on and trust a self-signed, per-process certificate.
-"""
+"""Throwaway certificates: the stand-ins' TLS (Microsoft only speaks TLS, so
+clients under test keep verification on and trust a self-signed, per-process
+certificate), and an app's certificate credential."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ _Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 @dataclass(frozen=True)
 class TestCertificate:
-    """PEM files of a self-signed server certificate (what clients trust) and
-    its key."""
+    """PEM files of a self-signed server certificate (clients trust it) and key."""
 
     __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks
     ca_path: str

@@ -1,8 +1,5 @@
-"""The fake consent page, and what it sends back to the app.
-
-The page is self-contained, so it renders offline; its buttons carry stable
-``id``/``data-*`` attributes for browser tests.
-"""
+"""The fake consent page, and what it sends back to the app. The page renders
+offline; its buttons carry stable ``id``/``data-*`` hooks for browser tests."""
 
 from __future__ import annotations
 

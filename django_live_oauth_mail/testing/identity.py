@@ -1,33 +1,23 @@
 """A local stand-in for the Microsoft identity platform's v2.0 endpoints: msal
 runs the auth code flow (PKCE), refresh, the device code flow and client
-credentials (a secret or a certificate) against it over HTTPS."""
+credentials against it over HTTPS. Refusals are Entra's JSON; clients branch
+on their ``error_codes``, so the ``AADSTSnnnn:`` texts here are short."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from ._grants import (
-    OIDC_SCOPES,
-    OUTLOOK,
-    AADError,
-    Grant,
-    IssuedToken,
-    TokenRequest,
-    b64,
-    describe,
-    jwt,
-    resource_of,
-    resource_scopes,
-)
+from ._grants import OUTLOOK, OUTLOOK_AUDIENCES, IssuedToken, TokenRequest
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
 from .certs import TestCertificate
@@ -38,6 +28,26 @@ from .ports import listen
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 _NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+_DESCRIPTIONS = {
+    9002313: "Invalid request. Request is malformed or invalid.",
+    9002325: "Proof Key for Code Exchange is required (S256).",
+    700016: "Application with identifier '{}' was not found in the directory.",
+    50034: "The user account {} does not exist in the directory.",
+    7000215: "Invalid client secret provided.",
+    700027: "Client assertion contains an invalid signature. [Reason - {}]",
+    7000229: "The app {} is missing service principal in the tenant {}.",
+    28000: "Scope {} is not valid: it contains more than one resource.",
+    54005: "OAuth2 Authorization code was already redeemed.",
+    500112: "The reply address does not match the authorization request's.",
+    501481: "The Code_Verifier does not match the code_challenge.",
+    65001: "The user or administrator has not consented to use the application.",
+    65004: "User declined to consent to access the app.",
+    70000: "The grant has been revoked or is invalid.",
+    70016: "Authorization is pending. Continue polling.",
+    700082: "The refresh token has expired due to inactivity.",
+}
+_JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').decode()
 
 
 @dataclass(frozen=True)
@@ -63,15 +73,40 @@ class FakeIdentity:
         return str(uuid.uuid5(_NAMESPACE, f"oid:{self.email.lower()}"))
 
 
-class FakeIdentityPlatform(LocalServer):
-    """An HTTPS server mimicking ``login.microsoftonline.com`` for tests.
+@dataclass
+class _Grant:
+    """An authorization code, refresh token or device code: each works once."""
 
-    Point msal at :attr:`authority` with ``instance_discovery=False`` and an
-    HTTP client that trusts :attr:`ca_bundle`; answer the consent page with
+    email: str  # "" while a device code waits for its user
+    scopes: tuple[str, ...]
+    redirect_uri: str = ""
+    challenge: str = ""  # PKCE's S256 code challenge (authorization codes)
+    nonce: str = ""
+    used: bool = False
+    revoked: int = 0  # the AADSTS code a revoked refresh token fails with
+
+
+class AADError(Exception):
+    """An OAuth error answer: raised while redeeming, sent by the endpoint."""
+
+    def __init__(
+        self, error: str, code: int, *details: str, status: int = 400, email: str = ""
+    ) -> None:
+        super().__init__(_describe(code, *details))
+        self.error, self.code, self.status, self.email = error, code, status, email
+
+    def reply(self) -> Reply:
+        body = {"error": self.error, "error_description": str(self)}
+        return Reply.json(self.status, body | {"error_codes": [self.code]})
+
+
+class FakeIdentityPlatform(LocalServer):
+    """An HTTPS server mimicking ``login.microsoftonline.com`` for tests: point
+    msal at :attr:`authority` with ``instance_discovery=False`` and an HTTP
+    client that trusts :attr:`ca_bundle`; answer the consent page with
     :meth:`approve` or :meth:`decline`. With ``pages_port`` (0: a free one)
-    the consent page is plain HTTP, so a demo's browser shows no certificate
-    warning; msal still talks only to the HTTPS port.
-    """
+    that page is plain HTTP too, so a demo's browser shows no certificate
+    warning; msal still talks only to the HTTPS port."""
 
     def __init__(
         self,
@@ -91,9 +126,9 @@ class FakeIdentityPlatform(LocalServer):
         self._pages_port, self._servers = pages_port, list[HTTPSServer]()
         self._identities = {i.email.casefold(): i for i in identities}
         self._lock = threading.Lock()  # so that each grant works once
-        self._codes: dict[str, Grant] = {}
-        self._refresh: dict[str, Grant] = {}
-        self._devices: dict[str, Grant] = {}
+        self._codes: dict[str, _Grant] = {}
+        self._refresh: dict[str, _Grant] = {}
+        self._devices: dict[str, _Grant] = {}
         self._access: dict[str, IssuedToken] = {}
         self._consents: dict[str, set[str]] = {}  # by user: scopes consented to
         self._app_roles: dict[str, set[tuple[str, str]]] = {}  # by tenant
@@ -174,7 +209,7 @@ class FakeIdentityPlatform(LocalServer):
         ``https://outlook.office365.com/SMTP.SendAsApp`` (a bare one is
         Outlook's), creating the app's service principal there: without one,
         client credentials fail with AADSTS7000229."""
-        granted = {(resource_of(role), role.rpartition("/")[2]) for role in roles}
+        granted = {(_resource_of(role), role.rpartition("/")[2]) for role in roles}
         self._app_roles.setdefault(tenant.casefold(), set()).update(granted)
 
     def introspect(self, token: str) -> IssuedToken | None:
@@ -205,8 +240,9 @@ class FakeIdentityPlatform(LocalServer):
             if request.method == "GET":
                 self._check(request.query)
                 people = self._identities.values()
-                page = consent_page(request.path, request.query, people)
-                return Reply.html(200, page)
+                return Reply.html(
+                    200, consent_page(request.path, request.query, people)
+                )
             answer = self._answer(request.form)
         except ConsentPageError as error:
             return Reply(400, str(error).encode())
@@ -217,9 +253,9 @@ class FakeIdentityPlatform(LocalServer):
     def _check(self, params: dict[str, str]) -> None:
         """Refuse an authorization request from an unknown app, or without PKCE."""
         if params.get("client_id") != self.client_id:
-            raise ConsentPageError(describe(700016, params.get("client_id", "")))
+            raise ConsentPageError(_describe(700016, params.get("client_id", "")))
         if params.get("code_challenge_method") != "S256":
-            raise ConsentPageError(describe(9002325))
+            raise ConsentPageError(_describe(9002325))
 
     def _answer(self, params: dict[str, str]) -> AuthorizationResponse:
         """What the consent page sends back: a code, or the refusal to consent."""
@@ -227,13 +263,13 @@ class FakeIdentityPlatform(LocalServer):
         answer, redirect_uri = {"state": params["state"]}, params["redirect_uri"]
         identity = self._identities.get(params.get("identity", "").casefold())
         if params.get("decision") == "decline":
-            answer |= {"error": "access_denied", "error_description": describe(65004)}
+            answer |= {"error": "access_denied", "error_description": _describe(65004)}
         elif identity is None:
-            raise ConsentPageError(describe(50034, params.get("identity", "")))
+            raise ConsentPageError(_describe(50034, params.get("identity", "")))
         else:
             answer["code"] = code = secrets.token_urlsafe(64)
             scopes, nonce = tuple(params["scope"].split()), params.get("nonce", "")
-            grant = Grant(identity.email, scopes, redirect_uri, nonce=nonce)
+            grant = _Grant(identity.email, scopes, redirect_uri, nonce=nonce)
             grant.challenge = params["code_challenge"]
             self._codes[code] = grant
         mode = params.get("response_mode") or "query"
@@ -242,7 +278,7 @@ class FakeIdentityPlatform(LocalServer):
     def _device_code(self, tenant: str, request: Request) -> Reply:
         device_code, user_code = secrets.token_urlsafe(32), secrets.token_hex(4)
         scopes = tuple(request.form.get("scope", "").split())
-        self._devices[device_code] = Grant("", scopes)
+        self._devices[device_code] = _Grant("", scopes)
         message = f"To sign in, enter the code {user_code} (approve_device_code())."
         answer: dict[str, Any] = {"device_code": device_code, "user_code": user_code}
         answer |= {"message": message, "expires_in": 900}
@@ -281,22 +317,22 @@ class FakeIdentityPlatform(LocalServer):
         }.get(grant_type, ({}, ""))
         grant = self._use(store, form.get(key, ""), form)
         asked = asked or list(grant.scopes)
-        wanted = resource_scopes(asked) or resource_scopes(grant.scopes)
-        resources = {resource_of(scope) for scope in wanted}
+        wanted = _resource_scopes(asked) or _resource_scopes(grant.scopes)
+        resources = {_resource_of(scope) for scope in wanted}
         consented = self._consents.setdefault(grant.email.casefold(), set())
         if store is not self._refresh:
-            consented.update(resource_scopes(grant.scopes))
+            consented.update(_resource_scopes(grant.scopes))
         elif not set(wanted) <= consented:
             raise AADError("invalid_grant", 65001, email=grant.email)
         if len(resources) > 1:  # Entra issues a token for one resource only
             raise AADError("invalid_request", 28000, " ".join(asked), email=grant.email)
         # Like Entra: a token carries every scope consented for its resource.
-        scopes = {s for s in consented if resource_of(s) in resources} | set(wanted)
+        scopes = {s for s in consented if _resource_of(s) in resources} | set(wanted)
         identity = self._identities[grant.email.casefold()]
-        flags = {scope.lower() for scope in asked} & OIDC_SCOPES
+        flags = {scope.lower() for scope in asked} & _OIDC_SCOPES
         return identity.email, self._issue(identity, sorted(scopes), flags, grant.nonce)
 
-    def _use(self, store: dict[str, Grant], key: str, form: dict[str, str]) -> Grant:
+    def _use(self, store: dict[str, _Grant], key: str, form: dict[str, str]) -> _Grant:
         """Use up a code, refresh token or device code, after Entra's checks."""
         digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
         with self._lock:
@@ -308,7 +344,7 @@ class FakeIdentityPlatform(LocalServer):
             reused = 54005 if store is self._codes else 70000
             problem = grant.revoked or (reused if grant.used else 0)
             if grant.challenge and not problem:  # PKCE, and the same redirect URI
-                if b64(digest) != grant.challenge:
+                if _b64(digest) != grant.challenge:
                     problem = 501481
                 elif form.get("redirect_uri") != grant.redirect_uri:
                     problem = 500112
@@ -324,11 +360,11 @@ class FakeIdentityPlatform(LocalServer):
             raise AADError(
                 "invalid_client", 7000229, self.client_id, tenant, status=401
             )
-        resource = resource_of("".join(scopes[:1]))
+        resource = _resource_of("".join(scopes[:1]))
         roles = sorted(role for where, role in granted if where == resource)
         claims = {"aud": resource, "tid": tenant, "appid": self.client_id}
         # Like Entra: an app holding no role there gets a token without ``roles``.
-        token = jwt(claims | {"idtyp": "app"} | ({"roles": roles} if roles else {}))
+        token = _jwt(claims | {"idtyp": "app"} | ({"roles": roles} if roles else {}))
         issued = IssuedToken("", resource, frozenset(roles), 0, self.client_id, True)
         return self._remember(token, issued)
 
@@ -337,22 +373,22 @@ class FakeIdentityPlatform(LocalServer):
     ) -> dict[str, Any]:
         """A user's tokens, as Entra answers: a refresh token only for
         offline_access, an ID token only for openid."""
-        audience = resource_of(scopes[0]) if scopes else OUTLOOK
+        audience = _resource_of(scopes[0]) if scopes else OUTLOOK
         permissions = [scope.rpartition("/")[2] for scope in scopes]
         if identity.kind == "personal":  # Microsoft's are opaque, not JWTs
             token = "EwB" + secrets.token_urlsafe(1200)
         else:  # about Microsoft's size, which breaks naive SMTP line limits
             claims = {"aud": audience, "tid": identity.tid, "upn": identity.email}
-            token = jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
+            token = _jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
         issued = IssuedToken(identity.email, audience, frozenset(permissions), 0)
         # Entra names Graph's scopes by their short names in its answer.
         named = scopes if audience == OUTLOOK else permissions
         payload = self._remember(token, issued) | {"scope": " ".join(named)}
         client_info = {"uid": identity.oid, "utid": identity.tid}
-        payload["client_info"] = b64(json.dumps(client_info).encode())
+        payload["client_info"] = _b64(json.dumps(client_info).encode())
         if "offline_access" in flags:
             payload["refresh_token"] = refresh = secrets.token_urlsafe(400)
-            self._refresh[refresh] = Grant(identity.email, (*scopes, *flags))
+            self._refresh[refresh] = _Grant(identity.email, (*scopes, *flags))
         if "openid" in flags:
             issuer = f"https://login.microsoftonline.com/{identity.tid}/v2.0"
             claims = {"aud": self.client_id, "iss": issuer, "nonce": nonce}
@@ -361,7 +397,7 @@ class FakeIdentityPlatform(LocalServer):
             claims["preferred_username"] = identity.preferred_username or identity.email
             if identity.email_claim:
                 claims["email"] = identity.email
-            payload["id_token"] = jwt(claims)
+            payload["id_token"] = _jwt(claims)
         return payload
 
     def _remember(self, token: str, issued: IssuedToken) -> dict[str, Any]:
@@ -373,3 +409,32 @@ class FakeIdentityPlatform(LocalServer):
 
 def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
+
+
+def _describe(code: int, *details: str) -> str:
+    """``AADSTS<code>: <description>`` (a generic one for codes not listed)."""
+    text = _DESCRIPTIONS.get(code, "The request was refused (simulated).")
+    return f"AADSTS{code}: " + text.format(*details, *["?"] * text.count("{}"))
+
+
+def _resource_scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes a token is for: all but OpenID Connect's."""
+    return [scope for scope in scopes if scope.lower() not in _OIDC_SCOPES]
+
+
+def _resource_of(scope: str) -> str:
+    """A scope's resource, all before its last '/'; a bare scope is Outlook's,
+    which answers to two names."""
+    resource = scope.rpartition("/")[0].rstrip("/").casefold() or OUTLOOK
+    return OUTLOOK if resource in OUTLOOK_AUDIENCES else resource
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    """A JWT look-alike: its signature is random, as nobody checks it here."""
+    now = int(time.time())
+    payload = json.dumps({"iat": now, "nbf": now, "exp": now + 3600, **claims})
+    return f"{_JWT_HEADER}.{_b64(payload.encode())}.{secrets.token_urlsafe(256)}"
