@@ -35,10 +35,6 @@ class AuthorizationResponse:
         separator = "&" if "?" in self.redirect_uri else "?"
         return f"{self.redirect_uri}{separator}{urlencode(self.params)}"
 
-    @property
-    def code(self) -> str | None:
-        return self.params.get("code")
-
 
 class ConsentPageError(RuntimeError):
     """The platform refused the authorization request instead of redirecting."""

@@ -240,9 +240,8 @@ class FakeIdentityPlatform(LocalServer):
             if request.method == "GET":
                 self._check(request.query)
                 people = self._identities.values()
-                return Reply.html(
-                    200, consent_page(request.path, request.query, people)
-                )
+                page = consent_page(request.path, request.query, people)
+                return Reply.html(200, page)
             answer = self._answer(request.form)
         except ConsentPageError as error:
             return Reply(400, str(error).encode())
