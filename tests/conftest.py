@@ -22,12 +22,12 @@ from django_live_oauth_mail.sessions import POOL
 from django_live_oauth_mail.testing import (
     FakeGraphAPI,
     FakeIdentity,
-    FakeIdentityPlatform,
     XOAuth2SMTPServer,
 )
 
 from . import refuse_checkout
 from .mailers import BACKEND, USES_MAILERS
+from .standins import IdentityPlatform
 
 refuse_checkout(django_live_oauth_mail.__file__)
 
@@ -45,8 +45,8 @@ IDENTITIES = [
 
 
 @pytest.fixture(scope="session")
-def _identity_platform() -> Iterator[FakeIdentityPlatform]:
-    with FakeIdentityPlatform(
+def _identity_platform() -> Iterator[IdentityPlatform]:
+    with IdentityPlatform(
         IDENTITIES, client_id="test-client-id", client_secret="test-client-secret"
     ) as platform:
         yield platform
@@ -54,7 +54,7 @@ def _identity_platform() -> Iterator[FakeIdentityPlatform]:
 
 @pytest.fixture(scope="session")
 def _smtp_server(
-    _identity_platform: FakeIdentityPlatform,
+    _identity_platform: IdentityPlatform,
 ) -> Iterator[XOAuth2SMTPServer]:
     with XOAuth2SMTPServer(_identity_platform) as server:
         yield server
@@ -62,7 +62,7 @@ def _smtp_server(
 
 @pytest.fixture(scope="session")
 def _graph_server(
-    _identity_platform: FakeIdentityPlatform, _smtp_server: XOAuth2SMTPServer
+    _identity_platform: IdentityPlatform, _smtp_server: XOAuth2SMTPServer
 ) -> Iterator[FakeGraphAPI]:
     # The identity platform's certificate, so CA_BUNDLE covers both; it
     # records into the SMTP stand-in's inbox, as the demo's does.
@@ -81,8 +81,8 @@ def _online(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def identity_platform(
-    request: pytest.FixtureRequest, _identity_platform: FakeIdentityPlatform
-) -> FakeIdentityPlatform:
+    request: pytest.FixtureRequest, _identity_platform: IdentityPlatform
+) -> IdentityPlatform:
     _online(request)
     _identity_platform.reset()
     _identity_platform.access_token_lifetime = 3600
@@ -190,7 +190,7 @@ def other_user(django_user_model: Any) -> Any:
 class Linker:
     """Links mailboxes through the real views, msal, and the fake platform."""
 
-    def __init__(self, platform: FakeIdentityPlatform) -> None:
+    def __init__(self, platform: IdentityPlatform) -> None:
         self.platform = platform
 
     def start(self, client: Client, **data: str) -> str:
@@ -212,7 +212,7 @@ class Linker:
 
 
 @pytest.fixture
-def link(db: None, identity_platform: FakeIdentityPlatform) -> Linker:
+def link(db: None, identity_platform: IdentityPlatform) -> Linker:
     return Linker(identity_platform)
 
 

@@ -26,10 +26,11 @@ from django.views.debug import technical_500_response
 
 from django_live_oauth_mail.exceptions import TokenRejected
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.xoauth2 import sign_in, xoauth2_response
 
 from .mailers import make_backend
+from .standins import IdentityPlatform
 
 # Sends run as the owner of the linked mailbox, as a view behind the middleware.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
@@ -139,7 +140,7 @@ def test_no_frame_of_a_connection_dropped_mid_auth_holds_the_token(
 def test_a_token_refused_again_after_its_refresh_raises_token_rejected(
     alice_account: MailAccount,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.expire_access_tokens(ALICE)
     # Tokens the platform issues from now on are dead on arrival, as a token

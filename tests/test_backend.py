@@ -22,9 +22,10 @@ from django_live_oauth_mail.exceptions import (
     SubmissionQuotaExceeded,
 )
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .mailers import make_backend
+from .standins import IdentityPlatform
 
 # Who may send as whom is specified in test_routing.py; here the sends run as
 # the owner of the linked mailboxes, as a view behind the middleware would.
@@ -207,7 +208,7 @@ def test_smtp_auth_disabled_with_fail_silently_returns_zero(
 def test_rejected_token_is_refreshed_once_and_the_send_retried(
     alice_account: MailAccount,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.expire_access_tokens("alice@outlook.com")
 
@@ -225,7 +226,7 @@ def test_rejected_token_is_refreshed_once_and_the_send_retried(
 def test_revoked_grant_marks_the_account_and_raises(
     alice_account: MailAccount,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.expire_access_tokens("alice@outlook.com")
     identity_platform.revoke("alice@outlook.com")
@@ -242,7 +243,7 @@ def test_revoked_grant_marks_the_account_and_raises(
 def test_revoked_grant_with_fail_silently_returns_zero_but_still_records(
     alice_account: MailAccount,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.expire_access_tokens("alice@outlook.com")
     identity_platform.revoke("alice@outlook.com")

@@ -14,11 +14,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import (
-    FakeGraphAPI,
-    FakeIdentityPlatform,
-    XOAuth2SMTPServer,
-)
+from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
+
+from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,7 +63,7 @@ def test_status_fails_when_a_mailbox_needs_reconnecting(
 def test_refresh_touches_only_idle_accounts(
     alice_account: MailAccount,
     bob_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     long_ago = timezone.now() - datetime.timedelta(days=45)
     MailAccount.objects.filter(pk=alice_account.pk).update(
@@ -81,7 +79,7 @@ def test_refresh_touches_only_idle_accounts(
 
 
 def test_refresh_fails_and_says_which(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     MailAccount.objects.filter(pk=alice_account.pk).update(
         created_at=timezone.now() - datetime.timedelta(days=40)
@@ -95,7 +93,7 @@ def test_refresh_fails_and_says_which(
 def test_refresh_goes_on_past_a_mailbox_whose_tokens_cannot_be_decrypted(
     alice_account: MailAccount,
     bob_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     MailAccount.objects.update(created_at=timezone.now() - datetime.timedelta(days=40))
     MailAccount.objects.filter(pk=alice_account.pk).update(
@@ -114,7 +112,7 @@ def test_refresh_goes_on_past_a_mailbox_whose_tokens_cannot_be_decrypted(
 
 
 def test_connect_with_a_device_code(
-    user: Any, identity_platform: FakeIdentityPlatform, smtp_server: XOAuth2SMTPServer
+    user: Any, identity_platform: IdentityPlatform, smtp_server: XOAuth2SMTPServer
 ) -> None:
     identity_platform.device_code_interval = 1
     outcome: dict[str, Any] = {}
@@ -132,7 +130,7 @@ def test_connect_with_a_device_code(
         while not any(p.endswith("/devicecode") for _, p in identity_platform.requests):
             assert time.monotonic() < deadline, "the command never asked for a code"
             time.sleep(0.05)
-        identity_platform.approve_device_code(None, "bob@contoso.com")
+        identity_platform.approve_device_code("bob@contoso.com")
         worker.join(15)
     finally:
         identity_platform.device_code_interval = 5

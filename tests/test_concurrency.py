@@ -40,9 +40,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.db import connection
 
-from django_live_oauth_mail.testing import FakeIdentityPlatform
-
 from .helpers import refreshes, stored_refresh_token
+from .standins import IdentityPlatform
 
 if TYPE_CHECKING:
     from django_live_oauth_mail.models import MailAccount
@@ -261,7 +260,7 @@ def run_workers(config: dict[str, Any], mode: str) -> dict[int, str]:
 # -- the scenario ---------------------------------------------------------------------
 
 
-def newest_refresh_token(platform: FakeIdentityPlatform, email: str) -> str:
+def newest_refresh_token(platform: IdentityPlatform, email: str) -> str:
     """The refresh token the platform issued last for ``email``, still unused.
 
     The fake has no public accessor for issued tokens; its grant store keeps
@@ -275,7 +274,7 @@ def newest_refresh_token(platform: FakeIdentityPlatform, email: str) -> str:
 
 @pytest.fixture
 def expiring_account(
-    vendor: str, link: Any, user: Any, identity_platform: FakeIdentityPlatform
+    vendor: str, link: Any, user: Any, identity_platform: IdentityPlatform
 ) -> MailAccount:
     """Alice, linked with an access token msal already treats as expiring."""
     identity_platform.access_token_lifetime = 120  # under msal's 5-minute margin
@@ -289,7 +288,7 @@ def expiring_account(
 def test_many_workers_refresh_an_expiring_token_once(
     mode: str,
     expiring_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
     live_settings: dict[str, Any],
     tmp_path: Path,

@@ -14,7 +14,9 @@ from django.test import Client
 from django_live_oauth_mail import flows, signals
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
-from django_live_oauth_mail.testing import PERSONAL_TENANT_ID, FakeIdentityPlatform
+from django_live_oauth_mail.testing import PERSONAL_TENANT_ID
+
+from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,7 +48,7 @@ def test_every_view_requires_login() -> None:
 
 
 def test_connect_get_shows_a_form_and_never_leaves_the_site(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     response = client.get("/mail/connect/")
     assert response.status_code == 200
@@ -62,7 +64,7 @@ def test_connect_post_requires_csrf(user: Any) -> None:
 
 
 def test_connect_redirects_to_authorize_with_pkce_state_and_nonce(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     response = client.post("/mail/connect/")
     assert response.status_code == 302
@@ -83,7 +85,7 @@ def test_connect_redirects_to_authorize_with_pkce_state_and_nonce(
 
 
 def test_personal_account_is_linked(
-    client: Client, user: Any, identity_platform: FakeIdentityPlatform
+    client: Client, user: Any, identity_platform: IdentityPlatform
 ) -> None:
     connected: list[tuple[Any, MailAccount]] = []
 
@@ -114,7 +116,7 @@ def test_personal_account_is_linked(
 
 
 def test_work_account_is_linked(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     callback(client, identity_platform.approve(authorize, "bob@contoso.com"))
@@ -124,7 +126,7 @@ def test_work_account_is_linked(
 
 
 def test_mailbox_falls_back_to_preferred_username(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     callback(client, identity_platform.approve(authorize, "carol@contoso.com"))
@@ -132,7 +134,7 @@ def test_mailbox_falls_back_to_preferred_username(
 
 
 def test_form_post_callback_is_accepted(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -142,7 +144,7 @@ def test_form_post_callback_is_accepted(
 
 
 def test_linking_again_renews_the_same_account(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     for _ in range(2):
         authorize = client.post("/mail/connect/")["Location"]
@@ -151,7 +153,7 @@ def test_linking_again_renews_the_same_account(
 
 
 def test_declining_consent_shows_a_friendly_page_and_stores_nothing(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     response = callback(client, identity_platform.decline(authorize))
@@ -161,7 +163,7 @@ def test_declining_consent_shows_a_friendly_page_and_stores_nothing(
 
 
 def test_replayed_callback_is_refused(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -173,7 +175,7 @@ def test_replayed_callback_is_refused(
 
 
 def test_state_from_another_session_is_refused(
-    client: Client, user: Any, identity_platform: FakeIdentityPlatform
+    client: Client, user: Any, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -184,7 +186,7 @@ def test_state_from_another_session_is_refused(
 
 
 def test_state_started_by_another_user_in_the_same_session_is_refused(
-    client: Client, other_user: Any, identity_platform: FakeIdentityPlatform
+    client: Client, other_user: Any, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -288,7 +290,7 @@ def test_each_bad_callback_is_titled_for_what_went_wrong(
 
 
 def test_an_expired_flow_is_titled_expired(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -300,11 +302,11 @@ def test_an_expired_flow_is_titled_expired(
     assert response.status_code == 400
     assert error_title(response) == "That sign-in link has expired or was already used"
     assert "15 minutes" in response.content.decode()
-    assert str(answer.code) not in response.content.decode()
+    assert answer.params["code"] not in response.content.decode()
 
 
 def test_forged_code_with_a_real_state_is_refused(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     state = parse_qs(urlsplit(authorize).query)["state"][0]
@@ -317,7 +319,7 @@ def test_forged_code_with_a_real_state_is_refused(
 
 
 def test_platform_outage_during_exchange_shows_try_again(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/")["Location"]
     answer = identity_platform.approve(authorize, "alice@outlook.com")
@@ -329,7 +331,7 @@ def test_platform_outage_during_exchange_shows_try_again(
 
 
 def test_next_is_followed_only_to_this_site(
-    client: Client, identity_platform: FakeIdentityPlatform
+    client: Client, identity_platform: IdentityPlatform
 ) -> None:
     authorize = client.post("/mail/connect/", {"next": "https://evil.example/"})[
         "Location"
@@ -345,7 +347,7 @@ def test_next_is_followed_only_to_this_site(
 
 def test_success_url_setting(
     client: Client,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     live_settings: dict[str, Any],
 ) -> None:
     live_settings["SUCCESS_URL"] = "/welcome/"

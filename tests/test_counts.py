@@ -27,11 +27,11 @@ from django.test.utils import CaptureQueriesContext
 from django_live_oauth_mail import msal_client
 from django_live_oauth_mail.testing import (
     FakeIdentity,
-    FakeIdentityPlatform,
     XOAuth2SMTPServer,
 )
 
 from .mailers import make_backend
+from .standins import IdentityPlatform
 
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
@@ -72,7 +72,7 @@ class BatchCost:
 def send_counted(
     messages: list[EmailMessage],
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     **options: Any,
 ) -> BatchCost:
     """Send one batch through a new backend and count what it cost."""
@@ -106,7 +106,7 @@ def test_fresh_token_batch_costs_the_same_at_every_size(
     link: Any,
     user: Any,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     link(user, ALICE)
     options = {"sender": {}, "account": {"account": ALICE}, "user": {"user": user}}
@@ -132,7 +132,7 @@ def test_expiring_token_costs_one_refresh_per_batch_at_every_size(
     link: Any,
     user: Any,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     # msal refreshes with under five minutes left; 120 s tokens make every
     # batch start with one refresh (each refreshed token is expiring again).
@@ -165,7 +165,7 @@ def test_discovery_happens_once_per_process_never_per_batch(
     link: Any,
     user: Any,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.access_token_lifetime = 120
     expiring = link(user, ALICE)
@@ -195,7 +195,7 @@ def test_k_mailboxes_in_one_batch_cost_k_sessions_and_constant_queries(
     link: Any,
     user: Any,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     mailboxes = [f"team{i:02d}@fabrikam.com" for i in range(k)]
     for mailbox in mailboxes:
@@ -219,7 +219,7 @@ def test_warm_batches_cost_no_session_no_auth_and_no_token(
     link: Any,
     user: Any,
     smtp_server: XOAuth2SMTPServer,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     # Tokens expire in 2 minutes: cold, each batch would refresh (see above).
     identity_platform.access_token_lifetime = 120

@@ -35,12 +35,12 @@ from django_live_oauth_mail.exceptions import (
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import (
     FakeIdentity,
-    FakeIdentityPlatform,
     XOAuth2SMTPServer,
 )
 from django_live_oauth_mail.tokens import get_access_token
 
 from .helpers import refreshes, stored_refresh_token
+from .standins import IdentityPlatform
 
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [
@@ -126,7 +126,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 @pytest.fixture
 def issued(
-    identity_platform: FakeIdentityPlatform, monkeypatch: pytest.MonkeyPatch
+    identity_platform: IdentityPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> list[str]:
     """Every access, refresh and ID token the platform hands out in this test."""
     tokens: list[str] = []
@@ -195,7 +195,7 @@ HTML_503 = "<html><head><title>503</title></head><body>Unavailable</body></html>
 )
 def test_a_failing_refresh_leaks_no_token(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
     debug_logs: pytest.LogCaptureFixture,
     issued: list[str],
@@ -238,7 +238,7 @@ def test_a_failing_refresh_leaks_no_token(
 def test_the_callback_error_page_after_a_failed_exchange_shows_no_secret(
     link: Any,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     debug_logs: pytest.LogCaptureFixture,
     issued: list[str],
     fault: dict[str, Any],
@@ -255,7 +255,7 @@ def test_the_callback_error_page_after_a_failed_exchange_shows_no_secret(
 
     assert page.status_code in {400, 503}
     body = page.content.decode()
-    assert str(answer.code) not in body
+    assert answer.params["code"] not in body
     assert_absent(
         [*secrets, *issued],
         page=body,
@@ -267,7 +267,7 @@ def test_the_callback_error_page_after_a_failed_exchange_shows_no_secret(
 
 def test_tokens_issued_for_a_mailbox_that_cannot_be_linked_are_dropped(
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     debug_logs: pytest.LogCaptureFixture,
     issued: list[str],
 ) -> None:
@@ -318,7 +318,7 @@ def test_key_rotation_needs_no_downtime(
     link: Any,
     user: Any,
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     live_settings["ENCRYPTION_KEYS"] = [OLD_KEY]
@@ -354,7 +354,7 @@ def test_rotate_keys_does_not_undo_a_concurrent_refresh(
     link: Any,
     user: Any,
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     live_settings["ENCRYPTION_KEYS"] = [OLD_KEY]
@@ -382,7 +382,7 @@ def test_a_copy_read_before_rotate_keys_still_refreshes_when_forced(
     link: Any,
     user: Any,
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     live_settings["ENCRYPTION_KEYS"] = [OLD_KEY]
     alice = link(user, ALICE)
@@ -436,7 +436,7 @@ def test_deleting_a_user_deletes_their_mailboxes_only(
 def test_a_failed_save_after_a_refresh_keeps_the_old_cache_intact(
     link: Any,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     identity_platform.access_token_lifetime = 120  # expiring: the send refreshes

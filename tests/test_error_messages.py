@@ -15,8 +15,9 @@ from django_live_oauth_mail.exceptions import (
     TokenError,
 )
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform
 from django_live_oauth_mail.tokens import get_access_token
+
+from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 )
 def test_refresh_failures(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     code: int,
     expected_type: type[TokenError],
     advice: str,
@@ -62,7 +63,7 @@ def test_refresh_failures(
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_platform_trouble_is_temporary(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform, status: int
+    alice_account: MailAccount, identity_platform: IdentityPlatform, status: int
 ) -> None:
     identity_platform.fail_next_token_requests(
         3, status=status, body="<html><body>Service unavailable</body></html>"
@@ -72,9 +73,7 @@ def test_platform_trouble_is_temporary(
     assert MailAccount.objects.get(pk=alice_account.pk).status == "active"
 
 
-def exchange_failing_with(
-    user: Any, platform: FakeIdentityPlatform, **fault: Any
-) -> Any:
+def exchange_failing_with(user: Any, platform: IdentityPlatform, **fault: Any) -> Any:
     client = Client()
     client.force_login(user)
     authorize = client.post("/mail/connect/")["Location"]
@@ -84,7 +83,7 @@ def exchange_failing_with(
 
 
 def test_personal_account_on_an_organisations_only_authority(
-    user: Any, identity_platform: FakeIdentityPlatform
+    user: Any, identity_platform: IdentityPlatform
 ) -> None:
     response = exchange_failing_with(
         user, identity_platform, status=400, error="invalid_request", error_code=50020
@@ -98,7 +97,7 @@ def test_personal_account_on_an_organisations_only_authority(
 
 
 def test_redirect_uri_mismatch_names_the_setting(
-    user: Any, identity_platform: FakeIdentityPlatform
+    user: Any, identity_platform: IdentityPlatform
 ) -> None:
     response = exchange_failing_with(
         user, identity_platform, status=400, error="invalid_request", error_code=50011
@@ -110,7 +109,7 @@ def test_redirect_uri_mismatch_names_the_setting(
 
 
 def test_wrong_client_secret_during_linking(
-    user: Any, identity_platform: FakeIdentityPlatform
+    user: Any, identity_platform: IdentityPlatform
 ) -> None:
     response = exchange_failing_with(
         user, identity_platform, status=401, error="invalid_client", error_code=7000215

@@ -29,12 +29,12 @@ from django_live_oauth_mail.exceptions import (
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import (
     FakeGraphAPI,
-    FakeIdentityPlatform,
     XOAuth2SMTPServer,
 )
 from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
+from .standins import IdentityPlatform
 from .test_concurrency import require_vendor
 
 pytestmark = [
@@ -228,7 +228,7 @@ def test_an_expired_token_is_refreshed_once_and_the_message_sent(
     link: Linker,
     user: Any,
     graph_server: FakeGraphAPI,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     link(user, BOB)
     identity_platform.expire_access_tokens(BOB)  # Graph refuses it; we trust it
@@ -263,7 +263,7 @@ def test_missing_graph_consent_reads_well(
     live_settings: dict[str, Any],
     link: Linker,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     graph_server: FakeGraphAPI,
 ) -> None:
     account = link(user, BOB)  # TRANSPORT "smtp": SMTP only
@@ -333,7 +333,7 @@ def test_a_large_message_without_mail_readwrite_says_what_to_grant(
     link: Linker,
     user: Any,
     graph_server: FakeGraphAPI,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     read_write = f"{graph['GRAPH_ENDPOINT']}/Mail.ReadWrite"
     identity_platform.withdraw_consent(BOB, read_write)  # if a test gave it
@@ -472,7 +472,7 @@ def test_graph_never_sends_through_a_mailbox_for_someone_who_does_not_own_it(
     user: Any,
     other_user: Any,
     graph_server: FakeGraphAPI,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     link(user, BOB)
     identity_platform.reset()

@@ -15,10 +15,10 @@ from django.test import Client
 
 from django_live_oauth_mail.exceptions import ConsentRequired
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform
 from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
+from .standins import IdentityPlatform
 
 OUTLOOK_SCOPE = "https://outlook.office.com/SMTP.Send"
 
@@ -32,7 +32,7 @@ def resources(scope: str) -> set[str]:
 @pytest.mark.parametrize("transport", ["auto", "graph"])
 def test_linking_asks_consent_for_both_and_redeems_for_one(
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     link: Linker,
     user: Any,
     transport: str,
@@ -58,7 +58,7 @@ def test_linking_asks_consent_for_both_and_redeems_for_one(
 
 def test_the_graph_token_comes_silently_from_the_same_link(
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     link: Linker,
     user: Any,
 ) -> None:
@@ -91,7 +91,7 @@ def test_the_graph_token_comes_silently_from_the_same_link(
 
 def test_a_mailbox_linked_before_graph_was_configured_needs_consent(
     live_settings: dict[str, Any],
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     link: Linker,
     user: Any,
 ) -> None:

@@ -27,8 +27,9 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
 )
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform
 from django_live_oauth_mail.tokens import get_access_token
+
+from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +42,7 @@ DELAY = 1.2
 
 
 def slow_down_token_endpoint(
-    platform: FakeIdentityPlatform, monkeypatch: pytest.MonkeyPatch
+    platform: IdentityPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Make every token request take DELAY seconds (the stand-in has no setting)."""
     answer = platform.dispatch
@@ -104,7 +105,7 @@ def refresh_now(account: MailAccount) -> msal_client.AccessToken:
 
 
 def signed_in(
-    platform: FakeIdentityPlatform, email: str
+    platform: IdentityPlatform, email: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A started flow and the platform's answer to it, not yet exchanged."""
     flow = msal_client.start_link(REDIRECT_URI)
@@ -116,11 +117,11 @@ def callback(client: Client, answer: Any) -> Any:
     return client.get(urlsplit(answer.url).path, dict(answer.params))
 
 
-def token_requests(platform: FakeIdentityPlatform) -> list[tuple[str, Any, int]]:
+def token_requests(platform: IdentityPlatform) -> list[tuple[str, Any, int]]:
     return [(r.grant_type, r.email, r.status) for r in platform.token_requests]
 
 
-def discovery_requests(platform: FakeIdentityPlatform) -> int:
+def discovery_requests(platform: IdentityPlatform) -> int:
     return sum(1 for _, path in platform.requests if "openid-configuration" in path)
 
 
@@ -130,7 +131,7 @@ def discovery_requests(platform: FakeIdentityPlatform) -> int:
 def test_two_mailboxes_refresh_at_the_same_time(
     alice_account: MailAccount,
     bob_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     slow_down_token_endpoint(identity_platform, monkeypatch)
@@ -152,7 +153,7 @@ def test_two_mailboxes_refresh_at_the_same_time(
 
 def test_linking_does_not_wait_for_a_slow_refresh(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flow, answer = signed_in(identity_platform, DAVE)
@@ -186,7 +187,7 @@ def test_one_users_failed_exchange_leaves_another_users_link_working(
     user: Any,
     other_user: Any,
     link: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     fault: dict[str, Any],
 ) -> None:
     client = Client()
@@ -206,7 +207,7 @@ def test_one_users_failed_exchange_leaves_another_users_link_working(
 
 
 def test_a_retry_of_the_throttled_flow_waits_out_retry_after(
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     flow, answer = signed_in(identity_platform, ALICE)
     identity_platform.fail_next_token_requests(
@@ -227,7 +228,7 @@ def test_a_retry_of_the_throttled_flow_waits_out_retry_after(
 def test_a_throttled_refresh_leaves_other_mailboxes_alone(
     alice_account: MailAccount,
     bob_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     identity_platform.reset()
     identity_platform.fail_next_token_requests(
@@ -251,7 +252,7 @@ def test_discovery_happens_once_per_process_for_links_refreshes_and_device_codes
     link: Any,
     user: Any,
     other_user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
 ) -> None:
     # tests/test_counts.py counts it for batches of sends; this adds linking,
     # several mailboxes and the public client, each building its own msal app.
@@ -278,7 +279,7 @@ def test_discovery_happens_once_per_process_for_links_refreshes_and_device_codes
 
 
 def test_reset_forgets_discovery(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     refresh_now(alice_account)
     identity_platform.reset()
@@ -316,7 +317,7 @@ def without(section: str, field: str) -> Callable[[str], str]:
 )
 def test_an_unreadable_cache_asks_for_the_mailbox_to_be_linked_again(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     damage: Callable[[str], str],
 ) -> None:
     broken = damage(alice_account.read_token_cache())
@@ -375,7 +376,7 @@ def test_an_unreadable_stored_cache_marks_the_mailbox_for_relinking(
 )
 def test_an_expired_refresh_token_says_why_and_what_to_change(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     code: int,
     says: list[str],
     never_says: str,

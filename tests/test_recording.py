@@ -23,7 +23,7 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.msal_client import PERSONAL_TENANT_ID
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.testing.recording import (
     EMPTY_TOKEN_CACHE,
     RecordingEmailBackend,
@@ -31,6 +31,7 @@ from django_live_oauth_mail.testing.recording import (
 )
 
 from .mailers import USES_MAILERS, make_backend
+from .standins import IdentityPlatform
 
 RECORDING = "django_live_oauth_mail.testing.recording.RecordingEmailBackend"
 
@@ -38,7 +39,7 @@ RECORDING = "django_live_oauth_mail.testing.recording.RecordingEmailBackend"
 @pytest.fixture
 def no_network(
     monkeypatch: pytest.MonkeyPatch,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> Iterator[None]:
     """Fail any outgoing connection; afterwards, the stand-ins saw nothing."""

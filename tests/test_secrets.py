@@ -12,8 +12,10 @@ from django.test import Client
 
 from django_live_oauth_mail.exceptions import ReconnectRequired
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
+
+from .standins import IdentityPlatform
 
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [
@@ -56,7 +58,7 @@ def test_no_token_appears_anywhere(
     user: Any,
     admin_user: Any,
     debug_logs: pytest.LogCaptureFixture,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     account = link(user, "alice@outlook.com")
@@ -90,7 +92,7 @@ def test_no_token_appears_anywhere(
 
 
 def test_no_token_in_a_reconnect_error(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     secrets = secrets_of(alice_account)
     identity_platform.revoke("alice@outlook.com")
@@ -109,7 +111,7 @@ def test_token_cache_is_encrypted_at_rest(alice_account: MailAccount) -> None:
 
 def test_no_token_in_djangos_error_report(
     alice_account: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     """The debug page and error mails show frame locals: ours hide them."""

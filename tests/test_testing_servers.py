@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ def test_smtp_requires_starttls_before_auth(fake: FakeIdentityPlatform) -> None:
         client.ehlo()
         assert "auth" not in client.esmtp_features
         assert client.docmd("AUTH", "XOAUTH2 abc")[0] == 530
-        client.starttls(context=smtp.certificate.client_context())
+        client.starttls(context=ssl.create_default_context(cafile=smtp.ca_bundle))
         client.ehlo()
         assert client.esmtp_features["auth"].split() == ["XOAUTH2"]
         assert client.mail(BOB)[0] == 530  # AUTH before MAIL, too

@@ -17,10 +17,11 @@ from django.db import connection, transaction
 from django_live_oauth_mail import sending_as, signals
 from django_live_oauth_mail.exceptions import ReconnectRequired
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
 from .helpers import refreshes
+from .standins import IdentityPlatform
 from .test_concurrency import require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,7 +34,7 @@ class Rollback(Exception):
 
 
 @pytest.fixture
-def expiring(link: Any, user: Any, identity_platform: FakeIdentityPlatform) -> Any:
+def expiring(link: Any, user: Any, identity_platform: IdentityPlatform) -> Any:
     identity_platform.access_token_lifetime = 120  # the next send refreshes
     account = link(user, ALICE)
     identity_platform.access_token_lifetime = 3600
@@ -52,7 +53,7 @@ def send_then_fail(user: Any) -> None:
 def test_a_rotated_refresh_token_survives_the_callers_rollback(
     expiring: MailAccount,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     require_vendor("postgresql")
@@ -75,7 +76,7 @@ def test_a_rotated_refresh_token_survives_the_callers_rollback(
 def test_reconnect_required_survives_the_callers_rollback_and_is_signalled_at_once(
     expiring: MailAccount,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     require_vendor("postgresql")
@@ -103,7 +104,7 @@ def test_a_refresh_inside_the_callers_transaction_leaves_its_writes_working(
     expiring: MailAccount,
     user: Any,
     django_user_model: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     with transaction.atomic(), sending_as(user):
@@ -126,7 +127,7 @@ def test_a_refresh_inside_the_callers_transaction_leaves_its_writes_working(
 def test_a_refresh_after_the_caller_wrote_the_row_does_not_deadlock(
     expiring: MailAccount,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     # The caller's transaction holds the row lock; a second connection would
@@ -144,7 +145,7 @@ def test_a_refresh_after_the_caller_wrote_the_row_does_not_deadlock(
 def test_a_mailbox_linked_in_the_callers_open_transaction_refreshes(
     link: Any,
     user: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     smtp_server: XOAuth2SMTPServer,
 ) -> None:
     identity_platform.access_token_lifetime = 120
@@ -157,7 +158,7 @@ def test_a_mailbox_linked_in_the_callers_open_transaction_refreshes(
 
 
 def test_waiting_workers_use_the_token_the_lease_holder_stored(
-    expiring: MailAccount, identity_platform: FakeIdentityPlatform
+    expiring: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     # Another worker holds the lease; we wait, then use what it stored.
     holder = MailAccount.objects.get(pk=expiring.pk)
@@ -190,7 +191,7 @@ def _token_in_thread(account: MailAccount) -> str:
 
 def test_a_lease_left_by_a_crashed_worker_expires(
     expiring: MailAccount,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     live_settings: dict[str, Any],
 ) -> None:
     from django.utils import timezone
@@ -203,7 +204,7 @@ def test_a_lease_left_by_a_crashed_worker_expires(
 
 
 def test_revoked_grant_clears_the_lease(
-    expiring: MailAccount, identity_platform: FakeIdentityPlatform
+    expiring: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     identity_platform.revoke(ALICE)
     with pytest.raises(ReconnectRequired):
@@ -218,7 +219,7 @@ def test_revoked_grant_clears_the_lease(
 def test_a_slow_token_call_holds_no_database_lock(
     expiring: MailAccount,
     django_user_model: Any,
-    identity_platform: FakeIdentityPlatform,
+    identity_platform: IdentityPlatform,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     in_token_call = threading.Event()

@@ -15,16 +15,16 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
 )
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import FakeIdentityPlatform
 from django_live_oauth_mail.tokens import get_access_token
 
 from .helpers import refreshes
+from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_fresh_token_costs_no_request_and_no_query(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     identity_platform.reset()
     with CaptureQueriesContext(connection) as queries:
@@ -36,7 +36,7 @@ def test_fresh_token_costs_no_request_and_no_query(
 
 
 def test_expiring_token_is_refreshed_once(
-    link: Any, user: Any, identity_platform: FakeIdentityPlatform
+    link: Any, user: Any, identity_platform: IdentityPlatform
 ) -> None:
     identity_platform.access_token_lifetime = 120  # under msal's five-minute margin
     account = link(user, "alice@outlook.com")
@@ -53,7 +53,7 @@ def test_expiring_token_is_refreshed_once(
 
 
 def test_refresh_persists_the_rotated_refresh_token(
-    link: Any, user: Any, identity_platform: FakeIdentityPlatform
+    link: Any, user: Any, identity_platform: IdentityPlatform
 ) -> None:
     identity_platform.access_token_lifetime = 120
     account = link(user, "alice@outlook.com")
@@ -74,7 +74,7 @@ def test_refresh_persists_the_rotated_refresh_token(
 
 
 def test_token_refreshed_signal_is_sent_after_commit(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     seen: list[MailAccount] = []
 
@@ -90,7 +90,7 @@ def test_token_refreshed_signal_is_sent_after_commit(
 
 
 def test_worker_with_a_stale_copy_uses_the_token_another_worker_refreshed(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     stale_copy = MailAccount.objects.get(pk=alice_account.pk)
     get_access_token(alice_account, force_refresh=True)
@@ -105,7 +105,7 @@ def test_worker_with_a_stale_copy_uses_the_token_another_worker_refreshed(
 
 
 def test_revoked_grant_sets_reconnect_required_and_sends_the_signal(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     received: list[tuple[MailAccount, Exception]] = []
 
@@ -135,7 +135,7 @@ def test_revoked_grant_sets_reconnect_required_and_sends_the_signal(
 
 
 def test_platform_outage_leaves_the_account_active(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     identity_platform.fail_next_token_requests(3, status=503, body="<html>down</html>")
     with pytest.raises(IdentityPlatformUnavailable, match="try again"):
@@ -157,7 +157,7 @@ def test_bad_client_secret_is_an_app_problem_not_the_users(
 
 
 def test_after_warm_up_a_refresh_makes_no_discovery_request(
-    alice_account: MailAccount, identity_platform: FakeIdentityPlatform
+    alice_account: MailAccount, identity_platform: IdentityPlatform
 ) -> None:
     get_access_token(alice_account, force_refresh=True)
     identity_platform.reset()

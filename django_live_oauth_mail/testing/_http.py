@@ -1,8 +1,5 @@
-"""A small threaded HTTPS server that hands parsed requests to a stand-in.
-
-Standard library only. It logs a stand-in's failures and nothing else: query
-strings and bodies carry codes and tokens.
-"""
+"""A small threaded HTTPS server that hands parsed requests to a stand-in. It
+logs a stand-in's failures and nothing else: requests carry codes and tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -39,10 +35,7 @@ class Reply:
 
     @classmethod
     def json(
-        cls,
-        status: int,
-        data: Mapping[str, Any],
-        headers: Mapping[str, str] | None = None,
+        cls, status: int, data: Any, headers: dict[str, str] | None = None
     ) -> Reply:
         body, kind = json.dumps(data).encode(), "application/json; charset=utf-8"
         return cls(status, body, kind, dict(headers or {}))
@@ -56,27 +49,22 @@ class App(Protocol):
     def dispatch(self, request: Request) -> Reply: ...
 
 
-class HTTPSServer:
+class HTTPSServer(ThreadingHTTPServer):
     """Serve ``app`` on the bound ``sock`` from a daemon thread, over TLS (or
     plain HTTP with ``context=None``, for pages a demo's browser shows)."""
 
+    daemon_threads = True
+
     def __init__(self, app: App, sock: socket.socket, context: ssl.SSLContext | None):
-        self._server = _Server(sock.getsockname()[:2], _Handler, False)
-        self._server.socket.close()
-        self._server.socket, self._server.app, self._server.tls = sock, app, context
-        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,))
-        serve.daemon = True  # stop() ends it; so does the end of the process
-        serve.start()
+        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket, self.app, self.tls = sock, app, context
+        # stop() ends the thread; so does the end of the process.
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    app: App
-    tls: ssl.SSLContext | None
+        self.shutdown()
+        self.server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("connection from %s failed", client_address, exc_info=True)
@@ -86,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes
     timeout = 30
-    server: _Server
+    server: HTTPSServer
 
     def setup(self) -> None:
         # On the connection's own thread: a slow TLS handshake can't hold up
@@ -107,16 +95,17 @@ class _Handler(BaseHTTPRequestHandler):
             form = dict(parse_qsl(body.decode(), keep_blank_values=True))
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         headers = {name.lower(): value for name, value in self.headers.items()}
-        request = Request(self.command, url.path, query, form, headers, body)
         try:
-            reply = app.dispatch(request)
+            reply = app.dispatch(
+                Request(self.command, url.path, query, form, headers, body)
+            )
         except Exception:
             logger.exception("%s failed on %s", type(app).__name__, url.path)
             reply = Reply(500, b"internal error in the stand-in")
         self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers.items():
+        length = str(len(reply.body))
+        sent = {"Content-Type": reply.content_type, "Content-Length": length}
+        for name, value in (sent | reply.headers).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(reply.body)

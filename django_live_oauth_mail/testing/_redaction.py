@@ -1,10 +1,7 @@
-"""Keep credentials out of aiosmtpd's ``mail.log`` records.
-
-aiosmtpd masks an AUTH command's initial response, but other DEBUG records
-can carry a token (an AUTH continuation that is not base64, say). The filter
-masks every long token-like run, and drops the "login_data is deprecated"
-warning aiosmtpd triggers itself on each AUTH.
-"""
+"""Keep credentials out of aiosmtpd's ``mail.log``: it masks an AUTH command's
+initial response, but other DEBUG records can carry a token. The filter masks
+every long token-like run, and drops the "login_data is deprecated" warning
+aiosmtpd triggers itself on each AUTH."""
 
 from __future__ import annotations
 
@@ -20,8 +17,6 @@ def _redact(record: logging.LogRecord) -> bool:
     return "login_data is deprecated" not in message
 
 
-def install(logger_name: str = "mail.log") -> None:
-    """Attach the filter to ``logger_name`` once."""
-    logger = logging.getLogger(logger_name)
-    if _redact not in logger.filters:
-        logger.addFilter(_redact)
+def install() -> None:
+    """Attach the filter to aiosmtpd's logger (``addFilter`` adds it once)."""
+    logging.getLogger("mail.log").addFilter(_redact)

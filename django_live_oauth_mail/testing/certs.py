@@ -1,8 +1,6 @@
-"""Throwaway certificates: the stand-ins' TLS, and an app's credential.
-
-Microsoft only speaks TLS, so the stand-ins do too: clients under test keep
-verification on and trust a self-signed, per-process certificate.
-"""
+"""Throwaway certificates: the stand-ins' TLS (Microsoft only speaks TLS, so
+clients under test keep verification on and trust a self-signed, per-process
+certificate), and an app's certificate credential."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import ipaddress
 import shutil
 import ssl
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,38 +21,29 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
+_Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
 class TestCertificate:
-    """PEM files of a server's certificate and key; clients trust ``ca_path``."""
+    """PEM files of a self-signed server certificate (clients trust it) and key."""
 
     __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks
     ca_path: str
-    cert_path: str
     key_path: str
 
     def server_context(self) -> ssl.SSLContext:
-        """A TLS server context presenting the certificate."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self.key_path)
+        context.load_cert_chain(self.ca_path, self.key_path)
         return context
-
-    def client_context(self) -> ssl.SSLContext:
-        """A verifying client context that trusts only this certificate."""
-        return ssl.create_default_context(cafile=self.ca_path)
-
-
-def make_test_certificate(
-    hostnames: Iterable[str] = DEFAULT_HOSTNAMES,
-) -> TestCertificate:
-    """A certificate for ``hostnames``, made once per process (keys take a
-    while) in a temporary directory removed at exit."""
-    return _make_test_certificate(tuple(hostnames))
 
 
 @functools.cache
-def _make_test_certificate(hostnames: tuple[str, ...]) -> TestCertificate:
+def make_test_certificate(
+    hostnames: tuple[str, ...] = DEFAULT_HOSTNAMES,
+) -> TestCertificate:
+    """A certificate for ``hostnames``, made once per process (keys take a
+    while) in a temporary directory removed at exit."""
     key = ec.generate_private_key(ec.SECP256R1())
     names = [
         x509.IPAddress(ipaddress.ip_address(name))
@@ -70,7 +58,7 @@ def _make_test_certificate(hostnames: tuple[str, ...]) -> TestCertificate:
     cert, key_path = directory / "cert.pem", directory / "key.pem"
     cert.write_bytes(_pem(certificate.sign(key, hashes.SHA256())))
     key_path.write_bytes(_private_pem(key))
-    return TestCertificate(str(cert), str(cert), str(key_path))
+    return TestCertificate(str(cert), str(key_path))
 
 
 @dataclass(frozen=True)
@@ -96,24 +84,19 @@ def make_client_certificate(
     )
 
 
-def _builder(
-    common_name: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-) -> x509.CertificateBuilder:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    return (
-        x509.CertificateBuilder(
-            name, name, key.public_key(), x509.random_serial_number()
-        )
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-    )
+def _builder(name: str, key: _Key) -> x509.CertificateBuilder:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now, day = dt.datetime.now(dt.timezone.utc), dt.timedelta(days=1)
+    serial, builder = x509.random_serial_number(), x509.CertificateBuilder()
+    builder = builder.subject_name(subject).issuer_name(subject).serial_number(serial)
+    builder = builder.not_valid_before(now - day).not_valid_after(now + 365 * day)
+    return builder.public_key(key.public_key())
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def _private_pem(key: _Key) -> bytes:
     encoding, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     return key.private_bytes(encoding, pkcs8, serialization.NoEncryption())

@@ -1,8 +1,5 @@
-"""The fake consent page, and what it sends back to the app.
-
-The page is self-contained, so it renders offline; its buttons carry stable
-``id``/``data-*`` attributes for browser tests.
-"""
+"""The fake consent page, and what it sends back to the app. The page renders
+offline; its buttons carry stable ``id``/``data-*`` hooks for browser tests."""
 
 from __future__ import annotations
 
@@ -20,19 +17,14 @@ main{max-width:440px;margin:48px auto;background:#fff;padding:32px 40px}
 button{display:block;width:100%;text-align:left;margin:8px 0;padding:10px 12px;
 border:1px solid #d1d1d1;background:#fff;cursor:pointer;font:inherit}
 button:hover{border-color:#0067b8}span,small{display:block;color:#605e5c}"""
-_KINDS = {
-    "personal": "Personal account (Outlook.com)",
-    "work": "Work or school account",
-}
+_KINDS = dict(personal="Personal account (Outlook.com)", work="Work or school account")
 
 
 @dataclass(frozen=True)
 class AuthorizationResponse:
-    """What the identity platform sends back to the app's redirect URI.
-
-    Pass ``params`` to msal's ``acquire_token_by_auth_code_flow()``, or replay
-    ``url`` against a web app (a query-string URL, even after ``form_post``).
-    """
+    """What the identity platform sends back to the app's redirect URI: pass
+    ``params`` to msal's ``acquire_token_by_auth_code_flow()``, or replay ``url``
+    (a query-string URL, even for ``form_post``) against a web app."""
 
     redirect_uri: str
     params: dict[str, str]
@@ -43,17 +35,9 @@ class AuthorizationResponse:
         separator = "&" if "?" in self.redirect_uri else "?"
         return f"{self.redirect_uri}{separator}{urlencode(self.params)}"
 
-    @property
-    def code(self) -> str | None:
-        return self.params.get("code")
-
 
 class ConsentPageError(RuntimeError):
     """The platform refused the authorization request instead of redirecting."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status, self.message = status, message
 
 
 def consent_page(

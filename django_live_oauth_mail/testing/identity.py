@@ -1,41 +1,23 @@
-"""A local stand-in for the Microsoft identity platform (v2.0 endpoints).
-
-The real ``msal`` runs the authorization code flow (PKCE), refresh, the device
-code flow and client credentials (a secret or a certificate) against it over
-HTTPS, and tests break things on purpose. Tokens are never logged.
-"""
+"""A local stand-in for the Microsoft identity platform's v2.0 endpoints: msal
+runs the auth code flow (PKCE), refresh, the device code flow and client
+credentials against it over HTTPS. Refusals are Entra's JSON; clients branch
+on their ``error_codes``, so the ``AADSTSnnnn:`` texts here are short."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from cryptography import x509
-
-from ._grants import (
-    OIDC_SCOPES,
-    OUTLOOK,
-    OUTLOOK_AUDIENCES,
-    AADError,
-    Grant,
-    IssuedToken,
-    TokenRequest,
-    assertion_problem,
-    b64,
-    describe,
-    jwt,
-    resource_of,
-    resource_scopes,
-)
+from ._grants import OUTLOOK, OUTLOOK_AUDIENCES, IssuedToken, TokenRequest
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer
 from .certs import TestCertificate
@@ -46,20 +28,33 @@ from .ports import listen
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 _NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
-_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-#: Client credentials need a tenant; these authorities name none.
-_TENANTLESS = {"common": 9001023, "consumers": 9001023, "organizations": 50059}
-#: What an authorization request must name (msal sends them all).
-_AUTHORIZE = ("client_id", "redirect_uri", "scope", "state", "code_challenge")
+_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+_DESCRIPTIONS = {
+    9002313: "Invalid request. Request is malformed or invalid.",
+    9002325: "Proof Key for Code Exchange is required (S256).",
+    700016: "Application with identifier '{}' was not found in the directory.",
+    50034: "The user account {} does not exist in the directory.",
+    7000215: "Invalid client secret provided.",
+    700027: "Client assertion contains an invalid signature. [Reason - {}]",
+    7000229: "The app {} is missing service principal in the tenant {}.",
+    28000: "Scope {} is not valid: it contains more than one resource.",
+    54005: "OAuth2 Authorization code was already redeemed.",
+    500112: "The reply address does not match the authorization request's.",
+    501481: "The Code_Verifier does not match the code_challenge.",
+    65001: "The user or administrator has not consented to use the application.",
+    65004: "User declined to consent to access the app.",
+    70000: "The grant has been revoked or is invalid.",
+    70016: "Authorization is pending. Continue polling.",
+    700082: "The refresh token has expired due to inactivity.",
+}
+_JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').decode()
 
 
 @dataclass(frozen=True)
 class FakeIdentity:
-    """A user who can sign in; the ids derive from the e-mail, the same each run.
-
-    Personal accounts live in Microsoft's consumer tenant, work accounts in a
-    tenant per domain. ``email_claim=False``: ID tokens without ``email``.
-    """
+    """A user who can sign in, with ids derived from the e-mail (personal
+    accounts share Microsoft's consumer tenant, work ones get one per domain).
+    ``email_claim=False``: ID tokens without ``email``, as Entra often sends."""
 
     email: str
     name: str = ""
@@ -69,24 +64,49 @@ class FakeIdentity:
 
     @property
     def tid(self) -> str:
-        """The home tenant's id."""
         domain = self.email.rpartition("@")[2].lower()
         uid = str(uuid.uuid5(_NAMESPACE, f"tid:{domain}"))
         return PERSONAL_TENANT_ID if self.kind == "personal" else uid
 
     @property
     def oid(self) -> str:
-        """The object id."""
         return str(uuid.uuid5(_NAMESPACE, f"oid:{self.email.lower()}"))
 
 
-class FakeIdentityPlatform(LocalServer):
-    """An HTTPS server mimicking ``login.microsoftonline.com`` for tests.
+@dataclass
+class _Grant:
+    """An authorization code, refresh token or device code: each works once."""
 
-    Point msal at :attr:`authority` with ``instance_discovery=False`` and an
-    HTTP client that trusts :attr:`ca_bundle`; answer the consent page with
-    :meth:`approve` or :meth:`decline`.
-    """
+    email: str  # "" while a device code waits for its user
+    scopes: tuple[str, ...]
+    redirect_uri: str = ""
+    challenge: str = ""  # PKCE's S256 code challenge (authorization codes)
+    nonce: str = ""
+    used: bool = False
+    revoked: int = 0  # the AADSTS code a revoked refresh token fails with
+
+
+class AADError(Exception):
+    """An OAuth error answer: raised while redeeming, sent by the endpoint."""
+
+    def __init__(
+        self, error: str, code: int, *details: str, status: int = 400, email: str = ""
+    ) -> None:
+        super().__init__(_describe(code, *details))
+        self.error, self.code, self.status, self.email = error, code, status, email
+
+    def reply(self) -> Reply:
+        body = {"error": self.error, "error_description": str(self)}
+        return Reply.json(self.status, body | {"error_codes": [self.code]})
+
+
+class FakeIdentityPlatform(LocalServer):
+    """An HTTPS server mimicking ``login.microsoftonline.com`` for tests: point
+    msal at :attr:`authority` with ``instance_discovery=False`` and an HTTP
+    client that trusts :attr:`ca_bundle`; answer the consent page with
+    :meth:`approve` or :meth:`decline`. With ``pages_port`` (0: a free one)
+    that page is plain HTTP too, so a demo's browser shows no certificate
+    warning; msal still talks only to the HTTPS port."""
 
     def __init__(
         self,
@@ -96,35 +116,22 @@ class FakeIdentityPlatform(LocalServer):
         client_secret: str = "test-client-secret",  # noqa: S107 - a test fake
         host: str = "127.0.0.1",
         port: int | None = None,
-        tenant: str = "common",
-        access_token_lifetime: int = 3600,
         certificate: TestCertificate | None = None,
-        pages_over_http: bool = False,
         pages_port: int | None = None,
     ) -> None:
-        """``pages_over_http`` serves the consent page from a second, plain-HTTP
-        port (``pages_port``, else a free one), so a demo's browser shows no
-        certificate warning; msal still talks only to the HTTPS port."""
         self.client_id, self.client_secret = client_id, client_secret
-        self.tenant = tenant
-        #: Seconds until new access tokens expire; change it at any time.
-        self.access_token_lifetime = access_token_lifetime
-        #: Polling interval announced to device code clients (msal sleeps it).
-        self.device_code_interval = 5
+        self.access_token_lifetime = 3600  # seconds; change it at any time
+        self.device_code_interval = 5  # seconds msal waits between polls
         self._bind_address(host, port, certificate)
-        self._pages_port = (pages_port or 0) if pages_over_http else None
-        self._servers: list[HTTPSServer] = []
+        self._pages_port, self._servers = pages_port, list[HTTPSServer]()
         self._identities = {i.email.casefold(): i for i in identities}
         self._lock = threading.Lock()  # so that each grant works once
-        self._codes: dict[str, Grant] = {}
-        self._refresh: dict[str, Grant] = {}
-        self._devices: dict[str, Grant] = {}
+        self._codes: dict[str, _Grant] = {}
+        self._refresh: dict[str, _Grant] = {}
+        self._devices: dict[str, _Grant] = {}
         self._access: dict[str, IssuedToken] = {}
         self._consents: dict[str, set[str]] = {}  # by user: scopes consented to
         self._app_roles: dict[str, set[tuple[str, str]]] = {}  # by tenant
-        self._certificates: list[x509.Certificate] = []
-        self._faults: deque[Reply] = deque()
-        self._requests: list[tuple[str, str]] = []
         self._token_requests: list[TokenRequest] = []
 
     def start(self) -> FakeIdentityPlatform:
@@ -149,35 +156,23 @@ class FakeIdentityPlatform(LocalServer):
 
     @property
     def pages_url(self) -> str:
-        """Where the consent page is (plain HTTP with ``pages_over_http``)."""
-        if self._pages_port:
-            return f"http://{self._host}:{self._pages_port}"
-        return self.base_url
+        """Where the consent page is."""
+        pages = f"http://{self._host}:{self._pages_port}"
+        return pages if self._pages_port else self.base_url
 
     @property
     def authority(self) -> str:
         """What to pass as msal's ``authority``."""
-        return f"{self.base_url}/{self.tenant}"
-
-    def add_identity(self, identity: FakeIdentity) -> None:
-        """Let ``identity`` sign in (instead of one with the same e-mail)."""
-        self._identities[identity.email.casefold()] = identity
-
-    @property
-    def requests(self) -> list[tuple[str, str]]:
-        """Every HTTP request so far, as ``(method, path)`` without the query."""
-        return list(self._requests)
+        return f"{self.base_url}/common"
 
     @property
     def token_requests(self) -> list[TokenRequest]:
-        """Every POST to the token endpoint, failed and faulted ones too."""
+        """Every POST to the token endpoint since :meth:`reset`, refused ones too."""
         return list(self._token_requests)
 
     def reset(self) -> None:
-        """Forget recorded requests and queued faults (identities, tokens stay)."""
-        self._requests.clear()
+        """Forget recorded requests (identities and tokens stay)."""
         self._token_requests.clear()
-        self._faults.clear()
 
     def approve(self, authorize_url: str, email: str) -> AuthorizationResponse:
         """Sign in as ``email`` on the consent page and accept."""
@@ -187,14 +182,13 @@ class FakeIdentityPlatform(LocalServer):
         """Press "Cancel / Decline" on the consent page."""
         return self._answer(_query(authorize_url) | {"decision": "decline"})
 
-    def approve_device_code(self, user_code: str | None, email: str) -> None:
-        """Sign in ``email`` for a pending device code (``None``: the newest)."""
+    def approve_device_code(self, email: str) -> None:
+        """Sign in ``email`` for the newest pending device code."""
         email = self._identities[email.casefold()].email
         with self._lock:
-            pending = [g for g in self._devices.values() if not g.email]
-            pending = [g for g in pending if user_code in (None, g.user_code)]
+            pending = [grant for grant in self._devices.values() if not grant.email]
             if not pending:
-                raise LookupError(f"no pending device code {user_code!r}")
+                raise LookupError("no device code is pending")
             pending[-1].email = email
 
     def revoke(self, email: str, *, error_code: int = 70000) -> None:
@@ -204,55 +198,19 @@ class FakeIdentityPlatform(LocalServer):
             if grant.email.casefold() == email.casefold():
                 grant.revoked = error_code
 
-    def fail_next_token_requests(
-        self,
-        count: int = 1,
-        *,
-        status: int = 500,
-        error: str = "temporarily_unavailable",
-        error_code: int = 90033,
-        body: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        """Answer the next ``count`` token requests with Entra's JSON error, or
-        with ``body`` as HTML; ``headers`` such as ``{"Retry-After": "1"}``."""
-        fault = AADError(error, error_code, status=status).reply(headers)
-        if body is not None:
-            fault = Reply(status, body.encode(), "text/html", dict(headers or {}))
-        self._faults.extend([fault] * count)
-
     def withdraw_consent(self, email: str, *scopes: str) -> None:
         """Take back consent to ``scopes`` (all if none are named): refreshing
         for them fails with AADSTS65001, as for a link older than the scope."""
         granted = self._consents.setdefault(email.casefold(), set())
         granted -= set(scopes) or set(granted)
 
-    def expire_access_tokens(self, email: str | None = None) -> None:
-        """Invalidate issued access tokens server-side (clients still trust them)."""
-        for token, issued in list(self._access.items()):
-            if email is None or issued.mailbox.casefold() == email.casefold():
-                self._access[token] = replace(issued, expires_at=0.0)
-
-    def add_client_certificate(self, certificate_pem: str) -> None:
-        """Register a certificate credential (the app keeps its secret too)."""
-        pem = certificate_pem.encode()
-        self._certificates.append(x509.load_pem_x509_certificate(pem))
-
     def admin_consent(self, tenant: str, *roles: str) -> None:
         """An administrator of ``tenant`` grants the app roles such as
         ``https://outlook.office365.com/SMTP.SendAsApp`` (a bare one is
-        Outlook's). It creates the app's service principal there, without
-        which client credentials fail with AADSTS7000229."""
-        granted = {(resource_of(role), role.rpartition("/")[2]) for role in roles}
+        Outlook's), creating the app's service principal there: without one,
+        client credentials fail with AADSTS7000229."""
+        granted = {(_resource_of(role), role.rpartition("/")[2]) for role in roles}
         self._app_roles.setdefault(tenant.casefold(), set()).update(granted)
-
-    def validate_access_token(self, token: str) -> str | None:
-        """The mailbox of an unexpired user's token for Exchange's SMTP, else
-        ``None``: Exchange refuses Graph's tokens and app-only ones here."""
-        issued = self.introspect(token)
-        if issued is None or issued.app or issued.audience not in OUTLOOK_AUDIENCES:
-            return None
-        return issued.mailbox
 
     def introspect(self, token: str) -> IssuedToken | None:
         """Mailbox, audience and permissions of an unexpired token, or ``None``."""
@@ -262,15 +220,12 @@ class FakeIdentityPlatform(LocalServer):
     def dispatch(self, request: Request) -> Reply:
         tenant, _, endpoint = request.path.strip("/").partition("/")
         route = {
-            ("GET", "v2.0/.well-known/openid-configuration"): self._configuration,
-            ("GET", "oauth2/v2.0/authorize"): self._authorize,
-            ("POST", "oauth2/v2.0/authorize"): self._authorize,
-            ("POST", "oauth2/v2.0/token"): self._token,
-            ("POST", "oauth2/v2.0/devicecode"): self._device_code,
-        }.get((request.method, endpoint))
-        reply = route(tenant, request) if route else Reply(404, b"not found")
-        self._requests.append((request.method, request.path))  # once answered
-        return reply
+            "v2.0/.well-known/openid-configuration": self._configuration,
+            "oauth2/v2.0/authorize": self._authorize,
+            "oauth2/v2.0/token": self._token,
+            "oauth2/v2.0/devicecode": self._device_code,
+        }.get(endpoint)
+        return route(tenant, request) if route else Reply(404, b"not found")
 
     def _configuration(self, tenant: str, request: Request) -> Reply:
         endpoints = f"{self.base_url}/{tenant}/oauth2/v2.0"
@@ -282,30 +237,24 @@ class FakeIdentityPlatform(LocalServer):
     def _authorize(self, tenant: str, request: Request) -> Reply:
         """GET shows the consent page; its buttons POST the person's choice."""
         try:
-            if request.method == "POST":
-                answer = self._answer(request.form)
-            else:
+            if request.method == "GET":
                 self._check(request.query)
-                page = consent_page(
-                    request.path, request.query, self._identities.values()
-                )
+                people = self._identities.values()
+                page = consent_page(request.path, request.query, people)
                 return Reply.html(200, page)
+            answer = self._answer(request.form)
         except ConsentPageError as error:
-            return Reply(400, error.message.encode())
+            return Reply(400, str(error).encode())
         if answer.response_mode == "form_post":
             return Reply.html(200, form_post(answer.redirect_uri, answer.params))
         return Reply(302, headers={"Location": answer.url})
 
     def _check(self, params: dict[str, str]) -> None:
-        """Refuse an authorization request Entra refuses (ConsentPageError)."""
-        missing = [name for name in _AUTHORIZE if not params.get(name)]
-        problem = describe(900144, missing[0]) if missing else ""
-        if not problem and params["client_id"] != self.client_id:
-            problem = describe(700016, params["client_id"])
-        if not problem and params.get("code_challenge_method") != "S256":
-            problem = describe(9002325)
-        if problem:
-            raise ConsentPageError(400, problem)
+        """Refuse an authorization request from an unknown app, or without PKCE."""
+        if params.get("client_id") != self.client_id:
+            raise ConsentPageError(_describe(700016, params.get("client_id", "")))
+        if params.get("code_challenge_method") != "S256":
+            raise ConsentPageError(_describe(9002325))
 
     def _answer(self, params: dict[str, str]) -> AuthorizationResponse:
         """What the consent page sends back: a code, or the refusal to consent."""
@@ -313,13 +262,13 @@ class FakeIdentityPlatform(LocalServer):
         answer, redirect_uri = {"state": params["state"]}, params["redirect_uri"]
         identity = self._identities.get(params.get("identity", "").casefold())
         if params.get("decision") == "decline":
-            answer |= {"error": "access_denied", "error_description": describe(65004)}
+            answer |= {"error": "access_denied", "error_description": _describe(65004)}
         elif identity is None:
-            raise ConsentPageError(400, describe(50034, params.get("identity", "")))
+            raise ConsentPageError(_describe(50034, params.get("identity", "")))
         else:
             answer["code"] = code = secrets.token_urlsafe(64)
             scopes, nonce = tuple(params["scope"].split()), params.get("nonce", "")
-            grant = Grant(identity.email, scopes, redirect_uri, nonce=nonce)
+            grant = _Grant(identity.email, scopes, redirect_uri, nonce=nonce)
             grant.challenge = params["code_challenge"]
             self._codes[code] = grant
         mode = params.get("response_mode") or "query"
@@ -328,23 +277,20 @@ class FakeIdentityPlatform(LocalServer):
     def _device_code(self, tenant: str, request: Request) -> Reply:
         device_code, user_code = secrets.token_urlsafe(32), secrets.token_hex(4)
         scopes = tuple(request.form.get("scope", "").split())
-        self._devices[device_code] = Grant("", scopes, user_code=user_code)
+        self._devices[device_code] = _Grant("", scopes)
         message = f"To sign in, enter the code {user_code} (approve_device_code())."
-        answer: dict[str, Any] = {"expires_in": 900, "message": message}
-        answer |= {"device_code": device_code, "user_code": user_code}
+        answer: dict[str, Any] = {"device_code": device_code, "user_code": user_code}
+        answer |= {"message": message, "expires_in": 900}
         answer["verification_uri"] = f"{self.base_url}/devicelogin"
-        answer["interval"] = self.device_code_interval
-        return Reply.json(200, answer)
+        return Reply.json(200, answer | {"interval": self.device_code_interval})
 
     def _token(self, tenant: str, request: Request) -> Reply:
-        form, email = request.form, None
-        reply = self._faults.popleft() if self._faults else None
-        if reply is None:
-            try:
-                email, payload = self._redeem(tenant.casefold(), form)
-                reply = Reply.json(200, payload)
-            except AADError as error:
-                email, reply = error.email or None, error.reply()
+        form = request.form
+        try:
+            email, payload = self._redeem(tenant.casefold(), form)
+            reply = Reply.json(200, payload)
+        except AADError as error:
+            email, reply = error.email or None, error.reply()
         grant_type, scope = form.get("grant_type", ""), form.get("scope", "")
         record = TokenRequest(grant_type, email, scope, reply.status, tenant)
         self._token_requests.append(record)
@@ -353,42 +299,39 @@ class FakeIdentityPlatform(LocalServer):
     def _redeem(
         self, tenant: str, form: dict[str, str]
     ) -> tuple[str | None, dict[str, Any]]:
-        """Check the client and its grant: whose it was (None: the app's own
+        """Check the app and its grant: whose it was (None: the app's own
         token) and the answer."""
         if form.get("client_id") != self.client_id:
             raise AADError("unauthorized_client", 700016, form.get("client_id", ""))
-        self._check_credential(form)
+        # A certificate's assertion is taken on trust; a public client has no secret.
+        if form.get("client_secret", self.client_secret) != self.client_secret:
+            raise AADError("invalid_client", 7000215, status=401)
         grant_type, asked = form.get("grant_type", ""), form.get("scope", "").split()
         if grant_type == "client_credentials":
             return None, self._app_token(tenant, asked)
-        stores = {
+        store, key = {
             "authorization_code": (self._codes, "code"),
             "refresh_token": (self._refresh, "refresh_token"),
             _DEVICE_CODE: (self._devices, "device_code"),
-        }
-        if grant_type not in stores:
-            raise AADError("unsupported_grant_type", 70003, grant_type)
-        store, parameter = stores[grant_type]
-        if not form.get(parameter):
-            raise AADError("invalid_request", 900144, parameter)
-        grant = self._use(store, form[parameter], form)
+        }.get(grant_type, ({}, ""))
+        grant = self._use(store, form.get(key, ""), form)
         asked = asked or list(grant.scopes)
-        wanted = resource_scopes(asked) or resource_scopes(grant.scopes)
-        resources = {resource_of(scope) for scope in wanted}
+        wanted = _resource_scopes(asked) or _resource_scopes(grant.scopes)
+        resources = {_resource_of(scope) for scope in wanted}
         consented = self._consents.setdefault(grant.email.casefold(), set())
         if store is not self._refresh:
-            consented.update(resource_scopes(grant.scopes))
+            consented.update(_resource_scopes(grant.scopes))
         elif not set(wanted) <= consented:
             raise AADError("invalid_grant", 65001, email=grant.email)
         if len(resources) > 1:  # Entra issues a token for one resource only
             raise AADError("invalid_request", 28000, " ".join(asked), email=grant.email)
         # Like Entra: a token carries every scope consented for its resource.
-        scopes = {s for s in consented if resource_of(s) in resources} | set(wanted)
+        scopes = {s for s in consented if _resource_of(s) in resources} | set(wanted)
         identity = self._identities[grant.email.casefold()]
-        flags = {scope.lower() for scope in asked} & OIDC_SCOPES
+        flags = {scope.lower() for scope in asked} & _OIDC_SCOPES
         return identity.email, self._issue(identity, sorted(scopes), flags, grant.nonce)
 
-    def _use(self, store: dict[str, Grant], key: str, form: dict[str, str]) -> Grant:
+    def _use(self, store: dict[str, _Grant], key: str, form: dict[str, str]) -> _Grant:
         """Use up a code, refresh token or device code, after Entra's checks."""
         digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
         with self._lock:
@@ -400,7 +343,7 @@ class FakeIdentityPlatform(LocalServer):
             reused = 54005 if store is self._codes else 70000
             problem = grant.revoked or (reused if grant.used else 0)
             if grant.challenge and not problem:  # PKCE, and the same redirect URI
-                if b64(digest) != grant.challenge:
+                if _b64(digest) != grant.challenge:
                     problem = 501481
                 elif form.get("redirect_uri") != grant.redirect_uri:
                     problem = 500112
@@ -409,32 +352,18 @@ class FakeIdentityPlatform(LocalServer):
             grant.used = True
             return grant
 
-    def _check_credential(self, form: dict[str, str]) -> None:
-        """The app's secret or certificate must hold (a public client has none)."""
-        if form.get("client_assertion_type") == _JWT_BEARER:
-            assertion = form.get("client_assertion", "")
-            problem = assertion_problem(assertion, list(self._certificates))
-            if problem:
-                raise AADError("invalid_client", 700027, problem, status=401)
-        elif form.get("client_secret", self.client_secret) != self.client_secret:
-            raise AADError("invalid_client", 7000215, status=401)
-
     def _app_token(self, tenant: str, scopes: list[str]) -> dict[str, Any]:
         """The app's own token for ``{resource}/.default``, with its roles there."""
-        if tenant in _TENANTLESS:
-            raise AADError("invalid_request", _TENANTLESS[tenant])
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            raise AADError("invalid_scope", 1002012, " ".join(scopes))
         granted = self._app_roles.get(tenant)
         if granted is None:
             raise AADError(
                 "invalid_client", 7000229, self.client_id, tenant, status=401
             )
-        resource = resource_of(scopes[0])
+        resource = _resource_of("".join(scopes[:1]))
         roles = sorted(role for where, role in granted if where == resource)
         claims = {"aud": resource, "tid": tenant, "appid": self.client_id}
         # Like Entra: an app holding no role there gets a token without ``roles``.
-        token = jwt(claims | {"idtyp": "app"} | ({"roles": roles} if roles else {}))
+        token = _jwt(claims | {"idtyp": "app"} | ({"roles": roles} if roles else {}))
         issued = IssuedToken("", resource, frozenset(roles), 0, self.client_id, True)
         return self._remember(token, issued)
 
@@ -443,22 +372,22 @@ class FakeIdentityPlatform(LocalServer):
     ) -> dict[str, Any]:
         """A user's tokens, as Entra answers: a refresh token only for
         offline_access, an ID token only for openid."""
-        audience = resource_of(scopes[0]) if scopes else OUTLOOK
+        audience = _resource_of(scopes[0]) if scopes else OUTLOOK
         permissions = [scope.rpartition("/")[2] for scope in scopes]
         if identity.kind == "personal":  # Microsoft's are opaque, not JWTs
             token = "EwB" + secrets.token_urlsafe(1200)
         else:  # about Microsoft's size, which breaks naive SMTP line limits
             claims = {"aud": audience, "tid": identity.tid, "upn": identity.email}
-            token = jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
+            token = _jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
         issued = IssuedToken(identity.email, audience, frozenset(permissions), 0)
         # Entra names Graph's scopes by their short names in its answer.
-        named = scopes if audience in OUTLOOK_AUDIENCES else permissions
+        named = scopes if audience == OUTLOOK else permissions
         payload = self._remember(token, issued) | {"scope": " ".join(named)}
         client_info = {"uid": identity.oid, "utid": identity.tid}
-        payload["client_info"] = b64(json.dumps(client_info).encode())
+        payload["client_info"] = _b64(json.dumps(client_info).encode())
         if "offline_access" in flags:
             payload["refresh_token"] = refresh = secrets.token_urlsafe(400)
-            self._refresh[refresh] = Grant(identity.email, (*scopes, *flags))
+            self._refresh[refresh] = _Grant(identity.email, (*scopes, *flags))
         if "openid" in flags:
             issuer = f"https://login.microsoftonline.com/{identity.tid}/v2.0"
             claims = {"aud": self.client_id, "iss": issuer, "nonce": nonce}
@@ -467,7 +396,7 @@ class FakeIdentityPlatform(LocalServer):
             claims["preferred_username"] = identity.preferred_username or identity.email
             if identity.email_claim:
                 claims["email"] = identity.email
-            payload["id_token"] = jwt(claims)
+            payload["id_token"] = _jwt(claims)
         return payload
 
     def _remember(self, token: str, issued: IssuedToken) -> dict[str, Any]:
@@ -479,3 +408,32 @@ class FakeIdentityPlatform(LocalServer):
 
 def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
+
+
+def _describe(code: int, *details: str) -> str:
+    """``AADSTS<code>: <description>`` (a generic one for codes not listed)."""
+    text = _DESCRIPTIONS.get(code, "The request was refused (simulated).")
+    return f"AADSTS{code}: " + text.format(*details, *["?"] * text.count("{}"))
+
+
+def _resource_scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes a token is for: all but OpenID Connect's."""
+    return [scope for scope in scopes if scope.lower() not in _OIDC_SCOPES]
+
+
+def _resource_of(scope: str) -> str:
+    """A scope's resource, all before its last '/'; a bare scope is Outlook's,
+    which answers to two names."""
+    resource = scope.rpartition("/")[0].rstrip("/").casefold() or OUTLOOK
+    return OUTLOOK if resource in OUTLOOK_AUDIENCES else resource
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    """A JWT look-alike: its signature is random, as nobody checks it here."""
+    now = int(time.time())
+    payload = json.dumps({"iat": now, "nbf": now, "exp": now + 3600, **claims})
+    return f"{_JWT_HEADER}.{_b64(payload.encode())}.{secrets.token_urlsafe(256)}"

@@ -76,7 +76,6 @@ def start() -> StandIns:
             port=settings.DEMO_IDENTITY_PORT,
             # The pages a person sees are plain HTTP, so the browser shows no
             # certificate warning; msal still talks to the HTTPS port.
-            pages_over_http=True,
             pages_port=settings.DEMO_PAGES_PORT,
         ).start()
         try:
