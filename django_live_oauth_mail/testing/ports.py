@@ -1,23 +1,16 @@
-"""Where the local stand-ins listen: TCP ports and listening sockets."""
+"""Where the local stand-ins listen: free ports and listening sockets."""
 
 from __future__ import annotations
 
 import errno
 import socket
 
-__all__ = ["find_free_port", "listen"]
-
 
 def find_free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago on ``host`` (the OS picks it).
-
-    Another process may take it before you bind it, so the stand-ins move to
-    a fresh port when binding one they picked themselves fails.
-    """
-    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A port that was free a moment ago on ``host``. Another process may take
+    it first, so the stand-ins move when binding a port they picked fails."""
+    with socket.create_server((host, 0), family=_family(host)) as sock:
+        return int(sock.getsockname()[1])
 
 
 def listen(host: str, port: int, *, may_move: bool = False) -> socket.socket:
