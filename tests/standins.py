@@ -19,13 +19,19 @@ from email import policy
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from django_live_oauth_mail.testing import FakeGraphAPI
+from aiosmtpd.smtp import Envelope
+
+from django_live_oauth_mail.testing import FakeGraphAPI, ReceivedMessage
 from django_live_oauth_mail.testing._http import Reply, Request
 from django_live_oauth_mail.testing.graph import _Refusal
 from django_live_oauth_mail.testing.smtp import XOAuth2SMTPServer, _Session
 
 #: What Exchange says before it closes a connection it will not serve.
 UNAVAILABLE = "421 4.3.2 Service not available, closing transmission channel"
+QUOTA_EXCEEDED = (
+    "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; "
+    "Cannot submit message."
+)
 
 
 class _FaultySession(_Session):
@@ -38,7 +44,8 @@ class _FaultySession(_Session):
         reply = self.server._take_fault("connect")
         if reply is None:
             return await super()._handle_client()
-        self.number = self.server._opened()
+        with self.server._lock:
+            self.server.sessions += 1  # a connection all the same
         if reply:
             await self.push(reply)
         self.hang_up()
@@ -59,13 +66,17 @@ class _FaultySession(_Session):
 
 
 class SMTPStandIn(XOAuth2SMTPServer):
-    """The SMTP stand-in with failures on demand, hang-ups, and Send As off."""
+    """The SMTP stand-in with failures on demand, hang-ups, a used-up quota,
+    Send As switched off, and a wait for messages that workers send."""
 
     _session_class = _FaultySession
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.enforce_send_as = True  # False: any mailbox may send as anyone
+        #: Mailboxes whose messages get ``554 5.2.0`` (daily quota used up).
+        self.submission_quota_exceeded: set[str] = set()
+        self._arrived = threading.Condition()
         self._faults: dict[str, collections.deque[str]] = {}
         self._open: weakref.WeakSet[_FaultySession] = weakref.WeakSet()
 
@@ -101,6 +112,24 @@ class SMTPStandIn(XOAuth2SMTPServer):
     def may_send_as(self, mailbox: str, sender: str) -> bool:
         return not self.enforce_send_as or super().may_send_as(mailbox, sender)
 
+    def _submit(self, envelope: Envelope, login: tuple[str, str], number: int) -> str:
+        if login[0].casefold() in {
+            m.casefold() for m in self.submission_quota_exceeded
+        }:
+            return QUOTA_EXCEEDED
+        return super()._submit(envelope, login, number)
+
+    def deliver(self, message: ReceivedMessage) -> None:
+        with self._arrived:
+            super().deliver(message)
+            self._arrived.notify_all()
+
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> None:
+        """Block until ``count`` messages arrived (``TimeoutError`` if not)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(f"expected {count} message(s) within {timeout}s")
+
     @property
     def open_connections(self) -> int:
         """How many client connections are open now."""
@@ -119,10 +148,17 @@ class SMTPStandIn(XOAuth2SMTPServer):
 
 class GraphStandIn(FakeGraphAPI):
     """The Graph stand-in with throttling on demand, Graph's concurrency limit,
-    Sent Items, and upload sessions that check each chunk's Content-Range."""
+    mailboxes without REST, a record of requests, messages and Sent Items, and
+    upload sessions that check each chunk's Content-Range."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: Mailboxes answered with 404 MailboxNotEnabledForRESTAPI.
+        self.rest_disabled: set[str] = set()
+        #: Every request as ``(method, path)``, without the query.
+        self.requests: list[tuple[str, str]] = []
+        #: What it sent (the SMTP stand-in records them too).
+        self.messages: list[ReceivedMessage] = []
         #: Seconds each API call takes, so tests can make calls overlap.
         self.response_delay = 0.0
         #: The sender's copy of each message (Bcc kept), by casefolded mailbox.
@@ -134,7 +170,8 @@ class GraphStandIn(FakeGraphAPI):
     def reset(self) -> None:
         super().reset()
         with self._graph_lock:
-            self._faults.clear()
+            for state in (self.requests, self.messages, self._faults):
+                state.clear()
             self.sent_items.clear()
 
     def fail_next(
@@ -152,6 +189,10 @@ class GraphStandIn(FakeGraphAPI):
         with self._graph_lock:
             self._faults.extend([_Refusal(status, code, headers).reply] * count)
 
+    def dispatch(self, request: Request) -> Reply:
+        self.requests.append((request.method, request.path))
+        return super().dispatch(request)
+
     def _call(self, mailbox: str, *args: Any) -> Reply:
         with self._graph_lock:
             fault = self._faults.popleft() if self._faults else None
@@ -159,6 +200,8 @@ class GraphStandIn(FakeGraphAPI):
             return fault
         with self._slot(mailbox):
             time.sleep(self.response_delay)
+            if mailbox.casefold() in {m.casefold() for m in self.rest_disabled}:
+                raise _Refusal(404, "MailboxNotEnabledForRESTAPI")
             return super()._call(mailbox, *args)
 
     @contextlib.contextmanager
@@ -175,11 +218,12 @@ class GraphStandIn(FakeGraphAPI):
             with self._graph_lock:
                 self._in_flight[key] -= 1
 
-    def _deliver(self, mailbox: str, message: EmailMessage) -> None:
+    def _deliver(self, mailbox: str, message: EmailMessage) -> ReceivedMessage:
         sent_copy = message.as_bytes(policy=policy.SMTP)  # before Bcc goes
-        super()._deliver(mailbox, message)
-        with self._graph_lock:
-            self.sent_items.setdefault(mailbox.casefold(), []).append(sent_copy)
+        received = super()._deliver(mailbox, message)
+        self.messages.append(received)
+        self.sent_items.setdefault(mailbox.casefold(), []).append(sent_copy)
+        return received
 
     def _upload(self, request: Request) -> Reply:
         """Graph wants each chunk's Content-Range, in order, within the size."""

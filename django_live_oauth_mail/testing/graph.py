@@ -1,6 +1,5 @@
-"""A local stand-in for Microsoft Graph's mail sending (v1.0), for tests: the
-calls the app makes (``sendMail`` with a MIME body; past Graph's 4 MB limit a
-draft, attachments, upload sessions and ``send``), checked as Graph checks."""
+"""A local stand-in for the Microsoft Graph calls the app sends mail with, for
+tests: ``sendMail``, and past Graph's 4 MB limit drafts and upload sessions."""
 
 from __future__ import annotations
 
@@ -8,13 +7,11 @@ import base64
 import json
 import re
 import secrets
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 from ._http import HTTPSServer, Reply, Request
@@ -50,12 +47,11 @@ class _Refusal(Exception):
         self.reply = Reply.json(status, body, headers)
 
 
-@dataclass
-class _File:
+class _File(NamedTuple):
     name: str
     content_type: str
     size: int
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray
 
 
 class FakeGraphAPI(LocalServer):
@@ -80,15 +76,8 @@ class FakeGraphAPI(LocalServer):
         #: App client id -> mailboxes its app-only tokens may use (the tenant's
         #: application access policy); others get 403.
         self.app_access: dict[str, set[str]] = {}
-        #: Mailboxes answered with 404 MailboxNotEnabledForRESTAPI.
-        self.rest_disabled: set[str] = set()
         self._bind_address(host, port, certificate)
         self._server: HTTPSServer | None = None
-        self._lock = threading.Lock()
-        #: Every request as ``(method, path)``, without the query.
-        self.requests: list[tuple[str, str]] = []
-        #: What it sent (the SMTP stand-in records them too).
-        self.messages: list[ReceivedMessage] = []
         self._drafts: dict[str, tuple[str, bytes, list[_File]]] = {}
         self._uploads: dict[str, _File] = {}
 
@@ -111,14 +100,11 @@ class FakeGraphAPI(LocalServer):
         return f"https://{host}:{self._port}"
 
     def reset(self) -> None:
-        """Forget requests, messages, drafts and uploads."""
-        with self._lock:
-            for state in (self.requests, self.messages, self._drafts, self._uploads):
-                state.clear()
+        """Forget drafts and uploads."""
+        self._drafts.clear()
+        self._uploads.clear()
 
     def dispatch(self, request: Request) -> Reply:
-        with self._lock:
-            self.requests.append((request.method, request.path))
         try:
             if len(request.body) > _MAX_REQUEST_BYTES:
                 raise _Refusal(413, "RequestBodyTooLarge")
@@ -127,7 +113,11 @@ class FakeGraphAPI(LocalServer):
             found = _API.fullmatch(request.path)
             if found is None or request.method != "POST":
                 raise _Refusal(400, "BadRequest")
-            token = self._authenticate(request)
+            scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+            token = self._platform.introspect(bearer.strip())
+            audience = token and token.audience.rstrip("/").casefold()  # None: expired
+            if scheme.lower() != "bearer" or audience != self.endpoint.casefold():
+                raise _Refusal(401, "InvalidAuthenticationToken")
             mailbox = unquote(found["user"]) if found["user"] else token.mailbox
             if token.app:
                 allowed = granted(self.app_access, token.app_id)
@@ -143,25 +133,13 @@ class FakeGraphAPI(LocalServer):
         self, mailbox: str, token: IssuedToken, rest: str, request: Request
     ) -> Reply:
         """Run the API call ``rest`` for ``mailbox``, the token checked."""
-        if mailbox.casefold() in casefolded(self.rest_disabled):
-            raise _Refusal(404, "MailboxNotEnabledForRESTAPI")
         for pattern, (scope, handler) in _ROUTES.items():
             if found := re.fullmatch(pattern, rest):
                 if scope.casefold() not in casefolded(token.scopes):
                     raise _Refusal(403, "ErrorAccessDenied")
-                return getattr(self, handler)(mailbox, request, *found.groups())  # type: ignore[no-any-return]
+                reply: Reply = getattr(self, handler)(mailbox, request, *found.groups())
+                return reply
         raise _Refusal(400, "BadRequest")
-
-    def _authenticate(self, request: Request) -> IssuedToken:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        issued = self._platform.introspect(token.strip())
-        if (
-            scheme.lower() != "bearer"
-            or issued is None  # unknown or expired
-            or issued.audience.rstrip("/").casefold() != self.endpoint.casefold()
-        ):
-            raise _Refusal(401, "InvalidAuthenticationToken")
-        return issued
 
     def _send_mail(self, mailbox: str, request: Request) -> Reply:
         self._deliver(mailbox, _parse(_mime(request)))
@@ -171,8 +149,7 @@ class FakeGraphAPI(LocalServer):
         mime = _mime(request)
         _parse(mime)
         draft_id = "AAMk" + secrets.token_urlsafe(24)
-        with self._lock:  # the raw MIME, so a refused send leaves it as it was
-            self._drafts[draft_id] = (mailbox, mime, [])
+        self._drafts[draft_id] = (mailbox, mime, [])  # a refused send keeps it
         return Reply.json(201, {"id": draft_id})
 
     def _attach(self, mailbox: str, request: Request, draft_id: str) -> Reply:
@@ -184,25 +161,23 @@ class FakeGraphAPI(LocalServer):
         return Reply.json(201, {"id": "AAMk" + secrets.token_urlsafe(12)})
 
     def _open(self, mailbox: str, request: Request, draft_id: str) -> Reply:
+        """An upload session for an attachment: its chunks come by PUT."""
         item = json.loads(request.body)["AttachmentItem"]
-        file = _File(item["name"], item["contentType"], int(item["size"]))
+        file = _File(item["name"], item["contentType"], int(item["size"]), bytearray())
         self._draft(mailbox, draft_id)[2].append(file)
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            self._uploads[key] = file
+        self._uploads[key := secrets.token_urlsafe(32)] = file
         return Reply.json(201, {"uploadUrl": f"{self.endpoint}/upload?authtoken={key}"})
 
     def _upload(self, request: Request) -> Reply:
         """A PUT of the next chunk: the uploadUrl authorizes it, a bearer is refused."""
         key = request.query.get("authtoken", "")
-        with self._lock:
-            file = self._uploads.get(key)
-            if "authorization" in request.headers or file is None:
-                raise _Refusal(401, "InvalidAuthenticationToken")
-            file.data += request.body
-            if len(file.data) < file.size:
-                return Reply.json(200, {"nextExpectedRanges": [f"{len(file.data)}-"]})
-            del self._uploads[key]
+        file = self._uploads.get(key)
+        if "authorization" in request.headers or file is None:
+            raise _Refusal(401, "InvalidAuthenticationToken")
+        file.data.extend(request.body)
+        if len(file.data) < file.size:
+            return Reply.json(200, {"nextExpectedRanges": [f"{len(file.data)}-"]})
+        del self._uploads[key]
         return Reply(201)
 
     def _send_draft(self, mailbox: str, request: Request, draft_id: str) -> Reply:
@@ -216,11 +191,10 @@ class FakeGraphAPI(LocalServer):
                 bytes(file.data), maintype, subtype, filename=file.name
             )
         self._deliver(mailbox, message)
-        with self._lock:
-            del self._drafts[draft_id]
+        del self._drafts[draft_id]
         return Reply(202)
 
-    def _deliver(self, mailbox: str, message: EmailMessage) -> None:
+    def _deliver(self, mailbox: str, message: EmailMessage) -> ReceivedMessage:
         """Submit as Exchange does behind Graph: recipients come from the headers,
         and Bcc is removed (the sender's copy in Sent Items keeps it)."""
         recipients = addresses(message, "To", "Cc", "Bcc")
@@ -235,12 +209,10 @@ class FakeGraphAPI(LocalServer):
         data = message.as_bytes(policy=policy.SMTP)
         received = ReceivedMessage(senders[0], recipients, mailbox, "graph", data)
         self._smtp.deliver(received)
-        with self._lock:
-            self.messages.append(received)
+        return received
 
     def _draft(self, mailbox: str, draft_id: str) -> tuple[str, bytes, list[_File]]:
-        with self._lock:
-            draft = self._drafts.get(draft_id)
+        draft = self._drafts.get(draft_id)
         if draft is None or draft[0].casefold() != mailbox.casefold():
             raise _Refusal(404, "ErrorItemNotFound")
         return draft

@@ -7,8 +7,7 @@ import socket
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago on ``host``. Another process may take
-    it first, so the stand-ins move when binding a port they picked fails."""
+    """A port that was free a moment ago on ``host`` (another process may take it)."""
     with socket.create_server((host, 0), family=_family(host)) as sock:
         return int(sock.getsockname()[1])
 

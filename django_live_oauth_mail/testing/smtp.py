@@ -36,13 +36,12 @@ REPLIES = {
     "SmtpClientAuthentication is disabled for the Tenant.",
     "cannot_decode": "501 5.5.2 Cannot Decode response",
     "accepted": "250 2.0.0 OK",
-    "quota_exceeded": "554 5.2.0 "
-    + _STOREDRV.format("SubmissionQuotaExceededException"),
     "send_as_denied": "554 5.2.252 SendAsDenied; {mailbox} not allowed to send as "
     "{sender}; " + _STOREDRV.format("SendAsDeniedException"),
 }
 #: A real XOAUTH2 line carries a 1.5-2.5 KB token; aiosmtpd allows 512 bytes.
 _LINE_LIMIT = 64 * 1024
+_XOAUTH2 = re.compile(r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01", re.I)
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,9 @@ class _Session(SMTP):
         super().__init__(self, authenticator=self._check_password, **kwargs)
 
     async def _handle_client(self) -> None:
-        self.number = self.server._opened()
+        with self.server._lock:
+            self.server.sessions += 1
+            self.number = self.server.sessions
         await super()._handle_client()
 
     async def handle_DATA(self, _: SMTP, session: Session, envelope: Envelope) -> str:
@@ -79,11 +80,7 @@ class _Session(SMTP):
         """``base64("user=..^Aauth=Bearer ..^A^A")``, in the AUTH line."""
         try:
             text = base64.b64decode(args[1] if len(args) > 1 else "", validate=True)
-            found = re.fullmatch(
-                r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01",
-                text.decode(),
-                re.IGNORECASE,
-            )
+            found = _XOAUTH2.fullmatch(text.decode())
         except (binascii.Error, UnicodeDecodeError):
             found = None
         user, token = (found[1], found[2]) if found else (None, "")
@@ -102,8 +99,8 @@ class XOAuth2SMTPServer(LocalServer):
 
     XOAUTH2 takes tokens ``platform`` issued for Outlook: a mailbox's own, or
     an app's with ``SMTP.SendAsApp`` for the mailboxes in :attr:`app_access`.
-    ``passwords`` adds AUTH PLAIN and LOGIN. The rules below are live and
-    ignore the case of addresses; the records are lists that :meth:`reset` empties.
+    ``passwords`` adds AUTH PLAIN and LOGIN. The rules are live and ignore the
+    case of addresses; the records are lists that :meth:`reset` empties.
     """
 
     _session_class = _Session
@@ -121,15 +118,13 @@ class XOAuth2SMTPServer(LocalServer):
         self._passwords = {k.casefold(): v for k, v in (passwords or {}).items()}
         #: Mailboxes whose sign-in gets ``535 5.7.139`` (SMTP AUTH turned off).
         self.smtp_auth_disabled: set[str] = set()
-        #: Mailboxes whose messages get ``554 5.2.0`` (daily quota used up).
-        self.submission_quota_exceeded: set[str] = set()
         #: Send As grants, mailbox -> addresses; other senders get ``554 5.2.252``.
         self.send_as: dict[str, set[str]] = {}
         #: App client id -> mailboxes it has FullAccess to (app-only XOAUTH2).
         self.app_access: dict[str, set[str]] = {}
         self._bind_address(host, port, certificate)
         self._controller: _Controller | None = None
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self.messages: list[ReceivedMessage] = []
         self.auth_attempts: list[AuthAttempt] = []
         self.sessions = 0  # connections accepted since start or reset()
@@ -167,12 +162,6 @@ class XOAuth2SMTPServer(LocalServer):
             self.messages.clear()
             self.auth_attempts.clear()
 
-    def wait_for_messages(self, count: int, timeout: float = 5.0) -> None:
-        """Block until ``count`` messages arrived (``TimeoutError`` if not)."""
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise TimeoutError(f"expected {count} message(s) within {timeout}s")
-
     def may_send_as(self, mailbox: str, sender: str) -> bool:
         """Whether Exchange lets ``mailbox`` send as ``sender`` (Send As)."""
         allowed = {mailbox.casefold()} | granted(self.send_as, mailbox)
@@ -180,15 +169,7 @@ class XOAuth2SMTPServer(LocalServer):
 
     def deliver(self, message: ReceivedMessage) -> None:
         """Record an accepted message (the Graph stand-in delivers here too)."""
-        with self._lock:
-            self.messages.append(message)
-            self._lock.notify_all()
-
-    def _opened(self) -> int:
-        """Count a new connection (its number)."""
-        with self._lock:
-            self.sessions += 1
-            return self.sessions
+        self.messages.append(message)
 
     def _sign_in(self, mechanism: str, user: str | None, secret: str) -> AuthResult:
         if user is None:
@@ -204,8 +185,7 @@ class XOAuth2SMTPServer(LocalServer):
         else:
             reply = REPLIES["refused"]
         success = reply == REPLIES["signed_in"]
-        with self._lock:
-            self.auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
+        self.auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
         login = (user, mechanism) if success else None
         return AuthResult(
             success=success, handled=False, auth_data=login, message=reply
@@ -228,8 +208,6 @@ class XOAuth2SMTPServer(LocalServer):
         for sender in [mail_from, *addresses(headers, "From")]:
             if not self.may_send_as(mailbox, sender):
                 return REPLIES["send_as_denied"].format(mailbox=mailbox, sender=sender)
-        if mailbox.casefold() in casefolded(self.submission_quota_exceeded):
-            return REPLIES["quota_exceeded"]
         rcpts = list(envelope.rcpt_tos)
         self.deliver(
             ReceivedMessage(mail_from, rcpts, mailbox, mechanism, data, number)
@@ -238,8 +216,7 @@ class XOAuth2SMTPServer(LocalServer):
 
 
 class _Controller(Controller):
-    """aiosmtpd's threaded controller, serving on a socket bound beforehand
-    (aiosmtpd cannot bind port 0 and tell which port it got)."""
+    """Serves on a bound socket: aiosmtpd cannot bind port 0 and say which it got."""
 
     def __init__(self, server: XOAuth2SMTPServer, sock: socket.socket, **kw: Any):
         host, port = sock.getsockname()[:2]
