@@ -95,11 +95,8 @@ class ReceivedMessage:
     def attachments(self) -> list[tuple[str, bytes]]:
         """``(filename, content)`` for each attachment."""
         return [
-            (
-                part.get_filename() or "",
-                cast(bytes, part.get_payload(decode=True) or b""),
-            )
-            for part in self.message.iter_attachments()
+            (p.get_filename() or "", cast(bytes, p.get_payload(decode=True) or b""))
+            for p in self.message.iter_attachments()
         ]
 
 
@@ -110,12 +107,8 @@ def casefolded(addresses: Iterable[str]) -> set[str]:
 
 def granted(grants: Mapping[str, Iterable[str]], key: str) -> set[str]:
     """What ``grants`` gives ``key`` (a mailbox or an app id), casefolded."""
-    return casefolded(
-        v
-        for k, vs in tuple(grants.items())
-        if k.casefold() == key.casefold()
-        for v in tuple(vs)
-    )
+    found = [vs for k, vs in tuple(grants.items()) if k.casefold() == key.casefold()]
+    return casefolded(v for vs in found for v in tuple(vs))
 
 
 def addresses(message: Message, *headers: str) -> list[str]:

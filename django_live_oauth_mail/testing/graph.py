@@ -40,11 +40,9 @@ _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit, for a body or a chunk
 class _Refusal(Exception):
     """Graph's ``{"error": {"code": ...}}`` answer, raised to reply with it."""
 
-    def __init__(
-        self, status: int, code: str, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, *headers: Mapping[str, str]) -> None:
         body = {"error": {"code": code, "message": code}}
-        self.reply = Reply.json(status, body, headers)
+        self.reply = Reply.json(status, body, *headers)
 
 
 class _File(NamedTuple):
@@ -57,10 +55,9 @@ class _File(NamedTuple):
 class FakeGraphAPI(LocalServer):
     """HTTPS stand-in for graph.microsoft.com: set GRAPH_ENDPOINT to :attr:`endpoint`.
 
-    Tokens are ones ``platform`` issued for :attr:`endpoint` (the app asks for
-    ``{GRAPH_ENDPOINT}/Mail.Send``). Delegated ones act on their mailbox,
-    app-only ones on ``/users/{mailbox}`` for the mailboxes in
-    :attr:`app_access`. What it sends, ``smtp`` records.
+    It takes tokens ``platform`` issued for :attr:`endpoint`: delegated ones for
+    their mailbox, app-only ones for the mailboxes in :attr:`app_access`. What
+    it sends, ``smtp`` records (and checks Send As for).
     """
 
     def __init__(
@@ -82,7 +79,6 @@ class FakeGraphAPI(LocalServer):
         self._uploads: dict[str, _File] = {}
 
     def start(self) -> FakeGraphAPI:
-        """Start serving on a background thread (returns ``self``)."""
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
         self._server = HTTPSServer(self, sock, self._certificate.server_context())
@@ -115,8 +111,9 @@ class FakeGraphAPI(LocalServer):
                 raise _Refusal(400, "BadRequest")
             scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
             token = self._platform.introspect(bearer.strip())
-            audience = token and token.audience.rstrip("/").casefold()  # None: expired
-            if scheme.lower() != "bearer" or audience != self.endpoint.casefold():
+            audience = token.audience.rstrip("/").casefold() if token else ""
+            mine = scheme.lower() == "bearer" and audience == self.endpoint.casefold()
+            if token is None or not mine:  # None: unknown or expired
                 raise _Refusal(401, "InvalidAuthenticationToken")
             mailbox = unquote(found["user"]) if found["user"] else token.mailbox
             if token.app:

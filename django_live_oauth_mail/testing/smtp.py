@@ -16,7 +16,7 @@ from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from . import _redaction
 from ._grants import OUTLOOK_AUDIENCES
@@ -84,14 +84,15 @@ class _Session(SMTP):
         except (binascii.Error, UnicodeDecodeError):
             found = None
         user, token = (found[1], found[2]) if found else (None, "")
-        return self.server._sign_in("XOAUTH2", user, token)
+        valid = user is not None and self.server._token_signs_in(token, user)
+        return self.server._sign_in("XOAUTH2", user, valid)
 
     def _check_password(self, *args: Any) -> AuthResult:
-        # aiosmtpd calls it with (server, session, envelope, mechanism, login).
+        # aiosmtpd passes (server, session, envelope, mechanism, LoginPassword).
         mechanism, login = args[3:]
-        assert isinstance(login, LoginPassword)
         user, password = login.login.decode(), login.password.decode()
-        return self.server._sign_in(mechanism, user, password)
+        valid = self.server._passwords.get(user.casefold()) == password
+        return self.server._sign_in(mechanism, user, valid)
 
 
 class XOAuth2SMTPServer(LocalServer):
@@ -130,7 +131,6 @@ class XOAuth2SMTPServer(LocalServer):
         self.sessions = 0  # connections accepted since start or reset()
 
     def start(self) -> XOAuth2SMTPServer:
-        """Start serving on a background thread (returns ``self``)."""
         _redaction.install()
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
@@ -171,19 +171,14 @@ class XOAuth2SMTPServer(LocalServer):
         """Record an accepted message (the Graph stand-in delivers here too)."""
         self.messages.append(message)
 
-    def _sign_in(self, mechanism: str, user: str | None, secret: str) -> AuthResult:
+    def _sign_in(self, mechanism: str, user: str | None, valid: bool) -> AuthResult:
+        """Exchange's answer to valid (or not) credentials for ``user``."""
         if user is None:
             reply = REPLIES["cannot_decode"]
         elif user.casefold() in casefolded(self.smtp_auth_disabled):
             reply = REPLIES["smtp_auth_disabled"]
-        elif (
-            self._token_signs_in(secret, user)
-            if mechanism == "XOAUTH2"
-            else self._passwords.get(user.casefold()) == secret
-        ):
-            reply = REPLIES["signed_in"]
         else:
-            reply = REPLIES["refused"]
+            reply = REPLIES["signed_in" if valid else "refused"]
         success = reply == REPLIES["signed_in"]
         self.auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
         login = (user, mechanism) if success else None
