@@ -165,11 +165,11 @@ class GraphStandIn(FakeGraphAPI):
         self.sent_items: dict[str, list[bytes]] = {}
         self._faults: collections.deque[Reply] = collections.deque()
         self._in_flight: dict[str, int] = {}
-        self._graph_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def reset(self) -> None:
         super().reset()
-        with self._graph_lock:
+        with self._lock:
             for state in (self.requests, self.messages, self._faults):
                 state.clear()
             self.sent_items.clear()
@@ -186,15 +186,15 @@ class GraphStandIn(FakeGraphAPI):
 
         ``headers={"Retry-After": "1"}`` throttles as Graph does.
         """
-        with self._graph_lock:
-            self._faults.extend([_Refusal(status, code, headers).reply] * count)
+        with self._lock:
+            self._faults.extend([_Refusal(status, code, headers or {}).reply] * count)
 
     def dispatch(self, request: Request) -> Reply:
         self.requests.append((request.method, request.path))
         return super().dispatch(request)
 
     def _call(self, mailbox: str, *args: Any) -> Reply:
-        with self._graph_lock:
+        with self._lock:
             fault = self._faults.popleft() if self._faults else None
         if fault is not None:
             return fault
@@ -208,14 +208,14 @@ class GraphStandIn(FakeGraphAPI):
     def _slot(self, mailbox: str) -> Iterator[None]:
         """Graph serves 4 concurrent requests per mailbox and app; 429 beyond."""
         key = mailbox.casefold()
-        with self._graph_lock:
+        with self._lock:
             if self._in_flight.get(key, 0) >= 4:
                 raise _Refusal(429, "ApplicationThrottled", {"Retry-After": "1"})
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         try:
             yield
         finally:
-            with self._graph_lock:
+            with self._lock:
                 self._in_flight[key] -= 1
 
     def _deliver(self, mailbox: str, message: EmailMessage) -> ReceivedMessage:
