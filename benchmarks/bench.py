@@ -169,6 +169,16 @@ def side_by_side(smtp: Any, title: str, count: int, cases: dict[str, Any]) -> No
     print(f"  SMTP sessions opened, warm-up included: {smtp.sessions - sessions}")
 
 
+def wait_for_messages(smtp: Any, count: int, timeout: float = 600) -> float:
+    """When the stand-in holds ``count`` messages (polled every millisecond)."""
+    deadline = time.perf_counter() + timeout
+    while len(smtp.messages) < count:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"expected {count} message(s) within {timeout}s")
+        time.sleep(0.001)
+    return time.perf_counter()
+
+
 def workers(smtp: Any, site: dict[str, Any], tmp: str, per_mailbox: int) -> None:
     """Queue messages from the TEAM mailboxes; time three ``db_worker`` to send them."""
     from django_tasks_db.models import DBTaskResult
@@ -193,10 +203,8 @@ def workers(smtp: Any, site: dict[str, Any], tmp: str, per_mailbox: int) -> None
         for _ in range(3)
     ]
     try:
-        smtp.wait_for_messages(1, timeout=600)
-        first = time.perf_counter()
-        smtp.wait_for_messages(len(queue), timeout=600)
-        last = time.perf_counter()
+        first = wait_for_messages(smtp, 1)
+        last = wait_for_messages(smtp, len(queue))
     finally:
         for process in running:
             process.terminate()

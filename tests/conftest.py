@@ -19,15 +19,11 @@ import django_live_oauth_mail
 from django_live_oauth_mail import msal_client, sending_as
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sessions import POOL
-from django_live_oauth_mail.testing import (
-    FakeGraphAPI,
-    FakeIdentity,
-    XOAuth2SMTPServer,
-)
+from django_live_oauth_mail.testing import FakeIdentity
 
 from . import refuse_checkout
 from .mailers import BACKEND, USES_MAILERS
-from .standins import IdentityPlatform
+from .standins import GraphStandIn, IdentityPlatform, SMTPStandIn
 
 refuse_checkout(django_live_oauth_mail.__file__)
 
@@ -53,20 +49,18 @@ def _identity_platform() -> Iterator[IdentityPlatform]:
 
 
 @pytest.fixture(scope="session")
-def _smtp_server(
-    _identity_platform: IdentityPlatform,
-) -> Iterator[XOAuth2SMTPServer]:
-    with XOAuth2SMTPServer(_identity_platform) as server:
+def _smtp_server(_identity_platform: IdentityPlatform) -> Iterator[SMTPStandIn]:
+    with SMTPStandIn(_identity_platform) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def _graph_server(
-    _identity_platform: IdentityPlatform, _smtp_server: XOAuth2SMTPServer
-) -> Iterator[FakeGraphAPI]:
+    _identity_platform: IdentityPlatform, _smtp_server: SMTPStandIn
+) -> Iterator[GraphStandIn]:
     # The identity platform's certificate, so CA_BUNDLE covers both; it
     # records into the SMTP stand-in's inbox, as the demo's does.
-    with FakeGraphAPI(
+    with GraphStandIn(
         _identity_platform,
         certificate=_identity_platform.certificate,
         smtp=_smtp_server,
@@ -91,8 +85,8 @@ def identity_platform(
 
 @pytest.fixture
 def smtp_server(
-    request: pytest.FixtureRequest, _smtp_server: XOAuth2SMTPServer
-) -> Iterator[XOAuth2SMTPServer]:
+    request: pytest.FixtureRequest, _smtp_server: SMTPStandIn
+) -> Iterator[SMTPStandIn]:
     """The SMTP stand-in; rules a test sets (smtp_auth_disabled...) end with it.
 
     No warm session outlives a test: each starts with an empty pool.
@@ -110,8 +104,8 @@ def smtp_server(
 
 @pytest.fixture
 def graph_server(
-    request: pytest.FixtureRequest, _graph_server: FakeGraphAPI
-) -> Iterator[FakeGraphAPI]:
+    request: pytest.FixtureRequest, _graph_server: GraphStandIn
+) -> Iterator[GraphStandIn]:
     """The Graph stand-in; what a test sets on it ends with the test."""
     _online(request)
     _graph_server.reset()

@@ -10,7 +10,7 @@ from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
 from .ports import find_free_port
@@ -20,11 +20,6 @@ _Server = TypeVar("_Server", bound="LocalServer")
 
 class LocalServer:
     """Base of the stand-ins: ``with Server(...) as server:`` starts and stops it."""
-
-    _host: str
-    _port: int
-    _auto_port: bool
-    _certificate: TestCertificate
 
     def _bind_address(
         self, host: str, port: int | None, certificate: TestCertificate | None
@@ -99,35 +94,24 @@ class ReceivedMessage:
     @property
     def attachments(self) -> list[tuple[str, bytes]]:
         """``(filename, content)`` for each attachment."""
-        found = []
-        for part in self.message.iter_attachments():
-            content = part.get_payload(decode=True)
-            found.append(
-                (
-                    part.get_filename() or "",
-                    content if isinstance(content, bytes) else b"",
-                )
-            )
-        return found
+        return [
+            (p.get_filename() or "", cast(bytes, p.get_payload(decode=True) or b""))
+            for p in self.message.iter_attachments()
+        ]
 
 
 def casefolded(addresses: Iterable[str]) -> set[str]:
-    """The addresses as Exchange compares them (a copy: tests may change them)."""
+    """As Exchange compares addresses (a copy: tests may change the original)."""
     return {address.casefold() for address in tuple(addresses)}
 
 
 def granted(grants: Mapping[str, Iterable[str]], key: str) -> set[str]:
     """What ``grants`` gives ``key`` (a mailbox or an app id), casefolded."""
-    folded = key.casefold()
-    return {
-        v.casefold()
-        for k, vs in tuple(grants.items())
-        if k.casefold() == folded
-        for v in tuple(vs)
-    }
+    found = [vs for k, vs in tuple(grants.items()) if k.casefold() == key.casefold()]
+    return casefolded(v for vs in found for v in tuple(vs))
 
 
 def addresses(message: Message, *headers: str) -> list[str]:
     """The addresses in ``message``'s ``headers``."""
-    values = [str(value) for name in headers for value in message.get_all(name, [])]
+    values = [str(v) for name in headers for v in message.get_all(name, [])]
     return [address for _, address in getaddresses(values) if address]

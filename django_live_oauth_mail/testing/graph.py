@@ -1,39 +1,21 @@
-"""A local stand-in for Microsoft Graph's mail sending (v1.0), for tests.
-
-It answers what the app calls: ``sendMail`` with a base64 MIME body and, for
-messages over Graph's 4 MB request limit, a draft from MIME, attachments (in
-one request or through an upload session) and ``send``. Like Graph it checks
-each token's audience and permission, takes the recipients from the headers,
-serves a mailbox 4 requests at a time and applies Exchange's Send As rule,
-the SMTP stand-in's, into whose inbox it delivers.
-"""
+"""A local stand-in for the Microsoft Graph calls the app sends mail with, for
+tests: ``sendMail``, and past Graph's 4 MB limit drafts and upload sessions."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import secrets
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 from ._http import HTTPSServer, Reply, Request
-from ._local_server import (
-    LocalServer,
-    ReceivedMessage,
-    addresses,
-    casefolded,
-    granted,
-)
+from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, granted
 from .certs import TestCertificate
 from .ports import listen
 
@@ -42,40 +24,40 @@ if TYPE_CHECKING:
     from .identity import FakeIdentityPlatform
     from .smtp import XOAuth2SMTPServer
 
-__all__ = ["FakeGraphAPI"]
-
 _API = re.compile(r"/v1\.0/(?:me|users/(?P<user>[^/]+))/(?P<rest>.+)")
-_DRAFT = r"messages/([^/]+)"
-_SESSION = _DRAFT + "/attachments/createUploadSession"
+#: The POSTs under a mailbox: the permission each needs, and its handler.
+_ROUTES = {
+    "sendMail": ("Mail.Send", "_send_mail"),
+    "messages": ("Mail.ReadWrite", "_create_draft"),
+    "messages/([^/]+)/attachments": ("Mail.ReadWrite", "_attach"),
+    "messages/([^/]+)/attachments/createUploadSession": ("Mail.ReadWrite", "_open"),
+    # As Graph's message: send, this needs Mail.Send, not Mail.ReadWrite.
+    "messages/([^/]+)/send": ("Mail.Send", "_send_draft"),
+}
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit, for a body or a chunk
 
 
 class _Refusal(Exception):
     """Graph's ``{"error": {"code": ...}}`` answer, raised to reply with it."""
 
-    def __init__(
-        self, status: int, code: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(code)
+    def __init__(self, status: int, code: str, *headers: Mapping[str, str]) -> None:
         body = {"error": {"code": code, "message": code}}
-        self.reply = Reply.json(status, body, dict(headers or {}))
+        self.reply = Reply.json(status, body, *headers)
 
 
-@dataclass
-class _File:
+class _File(NamedTuple):
     name: str
     content_type: str
     size: int
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray
 
 
 class FakeGraphAPI(LocalServer):
     """HTTPS stand-in for graph.microsoft.com: set GRAPH_ENDPOINT to :attr:`endpoint`.
 
-    Tokens are ones ``platform`` issued for :attr:`endpoint` (the app asks for
-    ``{GRAPH_ENDPOINT}/Mail.Send``). Delegated ones act on their mailbox,
-    app-only ones on ``/users/{mailbox}`` for the mailboxes in
-    :attr:`app_access`. What it sends, ``smtp`` records.
+    It takes tokens ``platform`` issued for :attr:`endpoint`: delegated ones for
+    their mailbox, app-only ones for the mailboxes in :attr:`app_access`. What
+    it sends, ``smtp`` records (and checks Send As for).
     """
 
     def __init__(
@@ -91,24 +73,12 @@ class FakeGraphAPI(LocalServer):
         #: App client id -> mailboxes its app-only tokens may use (the tenant's
         #: application access policy); others get 403.
         self.app_access: dict[str, set[str]] = {}
-        #: Mailboxes answered with 404 MailboxNotEnabledForRESTAPI.
-        self.rest_disabled: set[str] = set()
-        #: Seconds each API request takes, so tests can make requests overlap.
-        self.response_delay = 0.0
-        #: The sender's copy of each message (Bcc kept), by casefolded mailbox.
-        self.sent_items: dict[str, list[bytes]] = {}
         self._bind_address(host, port, certificate)
         self._server: HTTPSServer | None = None
-        self._lock = threading.Lock()
-        self._requests: list[tuple[str, str]] = []
-        self._sent: list[ReceivedMessage] = []
-        self._faults: deque[_Refusal] = deque()
-        self._in_flight: dict[str, int] = {}
         self._drafts: dict[str, tuple[str, bytes, list[_File]]] = {}
         self._uploads: dict[str, _File] = {}
 
     def start(self) -> FakeGraphAPI:
-        """Start serving on a background thread (returns ``self``)."""
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
         self._server = HTTPSServer(self, sock, self._certificate.server_context())
@@ -125,113 +95,48 @@ class FakeGraphAPI(LocalServer):
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"https://{host}:{self._port}"
 
-    @property
-    def requests(self) -> list[tuple[str, str]]:
-        """Every request as ``(method, path)``, without the query."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def messages(self) -> list[ReceivedMessage]:
-        """What it sent (the SMTP stand-in records them too)."""
-        with self._lock:
-            return list(self._sent)
-
     def reset(self) -> None:
-        """Forget requests, faults, messages, drafts, uploads and sent items."""
-        with self._lock:
-            for state in (self._requests, self._sent, self._faults):
-                state.clear()
-            for mapping in (self.sent_items, self._drafts, self._uploads):
-                mapping.clear()
-
-    def fail_next(
-        self,
-        count: int = 1,
-        *,
-        status: int = 429,
-        code: str = "ApplicationThrottled",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Answer the next ``count`` authorized API calls so (not uploads).
-
-        ``headers={"Retry-After": "1"}`` throttles as Graph does.
-        """
-        with self._lock:
-            self._faults.extend([_Refusal(status, code, headers)] * count)
+        """Forget drafts and uploads."""
+        self._drafts.clear()
+        self._uploads.clear()
 
     def dispatch(self, request: Request) -> Reply:
-        with self._lock:
-            self._requests.append((request.method, request.path))
         try:
             if len(request.body) > _MAX_REQUEST_BYTES:
                 raise _Refusal(413, "RequestBodyTooLarge")
             if request.method == "PUT" and request.path == "/upload":
                 return self._upload(request)
             found = _API.fullmatch(request.path)
-            if found is None:
+            if found is None or request.method != "POST":
                 raise _Refusal(400, "BadRequest")
-            return self._api(request, found["user"], found["rest"])
+            scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+            token = self._platform.introspect(bearer.strip())
+            audience = token.audience.rstrip("/").casefold() if token else ""
+            mine = scheme.lower() == "bearer" and audience == self.endpoint.casefold()
+            if token is None or not mine:  # None: unknown or expired
+                raise _Refusal(401, "InvalidAuthenticationToken")
+            mailbox = unquote(found["user"]) if found["user"] else token.mailbox
+            if token.app:
+                allowed = granted(self.app_access, token.app_id)
+            else:
+                allowed = {token.mailbox.casefold()}
+            if mailbox.casefold() not in allowed:
+                raise _Refusal(403, "ErrorAccessDenied")
+            return self._call(mailbox, token, found["rest"], request)
         except _Refusal as refusal:
             return refusal.reply
 
-    def _api(self, request: Request, user: str | None, rest: str) -> Reply:
-        token = self._authenticate(request)
-        mailbox = unquote(user) if user else token.mailbox
-        if token.app:
-            allowed = granted(self.app_access, token.app_id)
-        else:
-            allowed = {token.mailbox.casefold()}
-        if mailbox.casefold() not in allowed:
-            raise _Refusal(403, "ErrorAccessDenied")
-        with self._lock:
-            fault = self._faults.popleft() if self._faults else None
-        if fault is not None:
-            return fault.reply
-        routes: dict[str, tuple[str, Callable[..., Reply]]] = {
-            "sendMail": ("Mail.Send", self._send_mail),
-            "messages": ("Mail.ReadWrite", self._create_draft),
-            f"{_DRAFT}/attachments": ("Mail.ReadWrite", self._attach),
-            _SESSION: ("Mail.ReadWrite", self._create_upload_session),
-            # As Graph's message: send, this needs Mail.Send, not Mail.ReadWrite.
-            f"{_DRAFT}/send": ("Mail.Send", self._send_draft),
-        }
-        with self._slot(mailbox):
-            time.sleep(self.response_delay)
-            if mailbox.casefold() in casefolded(self.rest_disabled):
-                raise _Refusal(404, "MailboxNotEnabledForRESTAPI")
-            for pattern, (scope, handler) in routes.items():
-                found = re.fullmatch(pattern, rest)
-                if found and request.method == "POST":
-                    if scope.casefold() not in casefolded(token.scopes):
-                        raise _Refusal(403, "ErrorAccessDenied")
-                    return handler(mailbox, request, *found.groups())
+    def _call(
+        self, mailbox: str, token: IssuedToken, rest: str, request: Request
+    ) -> Reply:
+        """Run the API call ``rest`` for ``mailbox``, the token checked."""
+        for pattern, (scope, handler) in _ROUTES.items():
+            if found := re.fullmatch(pattern, rest):
+                if scope.casefold() not in casefolded(token.scopes):
+                    raise _Refusal(403, "ErrorAccessDenied")
+                reply: Reply = getattr(self, handler)(mailbox, request, *found.groups())
+                return reply
         raise _Refusal(400, "BadRequest")
-
-    def _authenticate(self, request: Request) -> IssuedToken:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        issued = self._platform.introspect(token.strip())
-        if (
-            scheme.lower() != "bearer"
-            or issued is None  # unknown or expired
-            or issued.audience.rstrip("/").casefold() != self.endpoint.casefold()
-        ):
-            raise _Refusal(401, "InvalidAuthenticationToken")
-        return issued
-
-    @contextlib.contextmanager
-    def _slot(self, mailbox: str) -> Iterator[None]:
-        """Graph serves 4 concurrent requests per mailbox and app; 429 beyond."""
-        key = mailbox.casefold()
-        with self._lock:
-            if self._in_flight.get(key, 0) >= 4:
-                raise _Refusal(429, "ApplicationThrottled", {"Retry-After": "1"})
-            self._in_flight[key] = self._in_flight.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight[key] -= 1
 
     def _send_mail(self, mailbox: str, request: Request) -> Reply:
         self._deliver(mailbox, _parse(_mime(request)))
@@ -241,50 +146,35 @@ class FakeGraphAPI(LocalServer):
         mime = _mime(request)
         _parse(mime)
         draft_id = "AAMk" + secrets.token_urlsafe(24)
-        with self._lock:  # the raw MIME, so a refused send leaves it as it was
-            self._drafts[draft_id] = (mailbox, mime, [])
+        self._drafts[draft_id] = (mailbox, mime, [])  # a refused send keeps it
         return Reply.json(201, {"id": draft_id})
 
     def _attach(self, mailbox: str, request: Request, draft_id: str) -> Reply:
         """A file attachment in one request, its content base64 in the JSON."""
         item = json.loads(request.body)
         data = bytearray(base64.b64decode(item["contentBytes"]))
-        self._add_file(
-            mailbox, draft_id, _File(item["name"], item["contentType"], len(data), data)
-        )
+        file = _File(item["name"], item["contentType"], len(data), data)
+        self._draft(mailbox, draft_id)[2].append(file)
         return Reply.json(201, {"id": "AAMk" + secrets.token_urlsafe(12)})
 
-    def _create_upload_session(
-        self, mailbox: str, request: Request, draft_id: str
-    ) -> Reply:
+    def _open(self, mailbox: str, request: Request, draft_id: str) -> Reply:
+        """An upload session for an attachment: its chunks come by PUT."""
         item = json.loads(request.body)["AttachmentItem"]
-        file = _File(item["name"], item["contentType"], int(item["size"]))
-        self._add_file(mailbox, draft_id, file)
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            self._uploads[key] = file
+        file = _File(item["name"], item["contentType"], int(item["size"]), bytearray())
+        self._draft(mailbox, draft_id)[2].append(file)
+        self._uploads[key := secrets.token_urlsafe(32)] = file
         return Reply.json(201, {"uploadUrl": f"{self.endpoint}/upload?authtoken={key}"})
-
-    def _add_file(self, mailbox: str, draft_id: str, file: _File) -> None:
-        files = self._draft(mailbox, draft_id)[2]
-        with self._lock:
-            files.append(file)
 
     def _upload(self, request: Request) -> Reply:
         """A PUT of the next chunk: the uploadUrl authorizes it, a bearer is refused."""
         key = request.query.get("authtoken", "")
-        with self._lock:
-            file = self._uploads.get(key)
-            if "authorization" in request.headers or file is None:
-                raise _Refusal(401, "InvalidAuthenticationToken")
-            start, end = len(file.data), len(file.data) + len(request.body)
-            expected = f"bytes {start}-{end - 1}/{file.size}"
-            if request.headers.get("content-range") != expected or end > file.size:
-                raise _Refusal(416, "ErrorInvalidRange")
-            file.data += request.body
-            if end < file.size:
-                return Reply.json(200, {"nextExpectedRanges": [f"{end}-"]})
-            del self._uploads[key]
+        file = self._uploads.get(key)
+        if "authorization" in request.headers or file is None:
+            raise _Refusal(401, "InvalidAuthenticationToken")
+        file.data.extend(request.body)
+        if len(file.data) < file.size:
+            return Reply.json(200, {"nextExpectedRanges": [f"{len(file.data)}-"]})
+        del self._uploads[key]
         return Reply(201)
 
     def _send_draft(self, mailbox: str, request: Request, draft_id: str) -> Reply:
@@ -298,12 +188,12 @@ class FakeGraphAPI(LocalServer):
                 bytes(file.data), maintype, subtype, filename=file.name
             )
         self._deliver(mailbox, message)
-        with self._lock:
-            del self._drafts[draft_id]
+        del self._drafts[draft_id]
         return Reply(202)
 
-    def _deliver(self, mailbox: str, message: EmailMessage) -> None:
-        """Submit as Exchange does behind Graph: recipients come from the headers."""
+    def _deliver(self, mailbox: str, message: EmailMessage) -> ReceivedMessage:
+        """Submit as Exchange does behind Graph: recipients come from the headers,
+        and Bcc is removed (the sender's copy in Sent Items keeps it)."""
         recipients = addresses(message, "To", "Cc", "Bcc")
         if not recipients:
             raise _Refusal(400, "ErrorInvalidRecipients")
@@ -312,18 +202,14 @@ class FakeGraphAPI(LocalServer):
         senders = addresses(message, "From", "Sender")
         if not all(self._smtp.may_send_as(mailbox, sender) for sender in senders):
             raise _Refusal(403, "ErrorSendAsDenied")
-        sent_copy = message.as_bytes(policy=policy.SMTP)
-        del message["Bcc"]  # recipients never see Bcc; the sender's copy does
+        del message["Bcc"]
         data = message.as_bytes(policy=policy.SMTP)
         received = ReceivedMessage(senders[0], recipients, mailbox, "graph", data)
         self._smtp.deliver(received)
-        with self._lock:
-            self.sent_items.setdefault(mailbox.casefold(), []).append(sent_copy)
-            self._sent.append(received)
+        return received
 
     def _draft(self, mailbox: str, draft_id: str) -> tuple[str, bytes, list[_File]]:
-        with self._lock:
-            draft = self._drafts.get(draft_id)
+        draft = self._drafts.get(draft_id)
         if draft is None or draft[0].casefold() != mailbox.casefold():
             raise _Refusal(404, "ErrorItemNotFound")
         return draft

@@ -1,13 +1,8 @@
-"""A local SMTP server that behaves like smtp.office365.com:587, for tests.
-
-STARTTLS before AUTH, XOAUTH2 tokens checked with the identity stand-in that
-issued them, Exchange Online's refusals, a record of what it accepted, and
-failures on demand. It needs the ``aiosmtpd`` extra.
-"""
+"""A local SMTP server that behaves like smtp.office365.com:587, for tests
+(STARTTLS, XOAUTH2, Exchange Online's refusals). It needs ``aiosmtpd``."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import collections
@@ -18,29 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from . import _redaction
 from ._grants import OUTLOOK_AUDIENCES
-from ._local_server import (
-    LocalServer,
-    ReceivedMessage,
-    addresses,
-    casefolded,
-    granted,
-)
+from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, granted
 from .certs import TestCertificate
 from .ports import listen
 
 if TYPE_CHECKING:
     from .identity import FakeIdentityPlatform
 
-__all__ = ["AuthAttempt", "ReceivedMessage", "XOAuth2SMTPServer"]
-
-Stage = Literal["connect", "auth", "mail", "rcpt", "data"]
 _STOREDRV = "STOREDRV.Submission.Exception:{}; Cannot submit message."
 #: Exchange Online's replies: its codes, its texts shortened to what matters.
 REPLIES = {
@@ -50,14 +36,12 @@ REPLIES = {
     "SmtpClientAuthentication is disabled for the Tenant.",
     "cannot_decode": "501 5.5.2 Cannot Decode response",
     "accepted": "250 2.0.0 OK",
-    "quota_exceeded": "554 5.2.0 "
-    + _STOREDRV.format("SubmissionQuotaExceededException"),
     "send_as_denied": "554 5.2.252 SendAsDenied; {mailbox} not allowed to send as "
     "{sender}; " + _STOREDRV.format("SendAsDeniedException"),
-    "unavailable": "421 4.3.2 Service not available, closing transmission channel",
 }
 #: A real XOAUTH2 line carries a 1.5-2.5 KB token; aiosmtpd allows 512 bytes.
 _LINE_LIMIT = 64 * 1024
+_XOAUTH2 = re.compile(r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01", re.I)
 
 
 @dataclass(frozen=True)
@@ -70,14 +54,57 @@ class AuthAttempt:
     reply: str
 
 
+class _Session(SMTP):
+    """One client connection: aiosmtpd, its own handler, with Exchange's rules."""
+
+    line_length_limit = command_size_limit = _LINE_LIMIT
+    # aiosmtpd keeps this dict on the class: a subclass needs its own default.
+    command_size_limits: dict[str, int] = collections.defaultdict(lambda: _LINE_LIMIT)
+
+    def __init__(self, server: XOAuth2SMTPServer, **kwargs: Any) -> None:
+        self.server, self.number = server, 0
+        super().__init__(self, authenticator=self._check_password, **kwargs)
+
+    async def _handle_client(self) -> None:
+        with self.server._lock:
+            self.server.sessions += 1
+            self.number = self.server.sessions
+        await super()._handle_client()
+
+    async def handle_DATA(self, _: SMTP, session: Session, envelope: Envelope) -> str:
+        """aiosmtpd takes in a message only for a handler with this hook."""
+        login = cast("tuple[str, str]", session.auth_data)  # what _sign_in set
+        return self.server._submit(envelope, login, self.number)
+
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        """``base64("user=..^Aauth=Bearer ..^A^A")``, in the AUTH line."""
+        try:
+            text = base64.b64decode(args[1] if len(args) > 1 else "", validate=True)
+            found = _XOAUTH2.fullmatch(text.decode())
+        except (binascii.Error, UnicodeDecodeError):
+            found = None
+        user, token = (found[1], found[2]) if found else (None, "")
+        valid = user is not None and self.server._token_signs_in(token, user)
+        return self.server._sign_in("XOAUTH2", user, valid)
+
+    def _check_password(self, *args: Any) -> AuthResult:
+        # aiosmtpd passes (server, session, envelope, mechanism, LoginPassword).
+        mechanism, login = args[3:]
+        user, password = login.login.decode(), login.password.decode()
+        valid = self.server._passwords.get(user.casefold()) == password
+        return self.server._sign_in(mechanism, user, valid)
+
+
 class XOAuth2SMTPServer(LocalServer):
     """Exchange-like SMTP submission on a background thread.
 
     XOAUTH2 takes tokens ``platform`` issued for Outlook: a mailbox's own, or
     an app's with ``SMTP.SendAsApp`` for the mailboxes in :attr:`app_access`.
-    ``passwords`` also offers AUTH PLAIN and LOGIN. The rules below are live
-    (change them while it runs) and ignore the case of addresses.
+    ``passwords`` adds AUTH PLAIN and LOGIN. The rules are live and ignore the
+    case of addresses; the records are lists that :meth:`reset` empties.
     """
+
+    _session_class = _Session
 
     def __init__(
         self,
@@ -92,27 +119,23 @@ class XOAuth2SMTPServer(LocalServer):
         self._passwords = {k.casefold(): v for k, v in (passwords or {}).items()}
         #: Mailboxes whose sign-in gets ``535 5.7.139`` (SMTP AUTH turned off).
         self.smtp_auth_disabled: set[str] = set()
-        #: Mailboxes whose messages get ``554 5.2.0`` (daily quota used up).
-        self.submission_quota_exceeded: set[str] = set()
         #: Send As grants, mailbox -> addresses; other senders get ``554 5.2.252``.
         self.send_as: dict[str, set[str]] = {}
-        self.enforce_send_as = True  # False: any mailbox may send as anyone
         #: App client id -> mailboxes it has FullAccess to (app-only XOAUTH2).
         self.app_access: dict[str, set[str]] = {}
         self._bind_address(host, port, certificate)
         self._controller: _Controller | None = None
-        self._lock = threading.Condition()
-        self._faults: dict[str, collections.deque[str]] = {}
-        self._open: set[_Session] = set()
-        self._sessions = 0
-        self._messages: list[ReceivedMessage] = []
-        self._auth_attempts: list[AuthAttempt] = []
+        self._lock = threading.Lock()
+        self.messages: list[ReceivedMessage] = []
+        self.auth_attempts: list[AuthAttempt] = []
+        self.sessions = 0  # connections accepted since start or reset()
 
     def start(self) -> XOAuth2SMTPServer:
-        """Start serving on a background thread (returns ``self``)."""
         _redaction.install()
         sock = listen(self._host, self._port, may_move=self._auto_port)
         self._port = sock.getsockname()[1]
+        # Clients inherit it; else each EHLO reply waits ~40 ms for a delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._controller = _Controller(
             self,
             sock,
@@ -132,100 +155,32 @@ class XOAuth2SMTPServer(LocalServer):
             self._controller.stop()
             self._controller = None
 
-    @property
-    def open_connections(self) -> int:
-        """How many client connections are open now."""
-        with self._lock:
-            return len(self._open)
-
-    def hang_up_all(self) -> int:
-        """Close the client connections, as Exchange does idle ones; how many."""
-        with self._lock:
-            sessions = list(self._open)
-        for session in sessions:
-            session.loop.call_soon_threadsafe(session.hang_up)
-        if self._controller is not None:  # wait for the loop to run those
-            loop = self._controller.loop
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)
-        return len(sessions)
-
-    @property
-    def messages(self) -> list[ReceivedMessage]:
-        with self._lock:
-            return list(self._messages)
-
-    @property
-    def auth_attempts(self) -> list[AuthAttempt]:
-        with self._lock:
-            return list(self._auth_attempts)
-
-    @property
-    def sessions(self) -> int:
-        """Connections accepted since start or :meth:`reset`."""
-        return self._sessions
-
     def reset(self) -> None:
-        """Forget messages, AUTH attempts, the session count and queued faults."""
+        """Forget messages, AUTH attempts and the session count."""
         with self._lock:
-            self._sessions = 0
-            self._messages.clear()
-            self._auth_attempts.clear()
-            self._faults.clear()
-
-    def wait_for_messages(
-        self, count: int, timeout: float = 5.0
-    ) -> list[ReceivedMessage]:
-        """Block until ``count`` messages arrived (``TimeoutError`` if not)."""
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self._messages) >= count, timeout):
-                raise TimeoutError(f"expected {count} message(s) within {timeout}s")
-            return list(self._messages)
-
-    def fail_next(
-        self,
-        count: int = 1,
-        *,
-        stage: Stage,
-        reply: str = REPLIES["unavailable"],
-        disconnect: bool = False,
-    ) -> None:
-        """Answer the next ``count`` times ``stage`` is reached with ``reply``.
-
-        ``connect`` replaces the greeting; ``data`` answers after the message
-        was sent, where Exchange reports most transient failures. A ``421``
-        closes the connection after it; ``disconnect=True`` drops it instead.
-        """
-        with self._lock:
-            queue = self._faults.setdefault(stage, collections.deque())
-            queue.extend(["" if disconnect else reply] * count)
+            self.sessions = 0
+            self.messages.clear()
+            self.auth_attempts.clear()
 
     def may_send_as(self, mailbox: str, sender: str) -> bool:
         """Whether Exchange lets ``mailbox`` send as ``sender`` (Send As)."""
         allowed = {mailbox.casefold()} | granted(self.send_as, mailbox)
-        return not self.enforce_send_as or sender.casefold() in allowed
+        return sender.casefold() in allowed
 
     def deliver(self, message: ReceivedMessage) -> None:
         """Record an accepted message (the Graph stand-in delivers here too)."""
-        with self._lock:
-            self._messages.append(message)
-            self._lock.notify_all()
+        self.messages.append(message)
 
-    def _sign_in(self, mechanism: str, user: str | None, secret: str) -> AuthResult:
+    def _sign_in(self, mechanism: str, user: str | None, valid: bool) -> AuthResult:
+        """Exchange's answer to valid (or not) credentials for ``user``."""
         if user is None:
             reply = REPLIES["cannot_decode"]
         elif user.casefold() in casefolded(self.smtp_auth_disabled):
             reply = REPLIES["smtp_auth_disabled"]
-        elif (
-            self._token_signs_in(secret, user)
-            if mechanism == "XOAUTH2"
-            else self._passwords.get(user.casefold()) == secret
-        ):
-            reply = REPLIES["signed_in"]
         else:
-            reply = REPLIES["refused"]
+            reply = REPLIES["signed_in" if valid else "refused"]
         success = reply == REPLIES["signed_in"]
-        with self._lock:
-            self._auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
+        self.auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
         login = (user, mechanism) if success else None
         return AuthResult(
             success=success, handled=False, auth_data=login, message=reply
@@ -248,96 +203,15 @@ class XOAuth2SMTPServer(LocalServer):
         for sender in [mail_from, *addresses(headers, "From")]:
             if not self.may_send_as(mailbox, sender):
                 return REPLIES["send_as_denied"].format(mailbox=mailbox, sender=sender)
-        if mailbox.casefold() in casefolded(self.submission_quota_exceeded):
-            return REPLIES["quota_exceeded"]
-        rcpt_tos = list(envelope.rcpt_tos)
+        rcpts = list(envelope.rcpt_tos)
         self.deliver(
-            ReceivedMessage(mail_from, rcpt_tos, mailbox, mechanism, data, number)
+            ReceivedMessage(mail_from, rcpts, mailbox, mechanism, data, number)
         )
         return REPLIES["accepted"]
 
-    def _take_fault(self, stage: str) -> str | None:
-        """The reply queued for ``stage`` ("": hang up), or None."""
-        with self._lock:
-            queue = self._faults.get(stage)
-            return queue.popleft() if queue else None
-
-
-class _Session(SMTP):
-    """One client connection: aiosmtpd with Exchange's rules and test faults."""
-
-    line_length_limit = command_size_limit = _LINE_LIMIT
-    # aiosmtpd keeps this dict on the class: a subclass needs its own default.
-    command_size_limits: dict[str, int] = collections.defaultdict(lambda: _LINE_LIMIT)
-
-    def __init__(self, server: XOAuth2SMTPServer, **kwargs: Any) -> None:
-        self.server, self.number = server, 0
-        super().__init__(_Handler(), authenticator=self._check_password, **kwargs)
-
-    def connection_made(self, transport: Any) -> None:
-        # Else each multi-line reply (EHLO) waits ~40 ms for a delayed ACK.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        with self.server._lock:
-            self.server._open.discard(self)
-        super().connection_lost(error)
-
-    async def _handle_client(self) -> None:
-        with self.server._lock:
-            self.server._open.add(self)
-            self.server._sessions += 1
-            self.number = self.server._sessions
-        reply = self.server._take_fault("connect")
-        if reply is None:
-            await super()._handle_client()
-            return
-        if reply:
-            await self.push(reply)
-        self.hang_up()
-
-    def hang_up(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        """aiosmtpd asks a handler here: a queued fault comes first."""
-        reply = self.server._take_fault(command.lower())
-        if reply == "":
-            self.hang_up()
-            raise asyncio.CancelledError  # ends aiosmtpd's loop as a lost peer does
-        if reply and reply.startswith("421"):
-            self.loop.call_soon(self.hang_up)  # once the reply is out
-        return reply or await super()._call_handler_hook(command, *args)
-
-    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
-        user, token = _parse_xoauth2(args[1] if len(args) > 1 else "")
-        return self.server._sign_in("XOAUTH2", user, token)
-
-    def _check_password(self, *args: Any) -> AuthResult:
-        # aiosmtpd calls it with (server, session, envelope, mechanism, login).
-        mechanism, login = args[3:]
-        assert isinstance(login, LoginPassword)
-        user, password = login.login.decode(), login.password.decode()
-        return self.server._sign_in(mechanism, user, password)
-
-
-class _Handler:
-    """aiosmtpd takes in a message only for a handler with this hook."""
-
-    async def handle_DATA(
-        self, smtp: _Session, session: Session, envelope: Envelope
-    ) -> str:
-        login = cast("tuple[str, str]", session.auth_data)  # what _sign_in set
-        return smtp.server._submit(envelope, login, smtp.number)
-
 
 class _Controller(Controller):
-    """aiosmtpd's threaded controller, serving on a socket bound beforehand
-    (aiosmtpd cannot bind port 0 and tell which port it got)."""
+    """Serves on a bound socket: aiosmtpd cannot bind port 0 and say which it got."""
 
     def __init__(self, server: XOAuth2SMTPServer, sock: socket.socket, **kw: Any):
         host, port = sock.getsockname()[:2]
@@ -345,7 +219,7 @@ class _Controller(Controller):
         self._server, self._sock = server, sock
 
     def factory(self) -> _Session:
-        return _Session(self._server, **self.SMTP_kwargs)
+        return self._server._session_class(self._server, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
@@ -353,14 +227,3 @@ class _Controller(Controller):
     def _trigger_server(self) -> None:
         # Instead of aiosmtpd's probe connection, which would count as a session.
         self.loop.call_soon_threadsafe(self._factory_invoker)
-
-
-def _parse_xoauth2(blob: str) -> tuple[str | None, str]:
-    """``(user, token)`` from ``base64("user=..^Aauth=Bearer ..^A^A")``."""
-    try:
-        text = base64.b64decode(blob, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        text = ""
-    pattern = r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01"
-    found = re.fullmatch(pattern, text, re.IGNORECASE)
-    return (found[1], found[2]) if found else (None, "")
