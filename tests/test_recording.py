@@ -25,7 +25,6 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.msal_client import PERSONAL_TENANT_ID
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.testing.recording import (
-    EMPTY_TOKEN_CACHE,
     RecordingEmailBackend,
     link_mailbox,
 )
@@ -193,8 +192,8 @@ def test_the_factory_stores_a_link_as_the_connect_flow_does(
     assert made.tenant_id == PERSONAL_TENANT_ID
     assert made.home_account_id.endswith(f".{PERSONAL_TENANT_ID}")
     # Encrypted as a real cache is, and holding no token.
-    assert EMPTY_TOKEN_CACHE not in made.encrypted_token_cache
-    assert crypto.decrypt(made.encrypted_token_cache) == EMPTY_TOKEN_CACHE
+    assert "{}" not in made.encrypted_token_cache
+    assert crypto.decrypt(made.encrypted_token_cache) == "{}"
 
 
 def test_the_real_backend_asks_to_link_a_factory_mailbox_again(

@@ -1,18 +1,9 @@
-"""Real local servers that stand in for Microsoft in tests.
-
-* :class:`FakeIdentityPlatform` - an HTTPS OAuth 2.0 / OpenID Connect server
-  that MSAL can talk to (authorization code + PKCE, refresh, device code,
-  client credentials with a secret or a certificate).
-* :class:`XOAuth2SMTPServer` - an SMTP server that behaves like
-  smtp.office365.com:587 (STARTTLS, XOAUTH2, Exchange reply codes). It needs
-  ``aiosmtpd``: ``pip install "django-live-oauth-mail[testing]"``.
-* :class:`FakeGraphAPI` - an HTTPS server that answers Microsoft Graph's
-  mail-sending calls (MIME ``sendMail``, drafts with upload sessions) and
-  delivers into an :class:`XOAuth2SMTPServer`'s inbox.
-
-All use a throwaway certificate (:func:`make_test_certificate`), so clients keep TLS
-verification on. Nothing here imports Django.
-"""
+"""Real local servers that stand in for Microsoft in tests, over TLS with a
+throwaway certificate (:func:`make_test_certificate`) so clients keep
+verification on: :class:`FakeIdentityPlatform` (what msal talks to),
+:class:`XOAuth2SMTPServer` (smtp.office365.com:587; needs ``aiosmtpd``) and
+:class:`FakeGraphAPI` (Graph's ``sendMail``). Nothing here imports Django; the
+socket-free helpers that do are in :mod:`.recording`."""
 
 from __future__ import annotations
 

@@ -40,9 +40,11 @@ _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit, for a body or a chunk
 class _Refusal(Exception):
     """Graph's ``{"error": {"code": ...}}`` answer, raised to reply with it."""
 
-    def __init__(self, status: int, code: str, *headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, status: int, code: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         body = {"error": {"code": code, "message": code}}
-        self.reply = Reply.json(status, body, *headers)
+        self.reply = Reply.json(status, body, dict(headers or {}))
 
 
 class _File(NamedTuple):

@@ -29,24 +29,6 @@ PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 _NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-_DESCRIPTIONS = {
-    9002313: "Invalid request. Request is malformed or invalid.",
-    9002325: "Proof Key for Code Exchange is required (S256).",
-    700016: "Application with identifier '{}' was not found in the directory.",
-    50034: "The user account {} does not exist in the directory.",
-    7000215: "Invalid client secret provided.",
-    700027: "Client assertion contains an invalid signature. [Reason - {}]",
-    7000229: "The app {} is missing service principal in the tenant {}.",
-    28000: "Scope {} is not valid: it contains more than one resource.",
-    54005: "OAuth2 Authorization code was already redeemed.",
-    500112: "The reply address does not match the authorization request's.",
-    501481: "The Code_Verifier does not match the code_challenge.",
-    65001: "The user or administrator has not consented to use the application.",
-    65004: "User declined to consent to access the app.",
-    70000: "The grant has been revoked or is invalid.",
-    70016: "Authorization is pending. Continue polling.",
-    700082: "The refresh token has expired due to inactivity.",
-}
 _JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').decode()
 
 
@@ -92,7 +74,7 @@ class AADError(Exception):
     def __init__(
         self, error: str, code: int, *details: str, status: int = 400, email: str = ""
     ) -> None:
-        super().__init__(_describe(code, *details))
+        super().__init__(_describe(code, error, *details))
         self.error, self.code, self.status, self.email = error, code, status, email
 
     def reply(self) -> Reply:
@@ -252,9 +234,11 @@ class FakeIdentityPlatform(LocalServer):
     def _check(self, params: dict[str, str]) -> None:
         """Refuse an authorization request from an unknown app, or without PKCE."""
         if params.get("client_id") != self.client_id:
-            raise ConsentPageError(_describe(700016, params.get("client_id", "")))
+            raise ConsentPageError(
+                _describe(700016, "unknown app", params.get("client_id", ""))
+            )
         if params.get("code_challenge_method") != "S256":
-            raise ConsentPageError(_describe(9002325))
+            raise ConsentPageError(_describe(9002325, "PKCE with S256 is required"))
 
     def _answer(self, params: dict[str, str]) -> AuthorizationResponse:
         """What the consent page sends back: a code, or the refusal to consent."""
@@ -262,9 +246,14 @@ class FakeIdentityPlatform(LocalServer):
         answer, redirect_uri = {"state": params["state"]}, params["redirect_uri"]
         identity = self._identities.get(params.get("identity", "").casefold())
         if params.get("decision") == "decline":
-            answer |= {"error": "access_denied", "error_description": _describe(65004)}
+            answer |= {
+                "error": "access_denied",
+                "error_description": _describe(65004, "the user declined consent"),
+            }
         elif identity is None:
-            raise ConsentPageError(_describe(50034, params.get("identity", "")))
+            raise ConsentPageError(
+                _describe(50034, "no such user", params.get("identity", ""))
+            )
         else:
             answer["code"] = code = secrets.token_urlsafe(64)
             scopes, nonce = tuple(params["scope"].split()), params.get("nonce", "")
@@ -410,10 +399,9 @@ def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 
 
-def _describe(code: int, *details: str) -> str:
-    """``AADSTS<code>: <description>`` (a generic one for codes not listed)."""
-    text = _DESCRIPTIONS.get(code, "The request was refused (simulated).")
-    return f"AADSTS{code}: " + text.format(*details, *["?"] * text.count("{}"))
+def _describe(code: int, what: str, *details: str) -> str:
+    """Entra's ``AADSTS<code>: ...`` (clients branch on the code, not the text)."""
+    return f"AADSTS{code}: {what}" + (f" ({', '.join(details)})" if details else "")
 
 
 def _resource_scopes(scopes: Iterable[str]) -> list[str]:

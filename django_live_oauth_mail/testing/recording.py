@@ -1,12 +1,8 @@
-"""Mail tests without sockets: a mailbox linked in one call, a backend that records.
-
-:func:`link_mailbox` stores a link as the connect flow does, with no sign-in.
-:class:`RecordingEmailBackend` is the real backend (routing, owner checks,
-``fail_silently``, counts) whose sessions append each accepted message to
-``django.core.mail.outbox``, as locmem does, with ``mail_account`` set to the
-mailbox that sent it. No token is asked for and no socket opened. Queued mail
-and Exchange's own refusals (Send As, SMTP AUTH off) need the stand-ins.
-"""
+"""Mail tests without sockets: :func:`link_mailbox` stores a link as the
+connect flow does, and :class:`RecordingEmailBackend` is the real backend
+(routing, owner checks, ``fail_silently``, counts) whose sessions record to
+``django.core.mail.outbox`` instead of sending. Queued mail and Exchange's own
+refusals (Send As, SMTP AUTH off) need the stand-ins."""
 
 from __future__ import annotations
 
@@ -31,9 +27,6 @@ __all__ = ["RecordingEmailBackend", "link_mailbox"]
 #: Ids derive from the address, so a test's mailbox is the same on every run.
 _IDS = uuid.UUID("0f6b2d1e-31c4-4d0e-9a57-2f4c9e8b7a10")
 
-#: msal's serialization of a cache holding no token: nothing to sign in with.
-EMPTY_TOKEN_CACHE = "{}"
-
 
 def link_mailbox(
     user: Any,
@@ -43,13 +36,9 @@ def link_mailbox(
     shared: bool = False,
     transport: Literal["", "smtp", "graph"] = "",
 ) -> MailAccount:
-    """``user``'s link to ``address``, stored as the connect flow stores one.
-
-    Its token cache is encrypted as a real one is but holds no token, so the
-    real backend would ask for the mailbox to be linked again. ``shared`` and
-    ``transport`` are what the admin sets. Send As addresses are rows of their
-    own: ``account.send_as_addresses.create(address=..., shared=...)``.
-    """
+    """``user``'s link to ``address``, stored as the connect flow stores one
+    (its encrypted token cache holds no token: the real backend would ask for
+    a new link). Send As: ``account.send_as_addresses.create(address=...)``."""
     email = normalize_email(address)
     personal = kind == "personal"
     domain = email.rpartition("@")[2]
@@ -61,7 +50,7 @@ def link_mailbox(
         home_account_id=f"{uuid.uuid5(_IDS, email)}.{tenant}",
         is_personal=personal,
         expires_at=None,
-        serialized_cache=EMPTY_TOKEN_CACHE,
+        serialized_cache="{}",  # an msal cache with no token in it
     )
     account, _ = accounts.link_mailbox(user, identity)
     if shared or transport:
@@ -84,9 +73,7 @@ class RecordingSession:
     """A session that appends what it sends to ``django.core.mail.outbox``."""
 
     def __init__(self, account: MailAccount, transport: RecordingTransport) -> None:
-        self.account = account
-        self.transport = transport
-        self.rested = False
+        self.account, self.transport, self.rested = account, transport, False
         self.pid = os.getpid()
         self.expires_at: datetime.datetime | None = None  # it holds no token
 
@@ -112,12 +99,9 @@ class RecordingSession:
 
 
 class RecordingEmailBackend(EmailBackend):
-    """The real backend, whose sessions record instead of connecting.
-
-    Use it as ``EMAIL_BACKEND`` (or in ``MAILERS``) in tests. A message no
-    mailbox may send raises :class:`.SenderNotAllowed` or
-    :class:`.AccountNotFound` as in production, and is not recorded.
-    """
+    """The real backend, whose sessions record instead of connecting: use it
+    as ``EMAIL_BACKEND`` (or in ``MAILERS``) in tests. A message no mailbox may
+    send raises as in production and is not recorded."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
