@@ -35,10 +35,9 @@ from django_live_oauth_mail.testing import (
     FakeIdentityPlatform,
     ReceivedMessage,
 )
-from django_live_oauth_mail.testing._grants import OUTLOOK_AUDIENCES
 from django_live_oauth_mail.testing._http import Reply, Request
 from django_live_oauth_mail.testing.graph import _Refusal
-from django_live_oauth_mail.testing.identity import AADError
+from django_live_oauth_mail.testing.identity import OUTLOOK_AUDIENCES, AADError
 from django_live_oauth_mail.testing.smtp import XOAuth2SMTPServer, _Session
 
 #: What Exchange says before it closes a connection it will not serve.
@@ -183,7 +182,7 @@ class GraphStandIn(FakeGraphAPI):
         self._lock = threading.Lock()
 
     def reset(self) -> None:
-        super().reset()
+        """Forget requests, messages, Sent Items and queued faults."""
         with self._lock:
             for state in (self.requests, self.messages, self._faults):
                 state.clear()

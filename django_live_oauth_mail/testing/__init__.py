@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._grants import TokenRequest
-from ._local_server import ReceivedMessage
+from ._local_server import ReceivedMessage, find_free_port
 from .certs import (
     ClientCertificate,
     TestCertificate,
@@ -19,8 +18,12 @@ from .certs import (
 )
 from .consent import AuthorizationResponse, ConsentPageError
 from .graph import FakeGraphAPI
-from .identity import PERSONAL_TENANT_ID, FakeIdentity, FakeIdentityPlatform
-from .ports import find_free_port
+from .identity import (
+    PERSONAL_TENANT_ID,
+    FakeIdentity,
+    FakeIdentityPlatform,
+    TokenRequest,
+)
 
 if TYPE_CHECKING:
     from .smtp import AuthAttempt, XOAuth2SMTPServer

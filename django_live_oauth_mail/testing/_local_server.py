@@ -1,10 +1,12 @@
-"""What the stand-ins share: lifecycle and address, the record of a message
-they accepted, and how Exchange compares addresses."""
+"""What the stand-ins share: free ports, lifecycle and address, the record of
+a message they accepted, and how Exchange compares addresses."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
@@ -13,28 +15,56 @@ from email.utils import getaddresses
 from typing import TypeVar, cast
 
 from .certs import DEFAULT_HOSTNAMES, TestCertificate, make_test_certificate
-from .ports import find_free_port
 
 _Server = TypeVar("_Server", bound="LocalServer")
 
 
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago on ``host`` (another process may take it)."""
+    with listen(host, 0) as sock:
+        return int(sock.getsockname()[1])
+
+
+def listen(host: str, port: int, *, may_move: bool = False) -> socket.socket:
+    """A socket listening on ``host:port``, or if ``may_move`` and it is taken, any."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE or not may_move:
+            raise
+        return socket.create_server((host, 0), family=family)
+
+
 class LocalServer:
-    """Base of the stand-ins: ``with Server(...) as server:`` starts and stops it."""
+    """Base of the stand-ins: ``with Server(...) as server:`` starts and stops
+    it. ``host``, ``port`` (a free one if None was given) and ``certificate``
+    (valid for ``host``) are fixed once :meth:`start` has run."""
 
     def _bind_address(
         self, host: str, port: int | None, certificate: TestCertificate | None
     ) -> None:
-        """Choose the port (a free one if None) and a certificate valid for host."""
-        self._host, self._auto_port = host, port is None
-        self._port = find_free_port(host) if port is None else port
+        self.host, self._auto_port = host, port is None
+        self.port = find_free_port(host) if port is None else port
         extra = () if host in DEFAULT_HOSTNAMES else (host,)
         names = (*extra, *DEFAULT_HOSTNAMES)
-        self._certificate = certificate or make_test_certificate(names)
+        self.certificate = certificate or make_test_certificate(names)
+        self._stops: list[Callable[[], None]] = []
 
     def start(self: _Server) -> _Server:
-        raise NotImplementedError
+        """Start serving on background threads (returns ``self``)."""
+        sock = listen(self.host, self.port, may_move=self._auto_port)
+        self.port = sock.getsockname()[1]
+        self._stops.append(self._serve(sock))
+        return self
 
     def stop(self) -> None:
+        """Stop serving; what the server recorded is kept."""
+        while self._stops:
+            self._stops.pop()()
+
+    def _serve(self, sock: socket.socket) -> Callable[[], None]:
+        """Serve on the listening ``sock``; return what stops that."""
         raise NotImplementedError
 
     def __enter__(self: _Server) -> _Server:
@@ -44,21 +74,9 @@ class LocalServer:
         self.stop()
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def certificate(self) -> TestCertificate:
-        return self._certificate
-
-    @property
     def ca_bundle(self) -> str:
         """Path of the CA certificate that clients must trust."""
-        return self._certificate.ca_path
+        return self.certificate.ca_path
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,8 @@ def make_client_certificate(
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     certificate = _builder(name, key).sign(key, hashes.SHA256())
     sha1 = certificate.fingerprint(hashes.SHA1())  # noqa: S303 - Entra's thumbprint
-    return ClientCertificate(
-        _private_pem(key).decode(), _pem(certificate).decode(), sha1.hex().upper()
-    )
+    key_pem, certificate_pem = _private_pem(key).decode(), _pem(certificate).decode()
+    return ClientCertificate(key_pem, certificate_pem, sha1.hex().upper())
 
 
 def _builder(name: str, key: _Key) -> x509.CertificateBuilder:

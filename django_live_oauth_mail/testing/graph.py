@@ -7,7 +7,8 @@ import base64
 import json
 import re
 import secrets
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -17,11 +18,9 @@ from urllib.parse import unquote
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, granted
 from .certs import TestCertificate
-from .ports import listen
 
 if TYPE_CHECKING:
-    from ._grants import IssuedToken
-    from .identity import FakeIdentityPlatform
+    from .identity import FakeIdentityPlatform, IssuedToken
     from .smtp import XOAuth2SMTPServer
 
 _API = re.compile(r"/v1\.0/(?:me|users/(?P<user>[^/]+))/(?P<rest>.+)")
@@ -76,31 +75,17 @@ class FakeGraphAPI(LocalServer):
         #: application access policy); others get 403.
         self.app_access: dict[str, set[str]] = {}
         self._bind_address(host, port, certificate)
-        self._server: HTTPSServer | None = None
         self._drafts: dict[str, tuple[str, bytes, list[_File]]] = {}
         self._uploads: dict[str, _File] = {}
 
-    def start(self) -> FakeGraphAPI:
-        sock = listen(self._host, self._port, may_move=self._auto_port)
-        self._port = sock.getsockname()[1]
-        self._server = HTTPSServer(self, sock, self._certificate.server_context())
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+    def _serve(self, sock: socket.socket) -> Callable[[], None]:
+        return HTTPSServer(self, sock, self.certificate.server_context()).close
 
     @property
     def endpoint(self) -> str:
         """GRAPH_ENDPOINT: requests go to ``{endpoint}/v1.0/...``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self._port}"
-
-    def reset(self) -> None:
-        """Forget drafts and uploads."""
-        self._drafts.clear()
-        self._uploads.clear()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
 
     def dispatch(self, request: Request) -> Reply:
         try:

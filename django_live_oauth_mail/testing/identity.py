@@ -1,7 +1,8 @@
 """A local stand-in for the Microsoft identity platform's v2.0 endpoints: msal
 runs the auth code flow (PKCE), refresh, the device code flow and client
 credentials against it over HTTPS. Refusals are Entra's JSON; clients branch
-on their ``error_codes``, so the ``AADSTSnnnn:`` texts here are short."""
+on their ``error_codes``, so the ``AADSTSnnnn:`` texts here are short. What it
+issued (:class:`IssuedToken`) is what the SMTP and Graph stand-ins accept."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from ._grants import OUTLOOK, OUTLOOK_AUDIENCES, IssuedToken, TokenRequest
 from ._http import HTTPSServer, Reply, Request
-from ._local_server import LocalServer
+from ._local_server import LocalServer, listen
 from .certs import TestCertificate
 from .consent import AuthorizationResponse, ConsentPageError, consent_page, form_post
-from .ports import listen
 
 #: Tenant id Microsoft uses for every personal (Outlook.com, Hotmail) account.
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
@@ -30,6 +30,33 @@ _NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 _JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').decode()
+#: The resource of SMTP.Send (and of a bare scope such as ``SMTP.Send``).
+OUTLOOK = "https://outlook.office.com"
+#: Audiences Exchange's SMTP accepts (the second is app-only's ``.default``).
+OUTLOOK_AUDIENCES = frozenset({OUTLOOK, "https://outlook.office365.com"})
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """What the SMTP and Graph stand-ins learn from an access token they are shown."""
+
+    mailbox: str  # "" for an app-only token
+    audience: str  # the resource it is for, e.g. https://graph.microsoft.com
+    scopes: frozenset[str]  # short names, as in its scp (or an app's roles) claim
+    expires_at: float
+    app_id: str = ""
+    app: bool = False  # an app-only (client credentials) token
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One POST to the token endpoint, as recorded for assertions."""
+
+    grant_type: str
+    email: str | None  # whose grant it was, if the request got that far
+    scope: str
+    status: int
+    tenant: str  # in the URL path: common, a tenant id...
 
 
 @dataclass(frozen=True)
@@ -105,7 +132,7 @@ class FakeIdentityPlatform(LocalServer):
         self.access_token_lifetime = 3600  # seconds; change it at any time
         self.device_code_interval = 5  # seconds msal waits between polls
         self._bind_address(host, port, certificate)
-        self._pages_port, self._servers = pages_port, list[HTTPSServer]()
+        self._pages_port = pages_port
         self._identities = {i.email.casefold(): i for i in identities}
         self._lock = threading.Lock()  # so that each grant works once
         self._codes: dict[str, _Grant] = {}
@@ -116,30 +143,21 @@ class FakeIdentityPlatform(LocalServer):
         self._app_roles: dict[str, set[tuple[str, str]]] = {}  # by tenant
         self._token_requests: list[TokenRequest] = []
 
-    def start(self) -> FakeIdentityPlatform:
-        """Start serving on background threads (returns ``self``)."""
-        sock = listen(self._host, self._port, may_move=self._auto_port)
-        self._port = sock.getsockname()[1]
-        self._servers = [HTTPSServer(self, sock, self._certificate.server_context())]
+    def _serve(self, sock: socket.socket) -> Callable[[], None]:
         if self._pages_port is not None:
-            pages = listen(self._host, self._pages_port)
+            pages = listen(self.host, self._pages_port)
             self._pages_port = pages.getsockname()[1]
-            self._servers.append(HTTPSServer(self, pages, None))
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (identities and tokens are kept)."""
-        while self._servers:
-            self._servers.pop().close()
+            self._stops.append(HTTPSServer(self, pages, None).close)
+        return HTTPSServer(self, sock, self.certificate.server_context()).close
 
     @property
     def base_url(self) -> str:
-        return f"https://{self._host}:{self._port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def pages_url(self) -> str:
         """Where the consent page is."""
-        pages = f"http://{self._host}:{self._pages_port}"
+        pages = f"http://{self.host}:{self._pages_port}"
         return pages if self._pages_port else self.base_url
 
     @property

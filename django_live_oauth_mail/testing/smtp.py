@@ -6,26 +6,22 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import logging
 import re
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from . import _redaction
-from ._grants import OUTLOOK_AUDIENCES
 from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, granted
 from .certs import TestCertificate
-from .ports import listen
-
-if TYPE_CHECKING:
-    from .identity import FakeIdentityPlatform
+from .identity import OUTLOOK_AUDIENCES, FakeIdentityPlatform
 
 _STOREDRV = "STOREDRV.Submission.Exception:{}; Cannot submit message."
 #: Exchange Online's replies: its codes, its texts shortened to what matters.
@@ -42,6 +38,16 @@ REPLIES = {
 #: A real XOAUTH2 line carries a 1.5-2.5 KB token; aiosmtpd allows 512 bytes.
 _LINE_LIMIT = 64 * 1024
 _XOAUTH2 = re.compile(r"user=([^\x01]+)\x01auth=Bearer +([^\x01]+)\x01\x01", re.I)
+_SECRET = re.compile(r"[\w+/=.~-]{20,}")
+
+
+def _redact(record: logging.LogRecord) -> bool:
+    """Keep credentials out of aiosmtpd's ``mail.log``: it masks only an AUTH
+    command's initial response, and other DEBUG records can carry a token. Also
+    drops the "login_data is deprecated" warning aiosmtpd causes on each AUTH."""
+    message = record.getMessage()
+    record.msg, record.args = _SECRET.sub("********", message), None
+    return "login_data is deprecated" not in message
 
 
 @dataclass(frozen=True)
@@ -124,36 +130,28 @@ class XOAuth2SMTPServer(LocalServer):
         #: App client id -> mailboxes it has FullAccess to (app-only XOAUTH2).
         self.app_access: dict[str, set[str]] = {}
         self._bind_address(host, port, certificate)
-        self._controller: _Controller | None = None
         self._lock = threading.Lock()
         self.messages: list[ReceivedMessage] = []
         self.auth_attempts: list[AuthAttempt] = []
         self.sessions = 0  # connections accepted since start or reset()
 
-    def start(self) -> XOAuth2SMTPServer:
-        _redaction.install()
-        sock = listen(self._host, self._port, may_move=self._auto_port)
-        self._port = sock.getsockname()[1]
+    def _serve(self, sock: socket.socket) -> Callable[[], None]:
+        logging.getLogger("mail.log").addFilter(_redact)  # added once at most
         # Clients inherit it; else each EHLO reply waits ~40 ms for a delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._controller = _Controller(
+        controller = _Controller(
             self,
             sock,
             server_hostname="smtp.office365.test",
             ident="Microsoft ESMTP MAIL Service ready (stand-in for tests)",
-            tls_context=self._certificate.server_context(),
+            tls_context=self.certificate.server_context(),
             require_starttls=True,
             auth_required=True,
             auth_exclude_mechanism=[] if self._passwords else ["LOGIN", "PLAIN"],
             data_size_limit=157_286_400,  # what Exchange Online advertises
         )
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        controller.start()
+        return controller.stop
 
     def reset(self) -> None:
         """Forget messages, AUTH attempts and the session count."""
@@ -179,12 +177,10 @@ class XOAuth2SMTPServer(LocalServer):
             reply = REPLIES["smtp_auth_disabled"]
         else:
             reply = REPLIES["signed_in" if valid else "refused"]
-        success = reply == REPLIES["signed_in"]
-        self.auth_attempts.append(AuthAttempt(mechanism, user, success, reply))
-        login = (user, mechanism) if success else None
-        return AuthResult(
-            success=success, handled=False, auth_data=login, message=reply
-        )
+        ok = reply == REPLIES["signed_in"]
+        self.auth_attempts.append(AuthAttempt(mechanism, user, ok, reply))
+        login = (user, mechanism) if ok else None
+        return AuthResult(success=ok, handled=False, auth_data=login, message=reply)
 
     def _token_signs_in(self, token: str, user: str) -> bool:
         issued = self._platform.introspect(token)
@@ -204,9 +200,8 @@ class XOAuth2SMTPServer(LocalServer):
             if not self.may_send_as(mailbox, sender):
                 return REPLIES["send_as_denied"].format(mailbox=mailbox, sender=sender)
         rcpts = list(envelope.rcpt_tos)
-        self.deliver(
-            ReceivedMessage(mail_from, rcpts, mailbox, mechanism, data, number)
-        )
+        message = ReceivedMessage(mail_from, rcpts, mailbox, mechanism, data, number)
+        self.deliver(message)
         return REPLIES["accepted"]
 
 
