@@ -306,12 +306,12 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return _short(row.created_at)
 
     @admin.display(description=_("sent / not before"), ordering="sent_at")
-    def sent_or_due(self, row: OutboundMessage) -> str:
+    def sent_or_due(self, row: OutboundMessage) -> str | None:
         if row.sent_at is not None:
             return _short(row.sent_at)
         if row.send_after is not None and row.status in OutboundMessage.WAITING:
             return _("not before %(time)s") % {"time": _short(row.send_after)}
-        return "-"
+        return None  # the admin's empty_value_display
 
     @admin.display(description=_("error or reason"), ordering="last_error")
     def last_error_summary(self, row: OutboundMessage) -> str:
