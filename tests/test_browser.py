@@ -36,12 +36,10 @@ from typing import Any
 import pytest
 
 import tests
-from django_live_oauth_mail.testing import find_free_port
+from tests.example_site import MANAGE, REPO, DemoSite, run_demo
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parent.parent
-MANAGE = REPO / "example_project" / "manage.py"
 SHOTS = REPO / "build" / "screenshots"
 DOCS_SHOTS = REPO / "docs" / "screenshots"
 CHROMIUM_ARGS = [
@@ -53,7 +51,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_TIMEOUT = 30.0
 PERSONAL = "ada@outlook.com"
 WORK = "grace@contoso.com"
 ALAN = "alan@fabrikam.com"
@@ -95,96 +92,15 @@ def test_the_demo_runs_the_installed_package() -> None:
 # -- the example project, as a subprocess ----------------------------------------
 
 
-@dataclass
-class DemoSite:
-    url: str
-    identity_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = find_free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
-    tmp = tmp_path_factory.mktemp("example_project")
-    site_port, identity_port, smtp_port, pages_port, graph_port = _free_ports(5)
-    env = {
-        **os.environ,
-        # Real variables win over example_project/.env, so a developer's real
-        # credentials there can never be used by this test.
-        "LIVE_OAUTH_MAIL_CLIENT_ID": "",
-        "LIVE_OAUTH_MAIL_CLIENT_SECRET": "",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "DEMO_IDENTITY_PORT": str(identity_port),
-        "DEMO_SMTP_PORT": str(smtp_port),
-        "DEMO_PAGES_PORT": str(pages_port),
-        "DEMO_GRAPH_PORT": str(graph_port),
-        "DEBUG": "true",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # pytest-django set tests.settings
-    log_path = tmp / "demo.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(MANAGE),
-                "demo",
-                "--port",
-                str(site_port),
-                "--noinput",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    site = DemoSite(
-        url=f"http://127.0.0.1:{site_port}",
-        # The consent page a browser sees is plain HTTP: no certificate to
-        # click through (the token endpoint stays on HTTPS for msal).
-        identity_url=f"http://127.0.0.1:{pages_port}/",
-        process=process,
-        log_path=log_path,
-    )
-    try:
-        _wait_until_up(site)
+    # Every test here may send the contact form: no limit gets in the way.
+    with run_demo(
+        tmp_path_factory.mktemp("example_project"),
+        CONTACT_LIMIT_PER_VISITOR="1000/h",
+        CONTACT_LIMIT_SITE_WIDE="1000/h",
+    ) as site:
         yield site
-    finally:
-        process.terminate()  # SIGTERM: the demo command stops its stand-ins
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_up(site: DemoSite) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if site.process.poll() is not None:
-            pytest.fail(f"manage.py demo exited early:\n{site.log()}")
-        try:
-            with urllib.request.urlopen(site.url + "/", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"manage.py demo did not answer in time:\n{site.log()}")
-        time.sleep(0.2)
 
 
 # -- the browser -----------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import email.policy
 from email.utils import formataddr
 from typing import Any
 
@@ -11,6 +12,41 @@ from django.core.validators import validate_email
 from django_live_oauth_mail.models import MailAccount
 
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+
+
+def validate_header_value(value: str) -> None:
+    """Refuse a value that Django 6's EmailMessage would refuse in a header.
+
+    Django 6 builds messages with Python's modern email API, whose policy
+    refuses any value that ``str.splitlines()`` splits: \\r and \\n, and
+    also \\x0b, \\x0c, \\x1c-\\x1e, \\x85, \\u2028 and \\u2029. Django 5.2's
+    own check (``forbid_multi_line_headers``, deprecated in 6.1) sees only
+    \\r and \\n. Asking that policy here refuses the same values on every
+    Django, as a form error instead of a ValueError (a 500) at send time.
+    """
+    try:
+        email.policy.default.header_store_parse("Subject", value)
+    except ValueError:
+        raise ValidationError(
+            "Enter this on one line: it goes into a mail header, where line "
+            "breaks (of any kind) are not allowed."
+        ) from None
+
+
+def validate_content_type(content_type: str) -> None:
+    """Refuse a content type that Django cannot attach: it must be type/subtype.
+
+    ``EmailMessage.attach()`` splits the content type at its first "/" into
+    the MIME main type and subtype; without one it raises ValueError.
+    """
+    maintype, _, subtype = content_type.partition("/")
+    if not (maintype.strip() and subtype.strip()):
+        raise ValidationError(
+            f"The file came with the content type {content_type!r}, which is not "
+            "of the form type/subtype (e.g. text/plain). Attach it again, or "
+            "send it without the attachment."
+        )
+    validate_header_value(content_type)
 
 
 def mailbox_label(mailbox: MailAccount) -> str:
@@ -35,7 +71,7 @@ class ComposeForm(forms.Form):
         help_text="One or more addresses, separated by commas.",
         widget=forms.TextInput(attrs={"placeholder": "someone@example.com"}),
     )
-    subject = forms.CharField(max_length=200)
+    subject = forms.CharField(max_length=200, validators=[validate_header_value])
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 7}))
     attachment = forms.FileField(
         required=False, help_text="Optional, up to 5 MB.", allow_empty_file=True
@@ -94,8 +130,14 @@ class ComposeForm(forms.Form):
 
     def clean_attachment(self) -> Any:
         upload = self.cleaned_data.get("attachment")
-        if upload and upload.size > MAX_ATTACHMENT_BYTES:
+        if not upload:
+            return upload
+        if upload.size > MAX_ATTACHMENT_BYTES:
             raise ValidationError("The attachment is larger than 5 MB.")
+        # Both go into the attachment's MIME headers, as the browser sent them.
+        validate_header_value(upload.name)
+        if upload.content_type:
+            validate_content_type(upload.content_type)
         return upload
 
     def build_message(self) -> EmailMessage:
@@ -117,20 +159,16 @@ class ComposeForm(forms.Form):
 class ContactForm(forms.Form):
     """A message from anyone to the site; the visitor is only its Reply-To."""
 
-    name = forms.CharField(label="Your name", max_length=100)
+    # It goes into the Subject and Reply-To headers.
+    name = forms.CharField(
+        label="Your name", max_length=100, validators=[validate_header_value]
+    )
     email = forms.EmailField(
         label="Your email",
         help_text="We reply to this address. It is never the sender.",
         widget=forms.EmailInput(attrs={"placeholder": "you@example.com"}),
     )
     message = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 6}))
-
-    def clean_name(self) -> str:
-        name: str = self.cleaned_data["name"]
-        # It goes into the Subject and Reply-To headers.
-        if "\r" in name or "\n" in name:
-            raise ValidationError("Enter your name on one line.")
-        return name
 
     def build_message(self, sender: str, recipients: list[str]) -> EmailMessage:
         data = self.cleaned_data

@@ -9,11 +9,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
 
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
@@ -46,9 +48,7 @@ def home(request: HttpRequest) -> HttpResponse:
         mailboxes = MailAccount.objects.filter(user=request.user)
         context["linked"] = mailboxes.active().exists()
         context["sent"] = mailboxes.filter(last_used_at__isnull=False).exists()
-    running = standins.running()
-    if running is not None:
-        context["received"] = len(running.smtp.messages)
+    context["received"] = len(_visible_mail(request))
     return render(request, "demo/home.html", context)
 
 
@@ -107,21 +107,18 @@ def contact(request: HttpRequest) -> HttpResponse:
     sender = _site_sender()
     form = ContactForm(request.POST or None)
     error = ""
+    status = 200
     if request.method == "POST" and sender is not None and form.is_valid():
-        name, address = sender
-        # The recipients are the site's, never the visitor's: an open form that
-        # let visitors choose them would relay spam.
-        recipients = settings.CONTACT_RECIPIENTS or [address]
-        message = form.build_message(formataddr((name, address)), recipients)
-        # Queued: the visitor does not wait for Microsoft; the worker sends it.
-        message.connection = _queued_connection()
-        # A real site would log the error and apologise; the demo shows it.
-        error = _send(message)
+        error = _over_contact_limit(request)
+        if error:
+            status = 429  # Too Many Requests; the page keeps what was typed
+        else:
+            error = _queue_contact_message(form, sender)
         if not error:
             messages.success(
                 request,
                 f"Thank you, {form.cleaned_data['name']}: your message was queued "
-                f"to go out from {address} in a moment, and replies will go to "
+                f"to go out from {sender[1]} in a moment, and replies will go to "
                 f"{form.cleaned_data['email']}.",
             )
             return redirect("contact")
@@ -136,7 +133,55 @@ def contact(request: HttpRequest) -> HttpResponse:
             or ([sender[1]] if sender else []),
             "routing": conf.ROUTING,
         },
+        status=status,
     )
+
+
+def _queue_contact_message(form: ContactForm, sender: tuple[str, str]) -> str:
+    """Queue the visitor's message; "" when queued, else why not, for the page."""
+    name, address = sender
+    # The recipients are the site's, never the visitor's: an open form that
+    # let visitors choose them would relay spam.
+    recipients = settings.CONTACT_RECIPIENTS or [address]
+    message = form.build_message(formataddr((name, address)), recipients)
+    # Queued: the visitor does not wait for Microsoft; the worker sends it.
+    message.connection = _queued_connection()
+    # A real site would log the error and apologise; the demo shows it.
+    return _send(message)
+
+
+def _over_contact_limit(request: HttpRequest) -> str:
+    """Count one message against the contact form's limits; why not, or "".
+
+    Only messages about to be queued count, so a visitor who mistyped an
+    address is not held back. The visitor's limit comes first: a message it
+    refuses does not use up the site's.
+    """
+    if is_ratelimited(
+        request,
+        group="demo.contact.visitor",
+        key="ip",
+        rate=settings.CONTACT_LIMIT_PER_VISITOR,
+        increment=True,
+    ):
+        return (
+            "Too many messages from you just now: please try again later, or "
+            "write to us from your own mail program."
+        )
+    if is_ratelimited(
+        request,
+        group="demo.contact.site",
+        key=_whole_site,
+        rate=settings.CONTACT_LIMIT_SITE_WIDE,
+        increment=True,
+    ):
+        return "Too many messages reached the site just now: please try again later."
+    return ""
+
+
+def _whole_site(group: str, request: HttpRequest) -> str:
+    """django-ratelimit's key for a limit that every visitor shares."""
+    return "everyone"
 
 
 def _site_sender() -> tuple[str, str] | None:
@@ -192,13 +237,16 @@ def _send(message: EmailMessage) -> str:
 @login_required
 @require_GET
 def dev_inbox(request: HttpRequest) -> HttpResponse:
-    """Every message the local stand-ins received (SMTP or Graph), newest first."""
+    """What the local stand-ins received (SMTP or Graph), newest first.
+
+    Staff see every message, Bcc recipients included, and the SMTP AUTH
+    switches; anyone else sees only the messages they sent (_visible_mail).
+    """
     running = standins.running()
-    received = running.smtp.messages if running is not None else []
-    inbox = [_summary(number, item) for number, item in enumerate(received, 1)]
+    inbox = [_summary(number, item) for number, item in _visible_mail(request)]
     inbox.reverse()
     switches = []
-    if running is not None:
+    if running is not None and request.user.is_staff:
         off = {address.casefold() for address in running.smtp.smtp_auth_disabled}
         switches = [
             {
@@ -212,8 +260,42 @@ def dev_inbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "demo/inbox.html",
-        {"inbox": inbox, "running": running is not None, "switches": switches},
+        {
+            "inbox": inbox,
+            "running": running is not None,
+            "switches": switches,
+            "everything": request.user.is_staff,
+        },
     )
+
+
+def _visible_mail(request: HttpRequest) -> list[tuple[int, Any]]:
+    """(number, message) of each received message the user may read.
+
+    Staff may read them all. Anyone else may read the messages they sent: those
+    the stand-in accepted after one of their linked mailboxes signed in
+    (``authenticated_as``). That is what Microsoft checked, unlike the From
+    header, which anyone may write; Send As addresses are covered, as their
+    mail signs in as the user's mailbox. Mail from a shared mailbox (the
+    contact form's) is the site's: staff only.
+    """
+    running = standins.running()
+    if running is None or not request.user.is_authenticated:
+        return []
+    received = list(enumerate(running.smtp.messages, 1))
+    if request.user.is_staff:
+        return received
+    theirs = {
+        address.casefold()
+        for address in MailAccount.objects.filter(
+            user=request.user.pk, shared=False
+        ).values_list("email", flat=True)
+    }
+    return [
+        (number, message)
+        for number, message in received
+        if (message.authenticated_as or "").casefold() in theirs
+    ]
 
 
 @login_required
@@ -221,10 +303,13 @@ def dev_inbox(request: HttpRequest) -> HttpResponse:
 def smtp_auth(request: HttpRequest) -> HttpResponse:
     """Turn SMTP AUTH off or on for a mailbox, as an Exchange admin would.
 
-    Only on the stand-in, and only for the user's own or shared mailboxes.
+    Only staff, only on the stand-in, and only for their own or shared
+    mailboxes: a shared mailbox sends the site's mail for everyone.
     With TRANSPORT "auto", the next send from a mailbox whose SMTP AUTH is
     off goes through Graph, and the mailbox stays there.
     """
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff may switch SMTP AUTH.")
     running = standins.running()
     allowed = {account.email for account in _switchable(request)}
     mailbox = request.POST.get("mailbox", "")

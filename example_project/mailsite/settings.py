@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     # Queued mail's tasks live in the database; `manage.py demo` runs a
     # worker (`manage.py db_worker`) beside the site.
     "django_tasks_db",
+    # Rate limits on the anonymous contact form (and its system checks).
+    "django_ratelimit",
     "demo",
 ]
 MIDDLEWARE = [
@@ -119,6 +121,29 @@ USE_TZ = True
 # It is staff, allowed to view and change linked mailboxes in the admin.
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a local demo account
+
+# django-ratelimit counts in this cache, so it must be one that every process
+# serving the site shares and that increments atomically: Redis or Memcached,
+# e.g. CACHE_URL=redis://127.0.0.1:6379/1. Unset, the demo counts in memory,
+# which is enough for it alone: one process serves every request (`manage.py
+# demo` runs runserver without the autoreloader; the worker serves none).
+CACHES = {"default": env.cache_url_config(_value("CACHE_URL", "locmemcache://"))}
+if CACHES["default"]["BACKEND"].endswith(".LocMemCache"):
+    # Its checks rightly say this memory is not shared between processes.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+elif CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Django's own Redis backend increments atomically too; django-ratelimit
+    # lists only django-redis's.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+
+# How many messages the contact form queues, per visitor (by IP address) and
+# for the whole site, in django-ratelimit's "count/period" form (period: s, m,
+# h or d, with an optional multiple: "5/10m"). Anonymous visitors have no
+# mailbox of their own: without a limit a script can queue thousands of
+# messages on the site's shared mailbox, and mail the site sends from it
+# (password resets) waits behind them.
+CONTACT_LIMIT_PER_VISITOR = _value("CONTACT_LIMIT_PER_VISITOR", "5/h")
+CONTACT_LIMIT_SITE_WIDE = _value("CONTACT_LIMIT_SITE_WIDE", "50/h")
 
 # Where the contact form's messages go. Empty: to the shared mailbox that
 # sends them.
