@@ -243,6 +243,13 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         return () if obj is None else self.inlines
 
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        # Whether a Send As entry may be shared depends on who shares it.
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        return {**kwargs, "form_kwargs": {"requested_by": request.user}}
+
 
 def _short(moment: datetime.datetime) -> str:
     """A time in the site's short format, which fits a narrow column."""
