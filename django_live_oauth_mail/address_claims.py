@@ -15,8 +15,9 @@ written, not where mail is sent:
 
 Who asks is a user, or :data:`OPERATOR` for code run on the server (a
 management command, the shell), which already holds the database and the
-settings and so is trusted like a superuser. A writer that knows no user
-passes None, which is trusted like an ordinary user.
+settings and so is trusted like a superuser (no command writes Send As
+entries yet; one that does passes it). A writer that knows no user passes
+None, which is trusted like an ordinary user, as is an inactive superuser.
 """
 
 from __future__ import annotations

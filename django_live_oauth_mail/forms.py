@@ -17,7 +17,9 @@ class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
     """An address a mailbox may also send as; its mailbox is the instance's.
 
     The form takes ``address`` only: whether an address is shared (any code on
-    the site may send as it) is the admin's call, and the admin adds the field.
+    the site may send as it) is the admin's call, and the admin adds the field
+    and passes ``requested_by``, since some addresses only a superuser may
+    share (see :mod:`.address_claims`).
     """
 
     class Meta:
