@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
 from django.test import Client
 from django.utils import timezone
 
 from django_live_oauth_mail import pacing
+from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.checks import check_settings, check_stored_send_rates
 from django_live_oauth_mail.conf import MAX_RATE_COUNT, parse_rate
 from django_live_oauth_mail.exceptions import ConfigurationError
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
+from django_live_oauth_mail.worker import deliver
 
 from .test_admin import change
 
@@ -120,3 +125,31 @@ def test_pacing_names_the_mailbox_and_the_fix_for_a_stored_unreadable_rate(
     assert text.startswith("The send rate of alice@outlook.com must be 1 to 10,000")
     assert "Correct it on the mailbox's admin page" in text
     assert "LIVE_OAUTH_MAIL['SEND_RATE']" in text
+
+
+@pytest.mark.django_db
+def test_a_queued_message_from_a_mailbox_with_an_unreadable_rate_fails_saying_why(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        send_rate="99999999999999999999999/second"
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        QueuedEmailBackend().send_messages(
+            [EmailMessage("Hi", "Body", alice_account.email, ["to@example.org"])]
+        )
+    (queued,) = OutboundMessage.objects.all()
+
+    # Not a mail error: the worker lets the task show it too.
+    with contextlib.suppress(ConfigurationError):
+        deliver(queued.pk)
+
+    queued.refresh_from_db()
+    assert queued.status == OutboundMessage.Status.FAILED
+    assert queued.last_error.startswith(
+        "The send rate of alice@outlook.com must be 1 to 10,000"
+    )
+    assert smtp_server.messages == []
