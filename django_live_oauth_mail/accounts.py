@@ -10,13 +10,20 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import crypto, durable, signals
+from .address_claims import app_mailbox_problem, link_problem
+from .exceptions import AddressTaken
 from .models import MailAccount, normalize_email
 from .msal_client import LinkedIdentity
 
 
 @sensitive_variables()
 def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool]:
-    """Create or renew ``user``'s link to the mailbox; return (account, created)."""
+    """Create or renew ``user``'s link to the mailbox; return (account, created).
+
+    The link is ``user``'s own row: another user who links the same mailbox
+    gets a row of their own and never renews (takes over) this one. Raises
+    :class:`AddressTaken` if the address is an app mailbox's.
+    """
     using = router.db_for_write(MailAccount)
     fields = {
         "display_name": identity.display_name,
@@ -32,8 +39,13 @@ def link_mailbox(user: Any, identity: LinkedIdentity) -> tuple[MailAccount, bool
         "encrypted_token_cache": crypto.encrypt(identity.serialized_cache),
     }
     with transaction.atomic(using=using):
+        problem = link_problem(identity.email)
+        if problem:
+            raise AddressTaken(problem, mailbox=identity.email)
         # update_or_create locks the row, and copes with two callbacks racing
         # to create the same link (the loser updates instead of failing).
+        # Keyed on the user too: one user's sign-in must never renew, and so
+        # take over, another user's link to the same mailbox.
         account, created = MailAccount.objects.using(using).update_or_create(
             user=user, email=identity.email, defaults=fields
         )
@@ -73,13 +85,18 @@ def add_app_mailbox(email: str, tenant: str) -> tuple[MailAccount, bool]:
 
     No one links it: a tenant administrator grants the app access to the
     mailbox. It is shared, so any code on the site may send from it. Returns
-    (account, created); registering it again updates its tenant.
+    (account, created); registering it again updates its tenant. Raises
+    ValueError for a bad tenant, and :class:`AddressTaken` (a ValueError) if a
+    person has linked the address.
     """
     tenant = tenant.strip()
     problem = tenant_problem(tenant)
     if problem:
         raise ValueError(problem)
     email = normalize_email(email)
+    problem = app_mailbox_problem(email)
+    if problem:
+        raise AddressTaken(problem, mailbox=email)
     fields = {
         "kind": MailAccount.Kind.APP,
         "tenant_id": tenant,

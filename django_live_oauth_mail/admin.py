@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import Promise
@@ -28,6 +29,7 @@ from django.utils.translation import ngettext
 
 from . import outbox
 from .accounts import add_app_mailbox, unlink_mailbox
+from .admin_disconnect import disconnect_selected
 from .diagnostics import send_test_message
 from .exceptions import ConfigurationError, LiveOAuthMailError, TokenCacheUnreadable
 from .forms import AppMailboxForm, MailAccountForm, SendAsAddressForm
@@ -129,7 +131,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             try:
                 steps = send_test_message(account, to)
             except _ROW_ERRORS as error:
-                self._report_row_error(request, account, error)
+                self.report_row_error(request, account, error)
                 continue
             last = steps[-1]
             if last.ok:
@@ -160,7 +162,7 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             try:
                 get_access_token(account, force_refresh=True)
             except _ROW_ERRORS as error:
-                self._report_row_error(request, account, error)
+                self.report_row_error(request, account, error)
             else:
                 refreshed += 1
         if refreshed:
@@ -175,28 +177,15 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         description=_("Disconnect (delete the link and its tokens)"),
         permissions=["delete"],
     )
-    def disconnect(self, request: HttpRequest, queryset: QuerySet[MailAccount]) -> None:
-        count = 0
-        for account in queryset.select_related("user"):
-            try:
-                unlink_mailbox(account)
-            except DatabaseError as error:
-                self._report_row_error(request, account, error)
-            else:
-                count += 1
-        if count:
-            self.message_user(
-                request,
-                ngettext(
-                    "Disconnected %d mailbox.", "Disconnected %d mailboxes.", count
-                )
-                % count,
-                messages.SUCCESS,
-            )
+    def disconnect(
+        self, request: HttpRequest, queryset: QuerySet[MailAccount]
+    ) -> TemplateResponse | None:
+        return disconnect_selected(self, request, queryset)
 
-    def _report_row_error(
+    def report_row_error(
         self, request: HttpRequest, account: MailAccount, error: Exception
     ) -> None:
+        """Say why an action failed for one mailbox; it goes on with the rest."""
         if isinstance(error, DatabaseError):
             # Not the mailbox's fault, and its text alone rarely says why.
             logger.warning("Admin action on %s failed.", account.email, exc_info=error)
@@ -253,6 +242,13 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         return () if obj is None else self.inlines
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        # Whether a Send As entry may be shared depends on who shares it.
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        return {**kwargs, "form_kwargs": {"requested_by": request.user}}
 
 
 def _short(moment: datetime.datetime) -> str:

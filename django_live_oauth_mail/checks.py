@@ -10,10 +10,18 @@ from cryptography.fernet import Fernet
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError
 
 from . import msal_client, tasks
-from .conf import SETTINGS_NAME, conf, django_setting_is_set
+from .conf import (
+    MAX_RATE_COUNT,
+    SETTINGS_NAME,
+    conf,
+    django_setting_is_set,
+    parse_rate,
+)
 from .exceptions import ConfigurationError
+from .models import MailAccount
 
 BACKEND = "django_live_oauth_mail.backends.EmailBackend"
 QUEUED_BACKEND = "django_live_oauth_mail.backends.QueuedEmailBackend"
@@ -91,6 +99,7 @@ def check_settings(
             )
         )
     messages.extend(_routing_messages())
+    messages.extend(_rate_messages())
     messages.extend(_transport_messages())
     if urlsplit(conf.AUTHORITY).scheme != "https":
         messages.append(
@@ -122,6 +131,59 @@ def check_settings(
 
 MIDDLEWARE = "django_live_oauth_mail.middleware.SendingAsMiddleware"
 
+RATE_HINT = (
+    f"Give 1 to {MAX_RATE_COUNT:,} messages per second, minute, hour or day, in "
+    "ASCII digits, such as '30/minute'."
+)
+
+
+def _rate_messages() -> list[CheckMessage]:
+    """SEND_RATE, checked whatever the backend: a typo must not wait for a queue."""
+    try:
+        _ = conf.SEND_RATE
+    except ConfigurationError as error:
+        return [Error(str(error), hint=RATE_HINT, id="live_oauth_mail.E011")]
+    return []
+
+
+@register(Tags.database)
+def check_stored_send_rates(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """Mailboxes whose stored send rate the workers could not read.
+
+    A database check, so it runs only when asked for the databases (``migrate``,
+    ``check --database default``), never on every ``runserver``. Rows written
+    past the field's validator (an ``update()``, a fixture, an older version)
+    would fail every queued message from the mailbox.
+    """
+    messages: list[CheckMessage] = []
+    for alias in databases or ():
+        try:
+            rates = list(
+                MailAccount.objects.using(alias)
+                .exclude(send_rate="")
+                .values_list("pk", "email", "send_rate")
+            )
+        except DatabaseError:
+            continue  # not migrated yet: nothing stored to check
+        for pk, email, rate in rates:
+            try:
+                parse_rate(rate, f"The send rate of {email}")
+            except ConfigurationError as error:
+                messages.append(
+                    Error(
+                        f"{error} (linked mailbox {pk}, database {alias!r})",
+                        hint=f"{RATE_HINT} Correct it on the mailbox's admin "
+                        "page, or clear it to follow the SEND_RATE setting.",
+                        obj=f"live_oauth_mail.MailAccount:{pk}",
+                        id="live_oauth_mail.E012",
+                    )
+                )
+    return messages
+
 
 def _backends_in_use() -> set[str]:
     mailers = getattr(settings, "MAILERS", None) or {}
@@ -136,7 +198,7 @@ def _backends_in_use() -> set[str]:
 def _queue_messages() -> list[CheckMessage]:
     """Queued sending: readable settings, an engine, and one that can wait."""
     try:
-        _ = conf.QUEUE, conf.SEND_RATE, conf.daily_recipients("work")
+        _ = conf.QUEUE, conf.daily_recipients("work")
         _ = conf.SESSIONS_PER_MAILBOX, conf.QUEUE_ATTEMPTS, conf.QUEUE_BACKOFF
         tasks.require_engine()
         can_defer = tasks.can_defer()

@@ -6,6 +6,7 @@ Every property reads ``django.conf.settings`` when it is accessed, so
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -364,15 +365,30 @@ class Settings:
         return max(1.0, float(self._get("SENDING_TIMEOUT")))
 
 
+#: The most messages a rate may allow per period. Exchange itself takes 30 a
+#: minute from a mailbox; a larger count is a typo, and an unbounded one
+#: overflows the database's integers when the pace is counted.
+MAX_RATE_COUNT = 10_000
+
+# ASCII digits only: str.isdigit() and int() also take "²" or Arabic-Indic
+# digits, which Django then cannot store or compare.
+_RATE = re.compile(r"\s*([0-9]{1,6})\s*/\s*([a-z]+?)s?\s*", re.ASCII | re.IGNORECASE)
+
+
 def parse_rate(value: Any, name: str) -> tuple[int, float]:
-    """``"30/minute"`` as (30, 60.0); raises ConfigurationError if unreadable."""
-    count, _, unit = str(value).strip().partition("/")
-    unit = unit.strip().lower().rstrip("s")
-    if count.strip().isdigit() and int(count) > 0 and unit in RATE_UNITS:
-        return int(count), RATE_UNITS[unit]
+    """``"30/minute"`` as (30, 60.0); raises ConfigurationError if unreadable.
+
+    The count is 1 to :data:`MAX_RATE_COUNT` in ASCII digits; the period is a
+    second, minute, hour or day (a trailing "s" is allowed).
+    """
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if match:
+        count, unit = int(match[1]), match[2].lower()
+        if 0 < count <= MAX_RATE_COUNT and unit in RATE_UNITS:
+            return count, RATE_UNITS[unit]
     raise ConfigurationError(
-        f"{name} must be a number of messages per second, minute, hour or day, "
-        f"such as '30/minute', not {value!r}."
+        f"{name} must be 1 to {MAX_RATE_COUNT:,} messages per second, minute, "
+        f"hour or day, such as '30/minute', not {value!r}."
     )
 
 

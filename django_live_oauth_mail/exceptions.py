@@ -128,6 +128,13 @@ class SenderNotAllowed(AccountNotFound):
     """
 
 
+class AddressTaken(LiveOAuthMailError, ValueError):
+    """The address is another kind of mailbox's: an app mailbox's or a person's.
+
+    Nothing was linked or registered; see :mod:`.address_claims`.
+    """
+
+
 class TokenError(LiveOAuthMailError):
     """The identity platform did not give an access token.
 

@@ -9,17 +9,17 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .accounts import tenant_problem
-from .conf import parse_rate
-from .exceptions import ConfigurationError
+from .address_claims import app_mailbox_problem, send_as_problem
 from .models import MailAccount, SendAsAddress, normalize_email
-from .routing import reserved_address
 
 
 class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
     """An address a mailbox may also send as; its mailbox is the instance's.
 
     The form takes ``address`` only: whether an address is shared (any code on
-    the site may send as it) is the admin's call, and the admin adds the field.
+    the site may send as it) is the admin's call, and the admin adds the field
+    and passes ``requested_by``, since some addresses only a superuser may
+    share (see :mod:`.address_claims`).
     """
 
     class Meta:
@@ -47,22 +47,24 @@ class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
             )
         return address
 
+    def __init__(self, *args: Any, requested_by: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Who saves it: the rules for shared entries depend on it (see
+        # address_claims). None is an ordinary user.
+        self.requested_by = requested_by
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data
         address = cleaned.get("address")
         shared = cleaned.get("shared", self.instance.shared)
-        # Only the admin can claim a site address, and only for everyone.
-        if address and not shared and reserved_address(address):
+        problem = address and send_as_problem(
+            self.instance.account, address, shared=bool(shared), by=self.requested_by
+        )
+        if problem:
             self.add_error(
                 "address",
                 forms.ValidationError(
-                    _(
-                        "%(address)s is the site's address or another mailbox's, "
-                        "so one user's mailbox cannot send as it. An "
-                        "administrator can add it as a shared Send As address."
-                    ),
-                    code="reserved",
-                    params={"address": address},
+                    problem, code="shared_reserved" if shared else "reserved"
                 ),
             )
         return cleaned
@@ -87,6 +89,9 @@ class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
             raise forms.ValidationError(
                 _("%(email)s is already an app mailbox.") % {"email": email}
             )
+        problem = app_mailbox_problem(email)
+        if problem:
+            raise forms.ValidationError(problem, code="linked")
         return email
 
     def clean_tenant_id(self) -> str:
@@ -98,13 +103,7 @@ class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 class MailAccountForm(forms.ModelForm):  # type: ignore[type-arg]
-    """The change form; a send rate the workers could not read is refused here."""
+    """The change form; the send rate's validator refuses one workers can't read."""
 
     def clean_send_rate(self) -> str:
-        rate = str(self.cleaned_data["send_rate"]).strip()
-        if rate:
-            try:
-                parse_rate(rate, "The send rate")
-            except ConfigurationError as error:
-                raise forms.ValidationError(str(error), code="invalid") from None
-        return rate
+        return str(self.cleaned_data["send_rate"]).strip()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
-from .conf import Protocol, conf
-from .exceptions import TokenCacheUnreadable
+from .conf import Protocol, conf, parse_rate
+from .exceptions import ConfigurationError, TokenCacheUnreadable
 
 
 class MailAccountQuerySet(models.QuerySet["MailAccount"]):
@@ -24,6 +25,14 @@ class MailAccountQuerySet(models.QuerySet["MailAccount"]):
 def normalize_email(address: str) -> str:
     """Exchange treats mailbox addresses case-insensitively; so do we."""
     return address.strip().lower()
+
+
+def validate_send_rate(value: str) -> None:
+    """Refuse a send rate the workers could not pace by (see ``parse_rate``)."""
+    try:
+        parse_rate(value, "The send rate")
+    except ConfigurationError as error:
+        raise ValidationError(str(error), code="invalid_rate") from None
 
 
 class MailAccount(models.Model):
@@ -109,8 +118,10 @@ class MailAccount(models.Model):
         _("send rate"),
         max_length=32,
         blank=True,
+        validators=[validate_send_rate],
         help_text=_(
-            "Queued messages per period, such as '30/minute'. Empty follows "
+            "Queued messages per period, such as '30/minute': 1 to 10,000 per "
+            "second, minute, hour or day. Empty follows "
             "LIVE_OAUTH_MAIL['SEND_RATE']."
         ),
     )

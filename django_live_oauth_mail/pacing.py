@@ -16,6 +16,7 @@ import datetime
 from django.db.models import Sum
 
 from .conf import SETTINGS_NAME, conf, parse_rate
+from .exceptions import ConfigurationError
 from .models import MailAccount, OutboundMessage
 
 DAY = datetime.timedelta(days=1)
@@ -34,9 +35,18 @@ class Wait:
 
 def rate_of(account: MailAccount) -> tuple[int, float]:
     """The mailbox's own rate, else ``SEND_RATE``: (messages, seconds)."""
-    if account.send_rate:
+    if not account.send_rate:
+        return conf.SEND_RATE
+    try:
         return parse_rate(account.send_rate, f"The send rate of {account.email}")
-    return conf.SEND_RATE
+    except ConfigurationError as error:
+        # Written past the form and the field's validator (an update(), a
+        # fixture, an older version): say which row to mend, not only why.
+        raise ConfigurationError(
+            f"{error} Correct it on the mailbox's admin page (Send rate), or "
+            f"clear it to follow {SETTINGS_NAME}['SEND_RATE'], then retry the "
+            "message."
+        ) from None
 
 
 def daily_budget(account: MailAccount) -> int:

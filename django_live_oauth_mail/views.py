@@ -26,6 +26,7 @@ from . import flows, msal_client
 from .accounts import link_mailbox, unlink_mailbox
 from .conf import conf
 from .exceptions import (
+    AddressTaken,
     AuthorizationDeclined,
     AuthorizationFailed,
     IdentityPlatformUnavailable,
@@ -193,7 +194,12 @@ def callback(request: HttpRequest) -> HttpResponse:
         # Microsoft's error answer, or its refusal to redeem the code.
         logger.warning("Linking a mailbox failed: %s", error)
         return _failure(request, _("Signing in with Microsoft failed"), str(error))
-    account, created = link_mailbox(request.user, identity)
+    try:
+        account, created = link_mailbox(request.user, identity)
+    except AddressTaken as error:
+        return _failure(
+            request, _("This mailbox cannot be linked"), str(error), status=409
+        )
     text = (
         _("%(mailbox)s is linked. Mail from it will now be sent through Microsoft.")
         if created

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from django_live_oauth_mail import signals
 from django_live_oauth_mail.exceptions import ConsentRequired
-from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
@@ -34,12 +34,17 @@ def staff(admin_user: Any) -> Client:
     return client
 
 
-def act(staff: Client, action: str, *accounts: MailAccount) -> Any:
+def act(staff: Client, action: str, *accounts: MailAccount, **extra: str) -> Any:
     return staff.post(
         CHANGELIST,
-        {"action": action, "_selected_action": [a.pk for a in accounts]},
+        {"action": action, "_selected_action": [a.pk for a in accounts], **extra},
         follow=True,
     )
+
+
+def confirm_disconnect(staff: Client, *accounts: MailAccount) -> Any:
+    """The Disconnect action, confirmed on its page (post=yes)."""
+    return act(staff, "disconnect", *accounts, post="yes")
 
 
 def undecryptable(account: MailAccount) -> MailAccount:
@@ -196,7 +201,7 @@ def test_a_mailbox_that_cannot_be_decrypted_can_still_be_disconnected(
     staff: Client, alice_account: MailAccount, bob_account: MailAccount
 ) -> None:
     undecryptable(alice_account)
-    response = act(staff, "disconnect", alice_account, bob_account)
+    response = confirm_disconnect(staff, alice_account, bob_account)
     assert reported(response) == [(messages.SUCCESS, "Disconnected 2 mailboxes.")]
     assert MailAccount.objects.count() == 0
 
@@ -210,7 +215,7 @@ def test_disconnect_reports_a_database_error_and_disconnects_the_rest(
 
     pre_delete.connect(locked, sender=MailAccount)
     try:
-        response = act(staff, "disconnect", alice_account, bob_account)
+        response = confirm_disconnect(staff, alice_account, bob_account)
     finally:
         pre_delete.disconnect(locked, sender=MailAccount)
 
@@ -244,12 +249,64 @@ def test_disconnect_action_deletes_and_signals(
 
     signals.account_disconnected.connect(receiver)
     try:
-        response = act(staff, "disconnect", alice_account, bob_account)
+        response = confirm_disconnect(staff, alice_account, bob_account)
     finally:
         signals.account_disconnected.disconnect(receiver)
     assert "Disconnected 2 mailboxes." in response.content.decode()
     assert MailAccount.objects.count() == 0
     assert sorted(seen) == ["alice@outlook.com", "bob@contoso.com"]
+
+
+def waiting_message(account: MailAccount) -> OutboundMessage:
+    return OutboundMessage.objects.create(
+        account=account,
+        mailbox=account.email,
+        from_email=account.email,
+        recipients="to@example.org",
+        recipient_count=1,
+        message_id="<m@example.org>",
+        encrypted_message="-",
+    )
+
+
+def test_disconnect_asks_first_and_says_what_it_will_do(
+    staff: Client, alice_account: MailAccount, bob_account: MailAccount
+) -> None:
+    waiting_message(alice_account)
+    waiting_message(alice_account)
+    cache = alice_account.encrypted_token_cache
+
+    page = act(staff, "disconnect", alice_account, bob_account)
+
+    assert page.status_code == 200 and page.redirect_chain == []
+    text = page.content.decode()
+    assert "Disconnecting these 2 mailboxes deletes" in text
+    assert "alice@outlook.com (ann) — 2 queued messages fail" in text
+    assert "2 messages waiting to be sent fail" in text
+    for account in (alice_account, bob_account):
+        assert f'name="_selected_action" value="{account.pk}"' in text
+    assert 'name="post" value="yes"' in text
+    assert 'name="action" value="disconnect"' in text
+    assert f'href="{CHANGELIST}" class="button cancel-link"' in text
+    # Nothing happened yet.
+    assert MailAccount.objects.count() == 2
+    assert MailAccount.objects.get(pk=alice_account.pk).encrypted_token_cache == cache
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"queued"}
+
+    confirmed = confirm_disconnect(staff, alice_account, bob_account)
+
+    assert reported(confirmed) == [(messages.SUCCESS, "Disconnected 2 mailboxes.")]
+    assert MailAccount.objects.count() == 0
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"failed"}
+
+
+def test_the_disconnect_page_is_only_for_those_who_may_delete(
+    django_user_model: Any, alice_account: MailAccount
+) -> None:
+    clerk = staff_with(django_user_model, "view_mailaccount", "change_mailaccount")
+    response = act(clerk, "disconnect", alice_account)
+    assert "Disconnecting this mailbox" not in response.content.decode()
+    assert MailAccount.objects.filter(pk=alice_account.pk).exists()
 
 
 def test_actions_need_change_or_delete_permission(
@@ -265,7 +322,7 @@ def test_actions_need_change_or_delete_permission(
     client.force_login(viewer)
 
     for action in ("disconnect", "refresh_now", "send_test_message"):
-        act(client, action, alice_account)
+        act(client, action, alice_account, post="yes")
 
     assert MailAccount.objects.filter(pk=alice_account.pk).exists()
     assert smtp_server.messages == []

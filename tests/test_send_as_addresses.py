@@ -133,17 +133,21 @@ def test_the_sites_and_other_mailboxes_addresses_are_refused(
     assert "so one user&#x27;s mailbox cannot send as it" in response.content.decode()
 
 
-def test_an_admin_may_add_a_site_address_only_as_shared(
-    alice_account: MailAccount,
+def test_a_superuser_may_add_a_site_address_only_as_shared(
+    alice_account: MailAccount, admin_user: Any
 ) -> None:
     AdminForm = modelform_factory(
         SendAsAddress, form=SendAsAddressForm, fields=("address", "shared")
     )
     data = {"address": "webmaster@example.com"}
 
-    personal = AdminForm(data, instance=SendAsAddress(account=alice_account))
+    personal = AdminForm(
+        data, instance=SendAsAddress(account=alice_account), requested_by=admin_user
+    )
     shared = AdminForm(
-        {**data, "shared": "on"}, instance=SendAsAddress(account=alice_account)
+        {**data, "shared": "on"},
+        instance=SendAsAddress(account=alice_account),
+        requested_by=admin_user,
     )
 
     assert personal.errors["address"][0].startswith("webmaster@example.com is the")

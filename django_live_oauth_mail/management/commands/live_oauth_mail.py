@@ -250,9 +250,9 @@ class Command(BaseCommand):
                 "Waiting for the sign-in to finish (Ctrl-C to give up)..."
             )
             identity = msal_client.finish_device_link(flow)
+            account, created = link_mailbox(owner, identity)
         except LiveOAuthMailError as error:
             raise CommandError(str(error)) from None
-        account, created = link_mailbox(owner, identity)
         verb = "Linked" if created else "Linked again"
         self.stdout.write(self.style.SUCCESS(f"{verb} {account.email} for {user}."))
 
