@@ -69,9 +69,10 @@ class Delivery:
 def stable_message_id(message: EmailMessage) -> Iterator[None]:
     """Give every attempt at one message the same Message-ID.
 
-    Django makes a new one each time it renders a message; a retry after an
-    ambiguous failure (the connection dropped after DATA) would then look like
-    a different message. The caller's message is left as it was.
+    Django makes a new one each time it renders a message; a retry would then
+    look like a different message, and the Message-ID a lost answer's error
+    names (look for it in Sent Items) would not be the one that went out. The
+    caller's message is left as it was.
     """
     if any(name.lower() == "message-id" for name in message.extra_headers):
         yield
