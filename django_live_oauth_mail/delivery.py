@@ -6,18 +6,24 @@ Kept apart from the backend so that its send loop reads like Django's.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 from collections.abc import Iterator, Sequence
 
 from django.core.mail.message import EmailMessage, make_msgid
 from django.core.mail.utils import DNS_NAME
-from django.db import DatabaseError
+from django.db import DatabaseError, router
 from django.utils import timezone
 
+from . import durable
 from .exceptions import PartialDelivery
 from .models import MailAccount
 
 logger = logging.getLogger(__name__)
+
+#: ``last_used_at`` is written again only once it is older than this: the
+#: admin and the accounts page show it to the minute.
+USE_RECORDED_EVERY = datetime.timedelta(minutes=1)
 
 
 class Delivery:
@@ -26,23 +32,45 @@ class Delivery:
     def __init__(self, messages: Sequence[EmailMessage]) -> None:
         self.messages = messages
         self.sent: list[EmailMessage] = []
-        self.used: set[int] = set()  # pks of the mailboxes that sent something
+        self.used: dict[int, MailAccount] = {}  # the mailboxes that sent, by pk
 
     def accepted(self, account: MailAccount, message: EmailMessage) -> None:
         self.sent.append(message)
-        self.used.add(account.pk)
+        self.used[account.pk] = account
 
     def record_use(self) -> None:
-        """Set ``last_used_at`` on the mailboxes that sent, in one query."""
-        if not self.used:
+        """Set ``last_used_at`` on the mailboxes that sent, in one ``UPDATE``.
+
+        Only where it is :data:`USE_RECORDED_EVERY` old or more, as routing
+        read it: a mailbox that sends all day costs one write a minute, not
+        one per call. Never in the caller's transaction: inside one (on
+        PostgreSQL and other client-server databases) it is written and
+        committed on a second connection, as token state is (:mod:`.durable`).
+        An ``UPDATE`` in the caller's transaction would hold the mailbox's row
+        lock until the caller commits, so a forced refresh of that mailbox
+        later in the same transaction would wait for it, then fall back to
+        the caller's connection, and a rollback would lose the rotated token.
+        On SQLite, or when the caller's transaction created or wrote the row,
+        it follows the caller's transaction.
+        """
+        now = timezone.now()
+        stale = {
+            pk: account
+            for pk, account in self.used.items()
+            if account.last_used_at is None
+            or now - account.last_used_at >= USE_RECORDED_EVERY
+        }
+        if not stale:
             return
         try:
-            MailAccount.objects.filter(pk__in=self.used).update(
-                last_used_at=timezone.now()
-            )
+            alias = router.db_for_write(MailAccount)
+            durable.update_rows(MailAccount, set(stale), alias, last_used_at=now)
         except DatabaseError as error:
             # The mail went out; failing now would only make callers resend it.
             logger.warning("Could not record when mailboxes were last used: %s", error)
+            return
+        for account in stale.values():
+            account.last_used_at = now
 
     def partial(
         self, error: BaseException, failed: EmailMessage, mailbox: str | None
@@ -69,9 +97,10 @@ class Delivery:
 def stable_message_id(message: EmailMessage) -> Iterator[None]:
     """Give every attempt at one message the same Message-ID.
 
-    Django makes a new one each time it renders a message; a retry after an
-    ambiguous failure (the connection dropped after DATA) would then look like
-    a different message. The caller's message is left as it was.
+    Django makes a new one each time it renders a message; a retry would then
+    look like a different message, and the Message-ID a lost answer's error
+    names (look for it in Sent Items) would not be the one that went out. The
+    caller's message is left as it was.
     """
     if any(name.lower() == "message-id" for name in message.extra_headers):
         yield

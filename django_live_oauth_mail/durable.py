@@ -5,7 +5,9 @@ request (``ATOMIC_REQUESTS``, an outer ``atomic()``) would otherwise undo a
 rotated refresh token or a ``reconnect_required`` status that the identity
 platform has already made true. So, inside a caller's transaction, token
 state is written through a second connection to the same database, in
-autocommit mode.
+autocommit mode. So is ``last_used_at`` (:mod:`.delivery`): the mail went
+out whatever the caller does next, and the caller's transaction must hold no
+lock on our row, which a refresh later in that transaction would wait for.
 
 Two cases keep the caller's connection:
 
@@ -73,19 +75,25 @@ def update(instance: Model, **fields: Any) -> None:
     """
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
+    update_rows(model, {instance.pk}, alias, **fields)
+
+
+def update_rows(model: type[Model], pks: set[Any], alias: str, **fields: Any) -> None:
+    """:func:`update` for the rows ``pks`` of ``model`` in ``alias``, at once.
+
+    If the second connection cannot update every one of them, all are
+    updated on the caller's connection: ``fields`` must be safe to write twice.
+    """
     if needs_second_connection(alias):
         with second_connection(alias) as second:
             try:
-                if (
-                    model._default_manager.using(second)
-                    .filter(pk=instance.pk)
-                    .update(**fields)
-                ):
+                rows = model._default_manager.using(second).filter(pk__in=pks)
+                if rows.update(**fields) == len(pks):
                     return
             except OperationalError as error:
                 if not is_lock_timeout(error):
                     raise
-    model._default_manager.using(alias).filter(pk=instance.pk).update(**fields)
+    model._default_manager.using(alias).filter(pk__in=pks).update(**fields)
 
 
 def _depth() -> int:

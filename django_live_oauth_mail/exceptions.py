@@ -217,11 +217,23 @@ class GraphError(LiveOAuthMailError):
         self.code = code
 
 
-class MessageMayHaveBeenSent(GraphError):
-    """Graph failed after taking the message: it may have gone out, or not.
+class MessageMayHaveBeenSent(LiveOAuthMailError):
+    """The server took the message, then its answer was lost: it may have gone out.
 
-    Graph's ``sendMail`` has no idempotency key, so it is never repeated.
+    Graph failed after ``sendMail`` was handed over, or the SMTP connection
+    broke (or timed out) after the end of DATA. Neither has an idempotency
+    key, so the message is never sent again automatically: inline this is
+    raised, and a queued message becomes ``unknown``. ``status`` and ``code``
+    are Graph's (0 and the error's name when the connection broke; the same
+    for SMTP).
     """
+
+    def __init__(
+        self, message: str, *, mailbox: str | None, status: int = 0, code: str = ""
+    ) -> None:
+        super().__init__(message, mailbox=mailbox)
+        self.status = status
+        self.code = code
 
 
 class AuthorizationFailed(LiveOAuthMailError):

@@ -2,8 +2,9 @@
 
 The one place that reads Exchange's replies: the SMTP transport asks
 :func:`explain_auth` about a refused AUTH and :func:`explain_send` about a
-refused message; :func:`describe` is how any SMTP failure reads in a log line.
-Each explanation says what the reply means and what to do about it.
+refused message, and :func:`answer_lost` says what a missing reply means;
+:func:`describe` is how any SMTP failure reads in a log line. Each
+explanation says what the reply means and what to do about it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import smtplib
 
 from .exceptions import (
     MailboxFull,
+    MessageMayHaveBeenSent,
     SendAsDenied,
     SMTPAuthDisabled,
     SubmissionQuotaExceeded,
@@ -212,4 +214,17 @@ def send_as_advice(mailbox: str, sender: str | None, said: str) -> str:
         "-AccessRights SendAs` (or Exchange admin center > Recipients "
         f"> {sender} > Delegation > Send as). Until then, send from {mailbox} "
         "itself."
+    )
+
+
+def answer_lost(mailbox: str, message_id: str, reason: str) -> MessageMayHaveBeenSent:
+    """The connection broke, or timed out, after the end of DATA was written."""
+    return MessageMayHaveBeenSent(
+        f"The connection to Exchange broke while sending from {mailbox} "
+        f"({reason}), after the whole message was handed over. It may have been "
+        "sent: SMTP cannot tell, and sending it again could deliver it twice, "
+        f"so it was not. Look for Message-ID {message_id} in {mailbox}'s Sent "
+        "Items before sending it again.",
+        mailbox=mailbox,
+        code="SMTPServerDisconnected",
     )

@@ -1,9 +1,12 @@
 """Which SMTP failures are worth another try, and how long to wait first.
 
 SMTP says it plainly: 4xx replies are temporary, 5xx are final. A dropped
-connection or a timeout is temporary too. A TLS certificate failure is not,
-and neither is anything about tokens: the identity platform's own throttling
-(which msal replays for Retry-After seconds) would answer a quick retry anyway.
+connection or a timeout is temporary too, until the end of DATA was written:
+after it, the transport raises :class:`.MessageMayHaveBeenSent`, which is
+never retried (the message may have been accepted). A TLS certificate failure
+is not temporary, and neither is anything about tokens: the identity
+platform's own throttling (which msal replays for Retry-After seconds) would
+answer a quick retry anyway.
 """
 
 from __future__ import annotations

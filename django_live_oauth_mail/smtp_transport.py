@@ -3,6 +3,10 @@
 One :class:`SMTPSession` is one signed-in connection for one mailbox. The steps
 are separate methods so that :mod:`.diagnostics` can report on each; the
 backend only calls :meth:`SMTPTransport.open` and :meth:`SMTPSession.send`.
+
+Once the end of a message's DATA is written, a dropped connection or a
+timeout leaves it unknown whether Exchange took the message: that is
+:class:`.MessageMayHaveBeenSent`, never sent again (see :class:`_AnswerAwaited`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import logging
 import os
 import smtplib
 import ssl
-from typing import Any
+from email import policy
+from email.parser import BytesHeaderParser
+from typing import TYPE_CHECKING, Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends import smtp
@@ -25,6 +31,9 @@ from .conf import conf
 from .models import MailAccount
 from .routing import sender_address
 from .tokens import AccountCredentials
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +112,8 @@ class SMTPSession:
 
         A rested session the server closed meanwhile is signed in again, and
         the message sent once more: a disconnect, or a 421 to MAIL, means it
-        was not accepted.
+        was not accepted. A connection lost after the end of DATA raises
+        :class:`.MessageMayHaveBeenSent` instead, and nothing is sent again.
         """
         if not message.recipients():
             return False  # as Django: nothing to send, and no SMTP command
@@ -127,6 +137,10 @@ class SMTPSession:
         connection.refused = {}
         try:
             sent = self._django.send_messages([message]) == 1
+        except _AnswerLost as error:
+            raise exchange.answer_lost(
+                self.account.email, error.message_id, error.reason
+            ) from None
         except smtplib.SMTPResponseException as error:
             sender = sender_address(str(message.from_email or ""))
             explained = exchange.explain_send(error, self.account.email, sender)
@@ -195,11 +209,55 @@ class _RefusalsKept:
         return self.refused
 
 
-class _SMTP(_RefusalsKept, smtplib.SMTP):
+class _AnswerLost(smtplib.SMTPServerDisconnected):
+    """The connection broke, or timed out, after the end of DATA was written."""
+
+    def __init__(self, reason: str, message_id: str) -> None:
+        super().__init__(reason)
+        self.reason, self.message_id = reason, message_id
+
+
+class _AnswerAwaited:
+    """Tells a lost answer to the end of DATA from a failure before it.
+
+    ``smtplib.SMTP.data()`` writes the message with its final ``.`` in one
+    ``send()``, then reads the reply. A drop or a timeout after that write
+    (smtplib makes both ``SMTPServerDisconnected``) may follow Exchange's
+    acceptance: only the 250 was lost. SMTP has no idempotency key, so such a
+    message must never be sent again. Before that write it cannot have been
+    accepted, and a retry is safe.
+    """
+
+    end_of_data_written = False
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.end_of_data_written = True
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self.end_of_data_written = False
+        try:
+            return super().data(msg)  # type: ignore[misc, no-any-return]
+        except OSError as error:  # smtplib's errors are OSErrors too
+            if not self.end_of_data_written or isinstance(
+                error, smtplib.SMTPResponseException
+            ):
+                raise
+            raise _AnswerLost(exchange.describe(error), _message_id(msg)) from error
+
+
+def _message_id(msg: ReadableBuffer | str) -> str:
+    raw = msg.encode(errors="replace") if isinstance(msg, str) else bytes(msg)
+    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+    return str(headers.get("Message-ID") or "(none)").strip()
+
+
+class _SMTP(_AnswerAwaited, _RefusalsKept, smtplib.SMTP):
     pass
 
 
-class _SMTP_SSL(_RefusalsKept, smtplib.SMTP_SSL):
+class _SMTP_SSL(_AnswerAwaited, _RefusalsKept, smtplib.SMTP_SSL):
     pass
 
 

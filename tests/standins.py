@@ -47,6 +47,12 @@ QUOTA_EXCEEDED = (
     "Cannot submit message."
 )
 
+#: Faults at the end of DATA: the message is taken, then the 250 never comes.
+TAKEN_THEN_DROPPED = "taken, then the connection dropped"
+TAKEN_THEN_SILENT = "taken, then no answer"
+#: The longest a silent stand-in waits for the client to give up, in seconds.
+SILENCE_LIMIT = 60.0
+
 
 class _FaultySession(_Session):
     """A connection that plays the faults its server has queued."""
@@ -71,6 +77,13 @@ class _FaultySession(_Session):
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         """aiosmtpd asks its handler here: a queued fault comes first."""
         reply = self.server._take_fault(command.lower())
+        if reply in (TAKEN_THEN_DROPPED, TAKEN_THEN_SILENT):
+            await super()._call_handler_hook(command, *args)  # the message is in
+            if reply == TAKEN_THEN_SILENT:
+                # Until the client gives up: its close cancels this wait.
+                await asyncio.sleep(SILENCE_LIMIT)
+            self.hang_up()
+            raise asyncio.CancelledError
         if reply == "":
             self.hang_up()
             raise asyncio.CancelledError  # ends aiosmtpd's loop as a lost peer does
@@ -116,6 +129,17 @@ class SMTPStandIn(XOAuth2SMTPServer):
         with self._lock:
             queue = self._faults.setdefault(stage, collections.deque())
             queue.extend(["" if disconnect else reply] * count)
+
+    def lose_next_answer(self, count: int = 1, *, silent: bool = False) -> None:
+        """Take the next ``count`` messages, then never say so.
+
+        Each is delivered (recorded in :attr:`messages`), then the connection
+        drops before the ``250``; with ``silent=True`` nothing is said until
+        the client's timeout closes it.
+        """
+        lost = TAKEN_THEN_SILENT if silent else TAKEN_THEN_DROPPED
+        with self._lock:
+            self._faults.setdefault("data", collections.deque()).extend([lost] * count)
 
     def _take_fault(self, stage: str) -> str | None:
         """The reply queued for ``stage`` ("": hang up), or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import smtplib
 from typing import Any
 
@@ -100,7 +101,9 @@ def test_queries_per_batch_do_not_grow_with_its_size(
             assert make_backend().send_messages(batch) == n
         return len(queries)
 
-    assert queries_for(2) == queries_for(20) == 2  # find mailboxes, mark them used
+    # Find the mailboxes and mark them used; the second batch only finds them:
+    # last_used_at is written once a minute at most.
+    assert (queries_for(2), queries_for(20)) == (2, 1)
 
 
 def test_last_used_at_is_set_once_per_batch(
@@ -117,6 +120,22 @@ def test_last_used_at_is_set_once_per_batch(
     updates = [q["sql"] for q in queries if q["sql"].startswith("UPDATE")]
     assert len(updates) == 1, updates  # one UPDATE for the batch, not per message
     assert len(smtp_server.messages) == 3
+
+
+@pytest.mark.parametrize(("seconds_ago", "written"), [(59, False), (61, True)])
+def test_last_used_at_is_written_again_once_a_minute_old(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    seconds_ago: int,
+    written: bool,
+) -> None:
+    before = timezone.now() - datetime.timedelta(seconds=seconds_ago)
+    MailAccount.objects.filter(pk=alice_account.pk).update(last_used_at=before)
+
+    assert make_backend().send_messages([message("alice@outlook.com")]) == 1
+
+    alice_account.refresh_from_db()
+    assert (alice_account.last_used_at != before) is written
 
 
 def test_account_option_overrides_the_sender(

@@ -16,6 +16,7 @@ from django_live_oauth_mail.exceptions import (
     GraphError,
     LiveOAuthMailError,
     MailboxRejected,
+    MessageMayHaveBeenSent,
     PartialDelivery,
     SendAsDenied,
     Throttled,
@@ -122,6 +123,8 @@ def example(cls: type[BaseException]) -> BaseException:
         return cls(text, mailbox=MAILBOX, retry_after=12.5)
     if issubclass(cls, GraphError):
         return cls(text, mailbox=MAILBOX, status=403, code="ErrorAccessDenied")
+    if issubclass(cls, MessageMayHaveBeenSent):
+        return cls(text, mailbox=MAILBOX, status=502, code="UnknownError")
     if issubclass(cls, LiveOAuthMailError):
         return cls(text, mailbox=MAILBOX)
     return cls(text)

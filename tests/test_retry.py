@@ -21,6 +21,7 @@ from django_live_oauth_mail.exceptions import (
     GraphError,
     IdentityPlatformUnavailable,
     MailboxFull,
+    MessageMayHaveBeenSent,
     ReconnectRequired,
     SendAsDenied,
     SMTPAuthDisabled,
@@ -106,6 +107,11 @@ MAILBOX = "ann@contoso.com"
             GraphError("busy", mailbox=MAILBOX, status=503, code="x"), False, id="graph"
         ),
         pytest.param(ReconnectRequired("link", mailbox=MAILBOX), False, id="relink"),
+        pytest.param(
+            MessageMayHaveBeenSent("lost answer", mailbox=MAILBOX),
+            False,
+            id="answer-lost",
+        ),
     ],
 )
 def test_which_failures_another_attempt_may_cure(
@@ -150,6 +156,11 @@ def test_which_failures_another_attempt_may_cure(
         pytest.param(smtplib.SMTPConnectError(554, b"5.7.1 go away"), False, id="conn"),
         pytest.param(smtplib.SMTPServerDisconnected(), False, id="disconnected"),
         pytest.param(TimeoutError(), False, id="timeout"),
+        pytest.param(
+            MessageMayHaveBeenSent("lost answer", mailbox=MAILBOX),
+            False,
+            id="answer-lost",
+        ),
         pytest.param(Throttled("busy", retry_after=None), False, id="throttled"),
         pytest.param(KeyboardInterrupt(), False, id="interrupt"),
     ],

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
-from django_live_oauth_mail import sending_as, signals
+from django_live_oauth_mail import durable, sending_as, signals
 from django_live_oauth_mail.exceptions import ReconnectRequired
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
 
-from .helpers import refreshes
+from .helpers import refreshes, stored_refresh_token
 from .standins import IdentityPlatform
-from .test_concurrency import require_vendor
+from .test_concurrency import newest_refresh_token, require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,6 +98,61 @@ def test_reconnect_required_survives_the_callers_rollback_and_is_signalled_at_on
     # Sent while the caller's transaction was still open: the state was durable.
     assert signalled == [(ALICE, True)]
     assert smtp_server.messages == []
+
+
+def row_lock_taken_elsewhere(account: MailAccount) -> bool:
+    """Could another connection lock the mailbox's row right now (NOWAIT)?"""
+    table, pk = MailAccount._meta.db_table, MailAccount._meta.pk.column
+    with (
+        durable.second_connection("default") as other,
+        connections[other].cursor() as cursor,
+    ):
+        try:
+            cursor.execute(
+                f'SELECT 1 FROM "{table}" WHERE "{pk}" = %s FOR UPDATE NOWAIT',
+                [account.pk],
+            )
+        except DatabaseError:
+            return False
+    return True
+
+
+@pytest.mark.postgres
+def test_a_send_holds_no_lock_so_a_forced_refresh_after_it_survives_the_rollback(
+    user: Any,
+    link: Any,
+    identity_platform: IdentityPlatform,
+    smtp_server: XOAuth2SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_vendor("postgresql")
+    account = link(user, ALICE)
+    linked = stored_refresh_token(account)
+    lock_waits: list[bool] = []
+    is_lock_timeout = durable.is_lock_timeout
+
+    def counted(error: Any) -> bool:
+        lock_waits.append(is_lock_timeout(error))
+        return lock_waits[-1]
+
+    monkeypatch.setattr(durable, "is_lock_timeout", counted)
+
+    with pytest.raises(Rollback), transaction.atomic(), sending_as(user):
+        assert send_mail("s", "b", ALICE, ["r@example.org"]) == 1
+        # No row lock of ours in the caller's transaction...
+        assert row_lock_taken_elsewhere(account)
+        # ...so the refresh takes its lease at once, on its own connection.
+        get_access_token(account, force_refresh=True)
+        raise Rollback
+
+    assert True not in lock_waits  # never waited out a lock, never fell back
+    assert refreshes(identity_platform) == 1
+    stored = MailAccount.objects.get(pk=account.pk)
+    rotated = stored_refresh_token(stored)
+    assert rotated != linked
+    assert rotated == newest_refresh_token(identity_platform, ALICE)
+    assert stored.last_used_at is not None  # the mail went out: that stays too
+    assert len(smtp_server.messages) == 1
 
 
 def test_a_refresh_inside_the_callers_transaction_leaves_its_writes_working(
