@@ -11,9 +11,14 @@ class LiveOAuthMailConfig(AppConfig):
     def ready(self) -> None:
         from . import (
             checks,  # noqa: F401  (registers the system checks)
+            log_redaction,
+            msal_client,  # noqa: F401  (imports msal and requests: their loggers)
             outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
         )
         from .conf import conf
+
+        # Once the libraries' loggers exist: see log_redaction.
+        log_redaction.install()
 
         if conf.QUEUE == "celery":
             # Registers the Celery task in every process Django starts in.
