@@ -1,0 +1,409 @@
+"""No secret on any failure path: one row per way a send can fail.
+
+For each row the failure really happens against the stand-ins, and then
+everything that may show or keep it is searched for the app's configured
+secrets (client secret, private key) and every value the stand-ins issued
+or were shown (tokens, codes, assertions, upload URLs): Django's DEBUG=True
+page (which shows every frame's locals, whatever ``sensitive_variables``
+says), the DEBUG=False error e-mail as HTML and text, the pickled exception
+(task result backends pickle errors), the locals of every frame left on the
+traceback, the database, and DEBUG logs from every logger.
+
+A new transport or provider adds its failure paths to ``PATHS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import pickle
+import secrets
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core.mail import EmailMessage
+from django.test import RequestFactory, override_settings
+from django.views.debug import ExceptionReporter
+
+from django_live_oauth_mail import msal_client, worker
+from django_live_oauth_mail.accounts import add_app_mailbox
+from django_live_oauth_mail.backends import QueuedEmailBackend
+from django_live_oauth_mail.exceptions import (
+    AppConsentRequired,
+    AppCredentialsError,
+    GraphError,
+    IdentityPlatformUnavailable,
+    MessageMayHaveBeenSent,
+)
+from django_live_oauth_mail.models import OutboundMessage
+from django_live_oauth_mail.testing import make_client_certificate
+
+from .conftest import CLOSED_PORT, Linker
+from .standins import GraphStandIn, IdentityPlatform, SMTPStandIn
+from .test_auth_frames import _as_shown
+from .test_secrets import every_stored_value
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALICE, BOB, NOREPLY = "alice@outlook.com", "bob@contoso.com", "noreply@contoso.com"
+SMTP_ROLE = "https://outlook.office365.com/SMTP.SendAsApp"
+CLOSED = f"https://127.0.0.1:{CLOSED_PORT}"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+
+@dataclasses.dataclass(repr=False)  # the test's own frames are on the traceback
+class World:
+    """The stand-ins and settings a path sets up its failure with."""
+
+    settings: dict[str, Any]
+    identity: IdentityPlatform
+    smtp: SMTPStandIn
+    graph: GraphStandIn
+    link: Linker
+    user: Any
+    monkeypatch: pytest.MonkeyPatch
+    #: The private key PEM, once a path configures a certificate.
+    private_key: str = ""
+    caught: list[ExcInfo] = dataclasses.field(default_factory=list)
+
+    def use_graph(self, *permissions: str) -> None:
+        """Send through Graph, its scopes pinned to the stand-in's resource so
+        GRAPH_ENDPOINT may point elsewhere without a new consent."""
+        self.settings["TRANSPORT"] = "graph"
+        self.settings["GRAPH_SCOPES"] = [
+            f"{self.graph.endpoint}/{p}" for p in permissions or ("Mail.Send",)
+        ]
+
+    def link_as_owner(self, email: str) -> None:
+        self.link(self.user, email)
+
+
+def _send(sender: str, *, attachment: bytes = b"") -> None:
+    message = EmailMessage("s", "b", sender, ["r@example.org"])
+    if attachment:
+        message.attach("big.bin", attachment, "application/octet-stream")
+    message.send()
+
+
+# --- the paths -------------------------------------------------------------------
+
+
+def smtp_auth_connection_lost(world: World) -> None:
+    world.link_as_owner(ALICE)
+    world.smtp.fail_next(stage="auth", disconnect=True)
+    _send(ALICE)
+
+
+def graph_connection_refused(world: World) -> None:
+    world.use_graph()
+    world.link_as_owner(BOB)
+    world.settings["GRAPH_ENDPOINT"] = CLOSED
+    _send(BOB)
+
+
+def graph_connect_timeout(world: World) -> None:
+    world.use_graph()
+    world.link_as_owner(BOB)
+    world.settings["HTTP_TIMEOUT"] = 0.5
+    with _full_backlog() as port:
+        world.settings["GRAPH_ENDPOINT"] = f"https://127.0.0.1:{port}"
+        _send(BOB)
+
+
+def graph_read_timeout(world: World) -> None:
+    world.use_graph()
+    world.link_as_owner(BOB)
+    world.settings["HTTP_TIMEOUT"] = 0.5
+    world.graph.response_delay = 2.0
+    try:
+        _send(BOB)
+    finally:
+        # The stand-in still sends it: wait, so no later test sees it arrive.
+        _wait_for(lambda: len(world.graph.messages) == 1)
+        world.graph.response_delay = 0.0
+
+
+def identity_unreachable_refreshing_in_a_fresh_process(world: World) -> None:
+    world.identity.access_token_lifetime = 60  # under msal's 5 minutes: refresh
+    world.link_as_owner(ALICE)
+    msal_client.reset()  # no discovery answer kept, as in a new process
+    world.settings["AUTHORITY"] = f"{CLOSED}/common"
+    _send(ALICE)
+
+
+def _app_mailbox(world: World, *roles: str) -> None:
+    tenant = str(uuid.uuid4())
+    world.identity.admin_consent(tenant, *roles)
+    world.smtp.app_access[world.settings["CLIENT_ID"]] = {NOREPLY}
+    add_app_mailbox(NOREPLY, tenant)
+
+
+def app_without_consent(world: World) -> None:
+    _app_mailbox(world)  # a service principal without the role
+    _send(NOREPLY)
+
+
+def app_token_request_answered_500(world: World) -> None:
+    _app_mailbox(world, SMTP_ROLE)
+    world.identity.fail_next_token_requests(5, status=500)
+    _send(NOREPLY)
+
+
+def app_certificate_refused(world: World) -> None:
+    _app_mailbox(world, SMTP_ROLE)
+    _configure_a_certificate(world)  # never uploaded to the app
+    _send(NOREPLY)
+
+
+def _configure_a_certificate(world: World) -> None:
+    """In a frame of its own: this test's frames are on the traceback too."""
+    certificate = make_client_certificate()
+    world.private_key = certificate.private_key_pem
+    world.settings["CLIENT_SECRET"] = ""
+    world.settings["CLIENT_CERTIFICATE"] = {
+        "private_key": certificate.private_key_pem,
+        "thumbprint": certificate.thumbprint,
+    }
+
+
+def graph_upload_chunk_refused(world: World) -> None:
+    world.use_graph("Mail.Send", "Mail.ReadWrite")
+    world.link_as_owner(BOB)
+    world.graph.failing_uploads = 1
+    _send(BOB, attachment=os.urandom(5 * 1024 * 1024))  # over 4 MB: uploaded
+
+
+def worker_delivering_to_unreachable_graph(world: World) -> None:
+    world.use_graph()
+    world.link_as_owner(BOB)
+    world.settings["GRAPH_ENDPOINT"] = CLOSED
+    QueuedEmailBackend().send_messages([EmailMessage("s", "b", BOB, ["r@x.org"])])
+    (row,) = OutboundMessage.objects.all()
+    record_failure = worker._record_failure
+
+    def recorded(*args: Any, **kwargs: Any) -> None:
+        world.caught.append(_exc_info())  # the error the worker handles
+        record_failure(*args, **kwargs)
+
+    world.monkeypatch.setattr(worker, "_record_failure", recorded)
+    worker.deliver(row.pk)
+    row.refresh_from_db()
+    assert row.last_error  # the failure was recorded
+    if world.caught:
+        raise world.caught[0][1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Path:
+    """One failure path: what makes it fail, and what it must raise."""
+
+    run: Callable[[World], None]
+    raises: type[BaseException]
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+
+PATHS = [
+    Path(smtp_auth_connection_lost, OSError),
+    Path(graph_connection_refused, OSError),
+    Path(graph_connect_timeout, OSError),
+    Path(graph_read_timeout, MessageMayHaveBeenSent),
+    Path(
+        identity_unreachable_refreshing_in_a_fresh_process, IdentityPlatformUnavailable
+    ),
+    Path(app_without_consent, AppConsentRequired),
+    Path(app_token_request_answered_500, IdentityPlatformUnavailable),
+    Path(app_certificate_refused, AppCredentialsError),
+    Path(graph_upload_chunk_refused, GraphError),
+    Path(worker_delivering_to_unreachable_graph, OSError),
+]
+
+
+# --- the search ------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(
+    live_settings: dict[str, Any],
+    identity_platform: IdentityPlatform,
+    smtp_server: SMTPStandIn,
+    graph_server: GraphStandIn,
+    link: Linker,
+    acting_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    """The stand-ins, with a client secret no other text could contain."""
+    live_settings["SMTP_RETRIES"] = 0
+    secret = f"cs-{secrets.token_urlsafe(24)}"
+    live_settings["CLIENT_SECRET"] = identity_platform.client_secret = secret
+    try:
+        yield World(
+            live_settings,
+            identity_platform,
+            smtp_server,
+            graph_server,
+            link,
+            acting_user,
+            monkeypatch,
+        )
+    finally:
+        identity_platform.client_secret = "test-client-secret"
+
+
+@pytest.fixture
+def every_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """DEBUG records of every logger, urllib3's request lines included."""
+    caplog.set_level(logging.DEBUG)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level > logging.DEBUG:
+            caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda path: path.name)
+def test_no_secret_is_shown_or_kept_on_a_failure_path(
+    path: Path, world: World, every_log: pytest.LogCaptureFixture
+) -> None:
+    before = set(world.identity.issued_secrets())
+    kind, error, traceback = _failure_of(path, world)
+
+    assert isinstance(error, path.raises), f"{path.name} raised {kind.__name__}"
+    issued = [s for s in world.identity.issued_secrets() if s not in before]
+    places = _reports((kind, error, traceback))
+    places["pickled error"] = _pickled(error)
+    places["frame locals"] = _frame_locals(error)
+    places["database"] = every_stored_value()
+    places["logs"] = every_log.text + "\n".join(
+        record.getMessage() for record in every_log.records
+    )
+    for value in _secrets(world, issued):
+        for place, text in places.items():
+            at = text.find(value)
+            assert at < 0, f"{place} ({path.name}): {text[max(0, at - 300) : at]!r}"
+
+
+def _failure_of(path: Path, world: World) -> ExcInfo:
+    try:
+        path.run(world)
+    except Exception:
+        return _exc_info()
+    raise AssertionError(f"{path.name} did not fail")
+
+
+def _exc_info() -> ExcInfo:
+    kind, error, traceback = sys.exc_info()
+    assert kind is not None and error is not None and traceback is not None
+    return kind, error, traceback
+
+
+def _reports(exc_info: ExcInfo) -> dict[str, str]:
+    """What Django shows: the DEBUG=True page, and the error e-mail of
+    AdminEmailHandler under DEBUG=False (HTML and text)."""
+    request = RequestFactory().get("/")
+    with override_settings(DEBUG=True):
+        page = ExceptionReporter(request, *exc_info).get_traceback_html()
+    assert "Local vars" in page  # it does show frame locals
+    with override_settings(DEBUG=False):
+        reporter = ExceptionReporter(request, *exc_info, is_email=True)
+        html, text = reporter.get_traceback_html(), reporter.get_traceback_text()
+    return {
+        "debug page": _as_shown(page),
+        "error e-mail (HTML)": _as_shown(html),
+        "error e-mail (text)": text,
+    }
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what Django's reports (and Sentry) follow: causes, and
+    contexts not suppressed by ``raise ... from None``."""
+    current: BaseException | None = error
+    while current is not None:
+        yield current
+        suppressed = current.__suppress_context__
+        current = current.__cause__ or (None if suppressed else current.__context__)
+
+
+def _pickled(error: BaseException) -> str:
+    shown = []
+    for link in _chain(error):
+        shown += [str(link), repr(link), repr(vars(link))]
+        shown.append(pickle.dumps(link).decode("latin-1"))
+    return "\n".join(shown)
+
+
+def _frame_locals(error: BaseException) -> str:
+    shown = []
+    frames = (
+        traceback.tb_frame
+        for link in _chain(error)
+        for traceback in _tracebacks(link.__traceback__)
+    )
+    for frame in frames:
+        for name, value in frame.f_locals.items():
+            where = f"{frame.f_code.co_filename}:{frame.f_code.co_name}() {name}="
+            try:
+                shown.append(where + repr(value) + str(value))
+            except Exception as problem:
+                shown.append(where + type(problem).__name__)
+    return "\n".join(shown)
+
+
+def _tracebacks(traceback: TracebackType | None) -> Iterator[TracebackType]:
+    while traceback is not None:
+        yield traceback
+        traceback = traceback.tb_next
+
+
+def _secrets(world: World, issued: list[str]) -> Iterator[str]:
+    """Each secret, and the pieces of it that still identify it."""
+    upload_keys = [
+        key
+        for url in world.graph.upload_urls
+        for key in parse_qs(urlsplit(url).query).get("authtoken", [])
+    ]
+    for value in [
+        world.settings["CLIENT_SECRET"] or world.identity.client_secret,
+        *issued,
+        *world.graph.upload_urls,
+        *upload_keys,
+    ]:
+        yield value
+        # A JWT's header and claims repeat between tokens; its signature doesn't.
+        tail = value.rpartition(".")[2]
+        if len(tail) >= 40:
+            yield tail[:32]
+    if world.private_key:
+        yield world.private_key
+        body = [line for line in world.private_key.splitlines() if "-----" not in line]
+        yield from body
+        assert base64.b64decode("".join(body))  # the body is what is secret
+
+
+@contextlib.contextmanager
+def _full_backlog() -> Iterator[int]:
+    """A port whose listen queue is full: a connection to it times out."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = listener.getsockname()[1]
+        # The one connection the queue holds; the kernel drops later SYNs.
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            yield port
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the stand-in never finished"
+        time.sleep(0.05)
