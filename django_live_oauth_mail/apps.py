@@ -12,12 +12,11 @@ class LiveOAuthMailConfig(AppConfig):
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             log_redaction,
-            msal_client,  # noqa: F401  (imports msal and requests: their loggers)
             outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
         )
         from .conf import conf
 
-        # Once the libraries' loggers exist: see log_redaction.
+        # Tokens out of urllib3's, requests', msal's and our log records.
         log_redaction.install()
 
         if conf.QUEUE == "celery":

@@ -4,15 +4,16 @@ urllib3 logs every request line at DEBUG, query string included, and an
 upload session's URL authorizes itself with its ``authtoken`` query; msal,
 requests and our own modules log what they are given. :class:`RedactSecrets`
 rewrites such values to ``********`` in a record's message and exception
-text, at every level. The app puts it on each logger of those libraries and
-its own (see :func:`install`), because a filter on a parent logger never sees
-records its children propagate.
+text, at every level. The app applies it to every record of those
+libraries' loggers and its own (see :func:`install`); a site can also add it
+to its own handlers.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from .secret import MASK
 
@@ -76,17 +77,25 @@ _FILTER = RedactSecrets()
 
 
 def install() -> None:
-    """Put :class:`RedactSecrets` on every logger of :data:`LOGGER_FAMILIES`.
+    """Apply :class:`RedactSecrets` to every record of :data:`LOGGER_FAMILIES`.
 
-    Called from ``AppConfig.ready()``, once the libraries are imported, so
-    their module loggers exist; calling it again adds no second filter.
+    A filter on a logger sees only the records logged on that very logger,
+    not those its children propagate (``urllib3.connectionpool`` logs the
+    request lines, not ``urllib3``), and modules create their loggers when
+    first imported, some after ``ready()``. So the filter is applied where
+    every record is made: a log record factory wrapping the current one,
+    which leaves other loggers' records alone. Calling it again changes
+    nothing.
     """
-    names = [
-        name
-        for name in logging.root.manager.loggerDict
-        if name.partition(".")[0] in LOGGER_FAMILIES
-    ]
-    for name in sorted({*names, *LOGGER_FAMILIES}):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacts_secrets", False):
+        return
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name.partition(".")[0] in LOGGER_FAMILIES:
+            _FILTER.filter(record)
+        return record
+
+    make_record.redacts_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_record)

@@ -210,6 +210,8 @@ class Path:
 
     run: Callable[[World], None]
     raises: type[BaseException]
+    #: What the logs must show, masked: proof the secret was there to mask.
+    logs_show: str = ""
 
     @property
     def name(self) -> str:
@@ -227,7 +229,7 @@ PATHS = [
     Path(app_without_consent, AppConsentRequired),
     Path(app_token_request_answered_500, IdentityPlatformUnavailable),
     Path(app_certificate_refused, AppCredentialsError),
-    Path(graph_upload_chunk_refused, GraphError),
+    Path(graph_upload_chunk_refused, GraphError, "/upload?authtoken=********"),
     Path(worker_delivering_to_unreachable_graph, OSError),
 ]
 
@@ -289,6 +291,7 @@ def test_no_secret_is_shown_or_kept_on_a_failure_path(
     places["logs"] = every_log.text + "\n".join(
         record.getMessage() for record in every_log.records
     )
+    assert path.logs_show in places["logs"]
     for value in _secrets(world, issued):
         for place, text in places.items():
             at = text.find(value)
