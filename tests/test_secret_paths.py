@@ -41,6 +41,7 @@ from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.exceptions import (
     AppConsentRequired,
     AppCredentialsError,
+    ConfigurationError,
     GraphError,
     IdentityPlatformUnavailable,
     MessageMayHaveBeenSent,
@@ -142,6 +143,16 @@ def identity_unreachable_refreshing_in_a_fresh_process(world: World) -> None:
     _send(ALICE)
 
 
+def identity_discovery_refused_in_a_fresh_process(world: World) -> None:
+    world.identity.access_token_lifetime = 60
+    world.link_as_owner(ALICE)
+    msal_client.reset()
+    # A host that answers the openid-configuration with a 404, as a wrong
+    # AUTHORITY does: msal raises its own ValueError.
+    world.settings["AUTHORITY"] = f"{world.graph.endpoint}/common"
+    _send(ALICE)
+
+
 def _app_mailbox(world: World, *roles: str) -> None:
     tenant = str(uuid.uuid4())
     world.identity.admin_consent(tenant, *roles)
@@ -226,6 +237,7 @@ PATHS = [
     Path(
         identity_unreachable_refreshing_in_a_fresh_process, IdentityPlatformUnavailable
     ),
+    Path(identity_discovery_refused_in_a_fresh_process, ConfigurationError),
     Path(app_without_consent, AppConsentRequired),
     Path(app_token_request_answered_500, IdentityPlatformUnavailable),
     Path(app_certificate_refused, AppCredentialsError),
