@@ -138,7 +138,7 @@ class GraphSession:
 class BearerAuth(requests.auth.AuthBase):
     """Puts the token on a request as it is sent; holds it masked until then."""
 
-    def __init__(self, token: Secret) -> None:
+    def __init__(self, token: Secret[str]) -> None:
         self.token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:

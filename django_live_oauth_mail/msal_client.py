@@ -92,7 +92,7 @@ _TRANSPORT_ERRORS = (
 class AccessToken:
     """A usable access token for one mailbox. ``repr()`` never shows the value."""
 
-    value: Secret = dataclasses.field(repr=False)
+    value: Secret[str] = dataclasses.field(repr=False)
     expires_at: datetime.datetime | None
     refreshed: bool
     # The mailbox's serialized msal cache when this call changed it, else None.
@@ -332,19 +332,8 @@ def _application(
         ) from None
 
 
-class _Credential(Secret):
-    """The app's client secret, or its certificate for msal, masked."""
-
-    def __init__(self, value: str | dict[str, str]) -> None:
-        self._value = value  # type: ignore[assignment]
-
-    def reveal(self) -> Any:
-        """What msal's ``client_credential`` takes: a str, or a certificate dict."""
-        return self._value
-
-
 @sensitive_variables()
-def _credential() -> _Credential:
+def _credential() -> Secret[str | dict[str, str]]:
     """The app's credential: its certificate when one is set, else its secret."""
     certificate = conf.CLIENT_CERTIFICATE
     if certificate is None:
@@ -354,8 +343,8 @@ def _credential() -> _Credential:
                 "secret under Certificates & secrets in your app registration, "
                 "or upload a certificate there and set CLIENT_CERTIFICATE."
             )
-        return _Credential(conf.CLIENT_SECRET)
-    return _Credential(
+        return Secret(conf.CLIENT_SECRET)
+    return Secret(
         {
             "private_key": certificate_key(certificate.get("private_key", "")),
             "thumbprint": certificate.get("thumbprint", "").replace(":", ""),
@@ -681,7 +670,7 @@ def cached_access_token(
 
 @sensitive_variables()
 def acquire_token(
-    serialized_cache: Secret,
+    serialized_cache: Secret[str],
     home_account_id: str,
     *,
     scopes: list[str],
@@ -747,13 +736,10 @@ def acquire_token(
 
 @dataclasses.dataclass(frozen=True)
 class _Issued:
-    """msal's answer to a token request, with its secrets masked.
+    """msal's answer to a token request, taken apart at once: that dict holds
+    the new tokens, and must not stay in a frame that may be on a traceback."""
 
-    msal answers with a dict holding the access, refresh and ID tokens; a
-    frame of ours left on a traceback must not keep that dict in a local.
-    """
-
-    access_token: Secret | None
+    access_token: Secret[str] | None
     expires_at: datetime.datetime | None
     from_cache: bool
     roles: frozenset[str]
@@ -762,25 +748,17 @@ class _Issued:
 
     @classmethod
     def of(cls, result: Mapping[str, Any] | None) -> _Issued | None:
-        if not result:
-            return None
-        if "error" in result:
-            return cls(None, None, False, frozenset(), dict(result))
-        return cls(
-            Secret(result["access_token"]),
-            _expires_at(result),
-            result.get("token_source") == "cache",
-            frozenset(_roles(result["access_token"])),
-            None,
-        )
+        if not result or "error" in result:
+            return cls(None, None, False, frozenset(), dict(result)) if result else None
+        token = result["access_token"]
+        cached = result.get("token_source") == "cache"
+        roles = frozenset(_roles(token))
+        return cls(Secret(token), _expires_at(result), cached, roles, None)
 
     def token(self, serialized_cache: str | None = None) -> AccessToken:
         assert self.access_token is not None
         return AccessToken(
-            value=self.access_token,
-            expires_at=self.expires_at,
-            refreshed=not self.from_cache,
-            serialized_cache=serialized_cache,
+            self.access_token, self.expires_at, not self.from_cache, serialized_cache
         )
 
 

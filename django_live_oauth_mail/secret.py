@@ -12,20 +12,23 @@ wire, inside the call that sends them, so no frame of ours names the result.
 from __future__ import annotations
 
 import hmac
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 MASK = "********"
 
+T = TypeVar("T")
 
-class Secret:
-    """A string whose ``repr``/``str`` are masked; :meth:`reveal` gives it."""
+
+class Secret(Generic[T]):
+    """A value (a str, or msal's certificate dict) whose ``repr``/``str`` are
+    masked; :meth:`reveal` gives it."""
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: T) -> None:
         self._value = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> T:
         """The value itself: only as an argument of the call that sends it."""
         return self._value
 
@@ -41,12 +44,12 @@ class Secret:
         return bool(self._value)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Secret):
-            other = other._value
-        if not isinstance(other, str):
+        mine = self._value
+        theirs = other._value if isinstance(other, Secret) else other
+        if not isinstance(mine, str) or not isinstance(theirs, str):
             return NotImplemented
         # Constant time: a comparison must not tell how much of a token matched.
-        return hmac.compare_digest(self._value.encode(), other.encode())
+        return hmac.compare_digest(mine.encode(), theirs.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -54,8 +57,8 @@ class Secret:
     def __reduce__(self) -> NoReturn:
         raise TypeError("A Secret is not pickled: it would be stored in the clear.")
 
-    def __copy__(self) -> Secret:
+    def __copy__(self) -> Secret[T]:
         return self
 
-    def __deepcopy__(self, memo: Any) -> Secret:
+    def __deepcopy__(self, memo: Any) -> Secret[T]:
         return self

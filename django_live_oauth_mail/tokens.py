@@ -200,7 +200,7 @@ class _Refresh:
         return token
 
     @sensitive_variables()
-    def _refused(self) -> Secret | None:
+    def _refused(self) -> Secret[str] | None:
         """The token we started with, which a forced refresh replaces."""
         token = msal_client.cached_access_token(
             self.account.read_token_cache(), self.account.home_account_id, self.scopes

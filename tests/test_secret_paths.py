@@ -1,39 +1,30 @@
 """No secret on any failure path: one row per way a send can fail.
 
-For each row the failure really happens against the stand-ins, and then
-everything that may show or keep it is searched for the app's configured
-secrets (client secret, private key) and every value the stand-ins issued
-or were shown (tokens, codes, assertions, upload URLs): Django's DEBUG=True
-page (which shows every frame's locals, whatever ``sensitive_variables``
-says), the DEBUG=False error e-mail as HTML and text, the pickled exception
-(task result backends pickle errors), the locals of every frame left on the
-traceback, the database, and DEBUG logs from every logger.
+For each row the failure really happens against the stand-ins. Then every
+place it may show or keep a secret (:mod:`.secret_search`, the database,
+DEBUG logs from every logger) is searched for the app's configured secrets
+(client secret, private key) and every value the stand-ins issued or were
+shown (tokens, codes, assertions, upload URLs).
 
 A new transport or provider adds its failure paths to ``PATHS``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import logging
 import os
-import pickle
 import secrets
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.mail import EmailMessage
-from django.test import RequestFactory, override_settings
-from django.views.debug import ExceptionReporter
 
 from django_live_oauth_mail import msal_client, worker
 from django_live_oauth_mail.accounts import add_app_mailbox
@@ -50,8 +41,8 @@ from django_live_oauth_mail.models import OutboundMessage
 from django_live_oauth_mail.testing import make_client_certificate
 
 from .conftest import CLOSED_PORT, Linker
+from .secret_search import ExcInfo, exc_info, fragments, key_fragments, places_of
 from .standins import GraphStandIn, IdentityPlatform, SMTPStandIn
-from .test_auth_frames import _as_shown
 from .test_secrets import every_stored_value
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,8 +50,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ALICE, BOB, NOREPLY = "alice@outlook.com", "bob@contoso.com", "noreply@contoso.com"
 SMTP_ROLE = "https://outlook.office365.com/SMTP.SendAsApp"
 CLOSED = f"https://127.0.0.1:{CLOSED_PORT}"
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 
 @dataclasses.dataclass(repr=False)  # the test's own frames are on the traceback
@@ -204,7 +193,7 @@ def worker_delivering_to_unreachable_graph(world: World) -> None:
     record_failure = worker._record_failure
 
     def recorded(*args: Any, **kwargs: Any) -> None:
-        world.caught.append(_exc_info())  # the error the worker handles
+        world.caught.append(exc_info())  # the error the worker handles
         record_failure(*args, **kwargs)
 
     world.monkeypatch.setattr(worker, "_record_failure", recorded)
@@ -296,9 +285,7 @@ def test_no_secret_is_shown_or_kept_on_a_failure_path(
 
     assert isinstance(error, path.raises), f"{path.name} raised {kind.__name__}"
     issued = [s for s in world.identity.issued_secrets() if s not in before]
-    places = _reports((kind, error, traceback))
-    places["pickled error"] = _pickled(error)
-    places["frame locals"] = _frame_locals(error)
+    places = places_of((kind, error, traceback))
     places["database"] = every_stored_value()
     places["logs"] = every_log.text + "\n".join(
         record.getMessage() for record in every_log.records
@@ -314,97 +301,22 @@ def _failure_of(path: Path, world: World) -> ExcInfo:
     try:
         path.run(world)
     except Exception:
-        return _exc_info()
+        return exc_info()
     raise AssertionError(f"{path.name} did not fail")
 
 
-def _exc_info() -> ExcInfo:
-    kind, error, traceback = sys.exc_info()
-    assert kind is not None and error is not None and traceback is not None
-    return kind, error, traceback
-
-
-def _reports(exc_info: ExcInfo) -> dict[str, str]:
-    """What Django shows: the DEBUG=True page, and the error e-mail of
-    AdminEmailHandler under DEBUG=False (HTML and text)."""
-    request = RequestFactory().get("/")
-    with override_settings(DEBUG=True):
-        page = ExceptionReporter(request, *exc_info).get_traceback_html()
-    assert "Local vars" in page  # it does show frame locals
-    with override_settings(DEBUG=False):
-        reporter = ExceptionReporter(request, *exc_info, is_email=True)
-        html, text = reporter.get_traceback_html(), reporter.get_traceback_text()
-    return {
-        "debug page": _as_shown(page),
-        "error e-mail (HTML)": _as_shown(html),
-        "error e-mail (text)": text,
-    }
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what Django's reports (and Sentry) follow: causes, and
-    contexts not suppressed by ``raise ... from None``."""
-    current: BaseException | None = error
-    while current is not None:
-        yield current
-        suppressed = current.__suppress_context__
-        current = current.__cause__ or (None if suppressed else current.__context__)
-
-
-def _pickled(error: BaseException) -> str:
-    shown = []
-    for link in _chain(error):
-        shown += [str(link), repr(link), repr(vars(link))]
-        shown.append(pickle.dumps(link).decode("latin-1"))
-    return "\n".join(shown)
-
-
-def _frame_locals(error: BaseException) -> str:
-    shown = []
-    frames = (
-        traceback.tb_frame
-        for link in _chain(error)
-        for traceback in _tracebacks(link.__traceback__)
-    )
-    for frame in frames:
-        for name, value in frame.f_locals.items():
-            where = f"{frame.f_code.co_filename}:{frame.f_code.co_name}() {name}="
-            try:
-                shown.append(where + repr(value) + str(value))
-            except Exception as problem:
-                shown.append(where + type(problem).__name__)
-    return "\n".join(shown)
-
-
-def _tracebacks(traceback: TracebackType | None) -> Iterator[TracebackType]:
-    while traceback is not None:
-        yield traceback
-        traceback = traceback.tb_next
-
-
 def _secrets(world: World, issued: list[str]) -> Iterator[str]:
-    """Each secret, and the pieces of it that still identify it."""
+    """The configured secrets, and every value the stand-ins issued."""
     upload_keys = [
         key
         for url in world.graph.upload_urls
         for key in parse_qs(urlsplit(url).query).get("authtoken", [])
     ]
-    for value in [
-        world.settings["CLIENT_SECRET"] or world.identity.client_secret,
-        *issued,
-        *world.graph.upload_urls,
-        *upload_keys,
-    ]:
-        yield value
-        # A JWT's header and claims repeat between tokens; its signature doesn't.
-        tail = value.rpartition(".")[2]
-        if len(tail) >= 40:
-            yield tail[:32]
+    configured = world.settings["CLIENT_SECRET"] or world.identity.client_secret
+    for value in [configured, *issued, *world.graph.upload_urls, *upload_keys]:
+        yield from fragments(value)
     if world.private_key:
-        yield world.private_key
-        body = [line for line in world.private_key.splitlines() if "-----" not in line]
-        yield from body
-        assert base64.b64decode("".join(body))  # the body is what is secret
+        yield from key_fragments(world.private_key)
 
 
 @contextlib.contextmanager
