@@ -20,6 +20,8 @@ from .test_auth_frames import _as_shown
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
+LIMIT = 100_000
+
 
 def exc_info() -> ExcInfo:
     """``sys.exc_info()`` of the exception being handled."""
@@ -90,7 +92,8 @@ def _frame_locals(error: BaseException) -> str:
             for name, value in traceback.tb_frame.f_locals.items():
                 where = f"{code.co_filename}:{code.co_name}() {name}="
                 try:
-                    shown.append(where + repr(value) + str(value))
+                    # The first 100 kB: past that are attachments, not secrets.
+                    shown.append(where + repr(value)[:LIMIT] + str(value)[:LIMIT])
                 except Exception as problem:
                     shown.append(where + type(problem).__name__)
             traceback = traceback.tb_next

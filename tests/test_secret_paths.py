@@ -181,7 +181,8 @@ def graph_upload_chunk_refused(world: World) -> None:
     world.use_graph("Mail.Send", "Mail.ReadWrite")
     world.link_as_owner(BOB)
     world.graph.failing_uploads = 1
-    _send(BOB, attachment=os.urandom(5 * 1024 * 1024))  # over 4 MB: uploaded
+    # Over 3 MB: an upload session; over 4 MB in base64: a draft first.
+    _send(BOB, attachment=os.urandom(3 * 1024 * 1024 + 1024))
 
 
 def worker_delivering_to_unreachable_graph(world: World) -> None:
