@@ -39,8 +39,9 @@ SECRET_FIELDS = (
 
 _FIELDS = "|".join(SECRET_FIELDS)
 _PATTERNS = (
-    # Authorization: Bearer <token>, and XOAUTH2's auth=Bearer <token>.
-    (re.compile(r"(?i)(\bbearer\s+)[^\s'\",\\\x01]+"), rf"\g<1>{MASK}"),
+    # Authorization: Bearer <token>, and XOAUTH2's auth=Bearer <token>; not
+    # prose such as "a bearer token" (no token is that short).
+    (re.compile(r"(?i)(\bbearer\s+)[^\s'\",\\\x01]{16,}"), rf"\g<1>{MASK}"),
     # name=value in a query string or a form body.
     (re.compile(rf"(?i)(\b(?:{_FIELDS})=)[^&\s'\"]+"), rf"\g<1>{MASK}"),
     # "name": "value" in JSON, 'name': 'value' in a dict's repr.

@@ -40,6 +40,11 @@ def test_each_kind_of_secret_is_masked_and_the_rest_kept(line: str, kept: str) -
     assert kept in shown
 
 
+def test_prose_about_bearer_tokens_is_left_alone() -> None:
+    line = "Graph refuses a bearer token on an upload URL."
+    assert redact(line) == line
+
+
 def test_records_of_library_child_loggers_are_redacted_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
