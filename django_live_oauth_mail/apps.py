@@ -11,9 +11,13 @@ class LiveOAuthMailConfig(AppConfig):
     def ready(self) -> None:
         from . import (
             checks,  # noqa: F401  (registers the system checks)
+            log_redaction,
             outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
         )
         from .conf import conf
+
+        # Tokens out of urllib3's, requests', msal's and our log records.
+        log_redaction.install()
 
         if conf.QUEUE == "celery":
             # Registers the Celery task in every process Django starts in.

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import requests.auth
 import urllib3.exceptions
 from django.core.mail import EmailMessage
 from django.utils.encoding import punycode
@@ -37,6 +38,7 @@ from .conf import conf
 from .exceptions import GraphError, MessageMayHaveBeenSent
 from .models import MailAccount
 from .routing import sender_address
+from .secret import Secret
 from .tokens import get_access_token
 
 #: Graph refuses requests over about 4 MB (413); the body is the base64 MIME.
@@ -120,12 +122,10 @@ class GraphSession:
         sends: bool,
     ) -> requests.Response:
         token = get_access_token(self.account, force_refresh=refresh, protocol="graph")
-        headers = {"Authorization": f"Bearer {token.value}"}
-        if "data" in options:
-            headers["Content-Type"] = "text/plain"
+        headers = {"Content-Type": "text/plain"} if "data" in options else {}
         with _explained_transport_errors(self.account.email, sends):
             return msal_client.http_session().request(
-                method, url, headers=headers, **options
+                method, url, headers=headers, auth=BearerAuth(token.value), **options
             )
 
     def close(self) -> None:
@@ -133,6 +133,20 @@ class GraphSession:
 
     def __repr__(self) -> str:
         return f"<GraphSession {self.account.email}>"
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Puts the token on a request as it is sent; holds it masked until then."""
+
+    def __init__(self, token: Secret[str]) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = "Bearer " + self.token.reveal()
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ********>"
 
 
 def mime_for_graph(message: EmailMessage) -> bytes:
@@ -190,6 +204,8 @@ def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
 
     One that never connected is an ``OSError`` the backend retries. One
     whose answer was lost may have sent the message, and is never repeated.
+    requests' own errors never go on: they keep the request, bearer token
+    included (``error.request.headers``), and pickling keeps it too.
     """
     try:
         yield
@@ -206,8 +222,17 @@ def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
         ) from None
     except requests.RequestException as error:
         if _never_sent(error):
-            raise
+            raise _unreached(mailbox, error) from None
         raise _lost(mailbox, error, sends) from None
+
+
+def _unreached(mailbox: str, error: Exception) -> ConnectionError:
+    """A request that never connected: an OSError, so the backend retries it."""
+    return ConnectionError(
+        f"Could not connect to Microsoft Graph for {mailbox} "
+        f"({type(error).__name__}); nothing was sent. Check "
+        "LIVE_OAUTH_MAIL['GRAPH_ENDPOINT'] and the server's network access."
+    )
 
 
 def _lost(mailbox: str, error: Exception, sends: bool) -> Exception:

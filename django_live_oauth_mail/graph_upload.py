@@ -23,6 +23,7 @@ from django.core.mail import EmailMessage
 from . import graph_errors, msal_client
 from .conf import SETTINGS_NAME
 from .exceptions import GraphError, MessageMayHaveBeenSent
+from .secret import Secret
 
 if TYPE_CHECKING:
     from .graph_transport import GraphSession
@@ -174,8 +175,9 @@ def _upload(
         sends=False,
         json={"AttachmentItem": item},
     )
-    # The upload URL authorizes itself; Graph refuses a bearer token on it.
-    upload_url = str(created.json()["uploadUrl"])
+    # The upload URL authorizes itself (its ``authtoken`` query), so it is a
+    # secret; Graph refuses a bearer token on it.
+    upload_url = Secret(str(created.json()["uploadUrl"]))
     http = msal_client.http_session()
     mailbox = session.account.email
     for start in range(0, len(content), CHUNK_BYTES):
@@ -183,7 +185,7 @@ def _upload(
         end = start + len(chunk) - 1
         try:
             response = http.put(
-                upload_url,
+                upload_url.reveal(),
                 data=chunk,
                 headers={
                     "Content-Type": "application/octet-stream",

@@ -48,6 +48,7 @@ from .exceptions import (
     ReconnectRequired,
     TokenError,
 )
+from .secret import Secret
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +88,11 @@ _TRANSPORT_ERRORS = (
 )
 
 
-class _SecretStr(str):
-    """A str that keeps its value out of ``repr()`` (and so out of debug pages)."""
-
-    def __repr__(self) -> str:
-        return "'<redacted>'"
-
-
 @dataclasses.dataclass(frozen=True)
 class AccessToken:
     """A usable access token for one mailbox. ``repr()`` never shows the value."""
 
-    value: str = dataclasses.field(repr=False)
+    value: Secret[str] = dataclasses.field(repr=False)
     expires_at: datetime.datetime | None
     refreshed: bool
     # The mailbox's serialized msal cache when this call changed it, else None.
@@ -291,7 +285,8 @@ def _application(
             "LIVE_OAUTH_MAIL['CLIENT_ID'] is not set. Copy the Application (client) "
             "ID from your app registration in the Azure portal."
         )
-    credential = None if public else _credential()
+    if not public:
+        _credential()  # a missing one is a ConfigurationError before any request
     if urlsplit(authority).scheme != "https":
         raise ConfigurationError(
             f"LIVE_OAUTH_MAIL['AUTHORITY'] must be an https URL, not {authority!r}; "
@@ -310,12 +305,16 @@ def _application(
     try:
         if public:
             return msal.PublicClientApplication(client_id, **options)
+        # The credential goes straight into msal: no frame of ours names it.
         return msal.ConfidentialClientApplication(
-            client_id, client_credential=credential, **options
+            client_id, client_credential=_credential().reveal(), **options
         )
     except ValueError as error:
         if tenant is None:
-            raise
+            raise ConfigurationError(
+                f"msal refused LIVE_OAUTH_MAIL['AUTHORITY'] {authority!r} "
+                f"({_first_line(error)})."
+            ) from None
         # msal's discovery found no such tenant.
         raise TokenError(
             f"The identity platform does not know tenant {tenant!r} of {mailbox} "
@@ -334,7 +333,7 @@ def _application(
 
 
 @sensitive_variables()
-def _credential() -> str | dict[str, str]:
+def _credential() -> Secret[str | dict[str, str]]:
     """The app's credential: its certificate when one is set, else its secret."""
     certificate = conf.CLIENT_CERTIFICATE
     if certificate is None:
@@ -344,11 +343,13 @@ def _credential() -> str | dict[str, str]:
                 "secret under Certificates & secrets in your app registration, "
                 "or upload a certificate there and set CLIENT_CERTIFICATE."
             )
-        return conf.CLIENT_SECRET
-    return {
-        "private_key": certificate_key(certificate.get("private_key", "")),
-        "thumbprint": certificate.get("thumbprint", "").replace(":", ""),
-    }
+        return Secret(conf.CLIENT_SECRET)
+    return Secret(
+        {
+            "private_key": certificate_key(certificate.get("private_key", "")),
+            "thumbprint": certificate.get("thumbprint", "").replace(":", ""),
+        }
+    )
 
 
 @sensitive_variables()
@@ -658,7 +659,7 @@ def cached_access_token(
         if "refresh_on" in entry and int(entry["refresh_on"]) < now:
             continue
         return AccessToken(
-            value=_SecretStr(entry["secret"]),
+            value=Secret(entry["secret"]),
             expires_at=datetime.datetime.fromtimestamp(
                 expires_on, datetime.timezone.utc
             ),
@@ -669,7 +670,7 @@ def cached_access_token(
 
 @sensitive_variables()
 def acquire_token(
-    serialized_cache: str,
+    serialized_cache: Secret[str],
     home_account_id: str,
     *,
     scopes: list[str],
@@ -686,7 +687,7 @@ def acquire_token(
     is also how a mailbox linked for SMTP gets its first Graph token.
     """
     try:
-        cache = _load_cache(serialized_cache)
+        cache = _load_cache(serialized_cache.reveal())
     except _UnreadableCache as problem:
         # The cache was decrypted, so the keys are right (a wrong key is a
         # ConfigurationError in models.py); what it holds is not a cache msal
@@ -714,25 +715,51 @@ def acquire_token(
                 error="no_account",
             )
         try:
-            result = app.acquire_token_silent_with_error(
-                scopes, account, force_refresh=force_refresh
+            # Taken apart at once: msal's answer holds the new tokens.
+            issued = _Issued.of(
+                app.acquire_token_silent_with_error(
+                    scopes, account, force_refresh=force_refresh
+                )
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(mailbox, error) from None
-        if not result:
+        if issued is None:
             raise ReconnectRequired(
                 f"No refresh token is stored for {mailbox}. Link the mailbox again.",
                 mailbox=mailbox,
                 error="no_refresh_token",
             )
-        if "error" in result:
-            raise token_error(result, mailbox=mailbox, scopes=scopes)
-    return AccessToken(
-        value=_SecretStr(result["access_token"]),
-        expires_at=_expires_at(result),
-        refreshed=result.get("token_source") != "cache",
-        serialized_cache=cache.serialize() if cache.has_state_changed else None,
-    )
+        if issued.error:
+            raise token_error(issued.error, mailbox=mailbox, scopes=scopes)
+    return issued.token(cache.serialize() if cache.has_state_changed else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Issued:
+    """msal's answer to a token request, taken apart at once: that dict holds
+    the new tokens, and must not stay in a frame that may be on a traceback."""
+
+    access_token: Secret[str] | None
+    expires_at: datetime.datetime | None
+    from_cache: bool
+    roles: frozenset[str]
+    #: msal's error answer (error, description, codes: no token), or None.
+    error: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, result: Mapping[str, Any] | None) -> _Issued | None:
+        if not result or "error" in result:
+            return cls(None, None, False, frozenset(), dict(result)) if result else None
+        token = result["access_token"]
+        cached = result.get("token_source") == "cache"
+        roles = frozenset(_roles(token))
+        return cls(Secret(token), _expires_at(result), cached, roles, None)
+
+    def token(self, serialized_cache: str | None = None) -> AccessToken:
+        assert self.access_token is not None
+        return AccessToken(
+            self.access_token, self.expires_at, not self.from_cache, serialized_cache
+        )
 
 
 # --- app-only tokens (client credentials) ----------------------------------------
@@ -764,11 +791,7 @@ def acquire_app_token(
     role was never granted, and the server's refusal then is vague, so the
     ``roles`` claim is checked here first.
     """
-    # The configured credential's hash, so a new secret or certificate gets a
-    # new token; the settings, not the key file, which is read only to build.
-    configured = (conf.CLIENT_SECRET, conf.CLIENT_CERTIFICATE)
-    credential = hashlib.sha256(repr(configured).encode()).hexdigest()
-    key = (tenant, scope, conf.CLIENT_ID, conf.AUTHORITY, credential)
+    key = (tenant, scope, conf.CLIENT_ID, conf.AUTHORITY, _credential_hash())
     with _app_tokens_lock:  # held for a lookup only: building one asks the network
         entry = _app_tokens.setdefault(key, _AppEntry())
     with entry.lock:
@@ -778,7 +801,8 @@ def acquire_app_token(
         if force_refresh:
             app.remove_tokens_for_client()
         try:
-            result = app.acquire_token_for_client([scope])
+            # Taken apart at once: msal's answer holds the token.
+            issued = _Issued.of(app.acquire_token_for_client([scope]))
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(mailbox, error) from None
         except Exception as error:  # msal's signing (PyJWT) with a broken key
@@ -787,13 +811,14 @@ def acquire_app_token(
                 f"{mailbox} ({type(error).__name__}). Check "
                 "LIVE_OAUTH_MAIL['CLIENT_CERTIFICATE'] (`manage.py check`)."
             ) from None
-        if "error" not in result and role not in _roles(result["access_token"]):
+        assert issued is not None  # msal answers client credentials with a dict
+        if not issued.error and role not in issued.roles:
             # Else msal would answer from its cache, without the role, until the
             # token expires, even after the administrator consented.
             app.remove_tokens_for_client()
-    if "error" in result:
-        raise _app_error(result, tenant, mailbox)
-    if role not in _roles(result["access_token"]):
+    if issued.error:
+        raise _app_error(issued.error, tenant, mailbox)
+    if role not in issued.roles:
         raise AppConsentRequired(
             f"The app's token for {mailbox} lacks the {role} application "
             f"permission: admin consent was not granted in tenant {tenant}. Add "
@@ -802,11 +827,15 @@ def acquire_app_token(
             mailbox=mailbox,
             error="missing_role",
         )
-    return AccessToken(
-        value=_SecretStr(result["access_token"]),
-        expires_at=_expires_at(result),
-        refreshed=result.get("token_source") != "cache",
-    )
+    return issued.token()
+
+
+@sensitive_variables()
+def _credential_hash() -> str:
+    """The configured credential's hash, so a new secret or certificate gets a
+    new token; the settings, not the key file, which is read only to build."""
+    configured = repr((conf.CLIENT_SECRET, conf.CLIENT_CERTIFICATE))
+    return hashlib.sha256(configured.encode()).hexdigest()
 
 
 def admin_consent_url(tenant: str) -> str:

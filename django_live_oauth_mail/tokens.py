@@ -33,6 +33,7 @@ from .conf import Protocol, conf
 from .exceptions import AccountNotFound, ReconnectRequired, TokenError
 from .models import MailAccount
 from .msal_client import AccessToken
+from .secret import Secret
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class AccountCredentials:
     def token(self, *, force_refresh: bool = False) -> str:
         token = get_access_token(self.account, force_refresh=force_refresh)
         self.expires_at = token.expires_at
-        return token.value
+        return token.value.reveal()  # for xoauth2, which drops it before any raise
 
     def __repr__(self) -> str:
         return f"<AccountCredentials for {self.mailbox}>"
@@ -199,7 +200,7 @@ class _Refresh:
         return token
 
     @sensitive_variables()
-    def _refused(self) -> str | None:
+    def _refused(self) -> Secret[str] | None:
         """The token we started with, which a forced refresh replaces."""
         token = msal_client.cached_access_token(
             self.account.read_token_cache(), self.account.home_account_id, self.scopes
@@ -208,10 +209,9 @@ class _Refresh:
 
     @sensitive_variables()
     def _redeem(self, row: MailAccount) -> AccessToken:
-        serialized = row.read_token_cache()
         try:
             token = msal_client.acquire_token(
-                serialized,
+                Secret(row.read_token_cache()),
                 row.home_account_id,
                 scopes=self.scopes,
                 mailbox=row.email,

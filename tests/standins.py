@@ -204,13 +204,19 @@ class GraphStandIn(FakeGraphAPI):
         self._faults: collections.deque[Reply] = collections.deque()
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Upload chunks still to be refused with 503 (a PUT to an uploadUrl).
+        self.failing_uploads = 0
+        #: Every upload session URL handed out (each authorizes itself).
+        self.upload_urls: list[str] = []
 
     def reset(self) -> None:
-        """Forget requests, messages, Sent Items and queued faults."""
+        """Forget requests, messages, Sent Items, upload URLs and queued faults."""
         with self._lock:
             for state in (self.requests, self.messages, self._faults):
                 state.clear()
             self.sent_items.clear()
+            self.upload_urls.clear()
+            self.failing_uploads = 0
 
     def fail_next(
         self,
@@ -263,8 +269,20 @@ class GraphStandIn(FakeGraphAPI):
         self.sent_items.setdefault(mailbox.casefold(), []).append(sent_copy)
         return received
 
+    def _open(self, mailbox: str, request: Request, draft_id: str) -> Reply:
+        reply = super()._open(mailbox, request, draft_id)
+        self.upload_urls.append(json.loads(reply.body)["uploadUrl"])
+        return reply
+
     def _upload(self, request: Request) -> Reply:
         """Graph wants each chunk's Content-Range, in order, within the size."""
+        with self._lock:
+            failing, self.failing_uploads = (
+                self.failing_uploads > 0,
+                max(0, self.failing_uploads - 1),
+            )
+        if failing:
+            raise _Refusal(503, "ServiceUnavailable")
         file = self._uploads.get(request.query.get("authtoken", ""))
         if file is not None and "authorization" not in request.headers:
             start, end = len(file.data), len(file.data) + len(request.body)
@@ -305,6 +323,7 @@ class IdentityPlatform(FakeIdentityPlatform):
         self._faults: deque[_Fault] = deque()
         self._requests: list[tuple[str, str]] = []
         self._certificates: list[x509.Certificate] = []
+        self._assertions: list[str] = []
 
     def reset(self) -> None:
         """Forget recorded requests and queued faults (identities, tokens stay)."""
@@ -351,10 +370,18 @@ class IdentityPlatform(FakeIdentityPlatform):
         if self._faults:
             raise self._faults.popleft()
         if "client_assertion" in form:
+            self._assertions.append(form["client_assertion"])
             problem = assertion_problem(form["client_assertion"], self._certificates)
             if problem:
                 raise AADError("invalid_client", 700027, problem, status=401)
         return super()._redeem(tenant, form)
+
+    def issued_secrets(self) -> list[str]:
+        """Every access and refresh token, code and device code it handed out,
+        and every client assertion (a signed JWT) it was shown."""
+        with self._lock:
+            issued = [*self._access, *self._refresh, *self._codes, *self._devices]
+            return issued + self._assertions
 
     def expire_access_tokens(self, email: str | None = None) -> None:
         """Invalidate issued access tokens server-side (clients still trust them)."""

@@ -11,6 +11,7 @@ test_graph_backend.py sends the same answers through the Graph stand-in.
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -572,14 +573,30 @@ def test_a_broken_graph_request_is_explained_without_its_url(
     assert error.__cause__ is None and error.__suppress_context__
 
 
-@pytest.mark.parametrize(
-    "raised",
-    [NEVER_CONNECTED, requests.ConnectTimeout("x"), ValueError("not requests'")],
-)
-def test_a_request_that_never_left_goes_on_as_it_was(raised: Exception) -> None:
-    """The backend retries an OSError; requests' own is one."""
+@pytest.mark.parametrize("raised", [NEVER_CONNECTED, requests.ConnectTimeout("x")])
+def test_a_request_that_never_left_is_an_oserror_keeping_no_request(
+    raised: requests.RequestException,
+) -> None:
+    """The backend retries an OSError; requests' own would keep the request,
+    its Authorization header included, and pickle it."""
+    raised.request = requests.Request("POST", UPLOAD_URL).prepare()
     with (
-        pytest.raises(type(raised)) as caught,
+        pytest.raises(ConnectionError) as caught,
+        _explained_transport_errors(MAILBOX, sends=True),
+    ):
+        raise raised
+    error = caught.value
+    assert type(error) is ConnectionError
+    assert_says(error, MAILBOX, "nothing was sent")
+    assert_tells_no_secret(error)
+    assert UPLOAD_SECRET not in pickle.dumps(error).decode("latin-1")
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_an_error_not_from_requests_goes_on_as_it_was() -> None:
+    raised = ValueError("not requests'")
+    with (
+        pytest.raises(ValueError) as caught,
         _explained_transport_errors(MAILBOX, sends=True),
     ):
         raise raised

@@ -27,6 +27,7 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
 )
 from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.secret import Secret
 from django_live_oauth_mail.tokens import get_access_token
 
 from .standins import IdentityPlatform
@@ -86,7 +87,7 @@ def run_at_once(*calls: Callable[[], Any]) -> tuple[list[Any], float]:
 
 def refresh(account: MailAccount) -> Callable[[], msal_client.AccessToken]:
     """A forced refresh of ``account``, its cache read now (not on the thread)."""
-    serialized = account.read_token_cache()
+    serialized = Secret(account.read_token_cache())
     return lambda: msal_client.acquire_token(
         serialized,
         account.home_account_id,
@@ -333,7 +334,10 @@ def test_an_unreadable_cache_asks_for_the_mailbox_to_be_linked_again(
     # ...and the refresh path says what is wrong and what to do.
     with pytest.raises(ReconnectRequired) as caught:
         msal_client.acquire_token(
-            broken, alice_account.home_account_id, scopes=conf.SCOPES, mailbox=ALICE
+            Secret(broken),
+            alice_account.home_account_id,
+            scopes=conf.SCOPES,
+            mailbox=ALICE,
         )
     assert ALICE in str(caught.value)
     assert "cannot be read" in str(caught.value)

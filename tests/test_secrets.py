@@ -67,7 +67,7 @@ def test_no_token_appears_anywhere(
 
     assert send_mail("s", "b", "alice@outlook.com", ["r@example.org"]) == 1
     token = get_access_token(account, force_refresh=True)
-    secrets = [*secrets_of(account), token.value]
+    secrets = [*secrets_of(account), token.value.reveal()]
 
     admin = Client()
     admin.force_login(admin_user)
