@@ -10,6 +10,8 @@ written, not where mail is sent:
   mailbox, so only a superuser may make one;
 - a personal (non-shared) entry never takes such an address, whoever asks:
   routing would ignore it anyway (see :func:`.routing.reserved_address`);
+- sharing a person's whole mailbox hands its address to everyone, so only
+  a superuser may turn it on (turning it off is always allowed);
 - an address is either an app mailbox (the app's own credentials, for
   everyone) or linked by people, never both.
 
@@ -76,6 +78,22 @@ def send_as_problem(
         f"{address} is {why}. Only a superuser can make it a shared Send As "
         f"address of {account.email}: any code on the site would then send "
         "that address's mail through this mailbox."
+    )
+
+
+def share_mailbox_problem(account: MailAccount, *, by: Any) -> str | None:
+    """Why ``by`` may not share ``account`` with the whole site, or None.
+
+    A shared link sends for anyone whose mail is from its address: sharing a
+    person's mailbox hands their address to every user and every piece of
+    code on the site, so it is a superuser's decision, as a shared Send As
+    entry for someone else's address is. An app mailbox has no owner.
+    """
+    if account.is_app or _is_superuser(by):
+        return None
+    return (
+        f"Sharing {account.email} lets anyone on the site send as that address "
+        "through this mailbox. Only a superuser can share a person's mailbox."
     )
 
 

@@ -229,7 +229,10 @@ class MailAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if obj is None:
             kwargs["form"] = self.add_form
             kwargs["fields"] = self.add_form.Meta.fields
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A new class per call (modelform_factory), so this is this request's.
+        form.requested_by = request.user  # type: ignore[attr-defined]
+        return form
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.add_form.Meta.fields if obj is None else self.fields

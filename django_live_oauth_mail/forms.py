@@ -9,7 +9,11 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .accounts import tenant_problem
-from .address_claims import app_mailbox_problem, send_as_problem
+from .address_claims import (
+    app_mailbox_problem,
+    send_as_problem,
+    share_mailbox_problem,
+)
 from .models import MailAccount, SendAsAddress, normalize_email
 
 
@@ -103,7 +107,21 @@ class AppMailboxForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 class MailAccountForm(forms.ModelForm):  # type: ignore[type-arg]
-    """The change form; the send rate's validator refuses one workers can't read."""
+    """The change form; the send rate's validator refuses one workers can't read.
+
+    ``requested_by`` is who saves it (the admin sets it on the form class it
+    makes for each request): only a superuser may share a person's mailbox.
+    """
+
+    requested_by: Any = None
+
+    def clean_shared(self) -> bool:
+        shared = bool(self.cleaned_data.get("shared"))
+        if shared and not self.instance.shared:
+            problem = share_mailbox_problem(self.instance, by=self.requested_by)
+            if problem:
+                raise forms.ValidationError(problem, code="share_mailbox")
+        return shared
 
     def clean_send_rate(self) -> str:
         return str(self.cleaned_data["send_rate"]).strip()

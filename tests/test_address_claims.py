@@ -143,6 +143,21 @@ def test_a_superuser_may_share_a_site_address_and_another_mailboxs(
     ]
 
 
+def test_only_a_superuser_may_share_a_persons_whole_mailbox(
+    staff_member: Client, superuser: Client, alice_account: MailAccount
+) -> None:
+    response = change(staff_member, alice_account, shared="on")
+    assert response.status_code == 200
+    assert "Only a superuser can share a person&#x27;s mailbox" in response.text
+    assert MailAccount.objects.get(pk=alice_account.pk).shared is False
+
+    assert change(superuser, alice_account, shared="on").status_code == 302
+    assert MailAccount.objects.get(pk=alice_account.pk).shared is True
+    # Turning sharing off takes nothing from anyone: staff may.
+    assert change(staff_member, alice_account).status_code == 302
+    assert MailAccount.objects.get(pk=alice_account.pk).shared is False
+
+
 def test_the_rule_is_the_same_for_code_that_knows_no_user(
     alice_account: MailAccount, django_user_model: Any
 ) -> None:
