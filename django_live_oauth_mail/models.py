@@ -286,7 +286,15 @@ class OutboundMessage(models.Model):
     )
     from_email = models.TextField(_("from"))
     subject = models.TextField(_("subject"), blank=True)
-    recipients = models.TextField(_("recipients"), help_text=_("One per line."))
+    # A JSON list, exactly as the caller wrote each address: joined lines
+    # would be split again on whatever str.splitlines() takes for a line end
+    # (U+2028, \x85, ...), turning one recipient into several.
+    recipients = models.JSONField(
+        _("recipients"),
+        default=list,
+        help_text=_("The envelope: To, Cc and Bcc."),
+    )
+    # len(recipients), kept as a column so that pacing can sum it in SQL.
     recipient_count = models.PositiveIntegerField(_("recipients"), default=0)
     message_id = models.CharField(_("Message-ID"), max_length=255)
     # A Fernet token wrapping the rendered MIME message.
@@ -325,7 +333,8 @@ class OutboundMessage(models.Model):
 
     @property
     def recipient_list(self) -> list[str]:
-        return [r for r in self.recipients.splitlines() if r]
+        """The envelope recipients, as queued."""
+        return [str(r) for r in self.recipients]
 
     def read_message(self) -> bytes:
         """The decrypted MIME message. Keep it out of logs."""

@@ -54,7 +54,7 @@ def queue(
                     acting_user_id=acting_user,
                     from_email=rendered.from_email,
                     subject=rendered.subject,
-                    recipients="\n".join(rendered.recipients),
+                    recipients=rendered.recipients,
                     recipient_count=len(rendered.recipients),
                     message_id=rendered.message_id,
                     encrypted_message=crypto.encrypt_bytes(rendered.mime),

@@ -16,7 +16,10 @@ from email.parser import BytesParser
 from email.policy import Policy
 from typing import Any
 
+from django.conf import settings
 from django.core.mail import EmailMessage
+from django.core.mail import message as django_message
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
 from .delivery import stable_message_id
 
@@ -31,7 +34,16 @@ class Rendered:
 
 
 def render(message: EmailMessage) -> Rendered:
-    """The bytes Django would send for ``message``, and its envelope."""
+    """The bytes Django would send for ``message``, and its envelope.
+
+    Raises the ``ValueError`` the inline backend raises for an address Django
+    would refuse to send to (two addresses in one, a line break), so such a
+    message is refused now, never stored.
+    """
+    recipients = [str(r) for r in message.recipients()]
+    from_email = str(message.from_email or "")
+    for address in (from_email, *recipients):
+        check_address(address, message.encoding)
     with stable_message_id(message):
         message_id = next(
             str(value)
@@ -44,11 +56,24 @@ def render(message: EmailMessage) -> Rendered:
             mime = message.message().as_bytes(linesep="\r\n")  # type: ignore[call-arg,unused-ignore]
     return Rendered(
         mime=bytes(mime),
-        from_email=str(message.from_email or ""),
-        recipients=[str(r) for r in message.recipients()],
+        from_email=from_email,
+        recipients=recipients,
         subject=str(message.subject or ""),
         message_id=message_id,
     )
+
+
+def check_address(address: str, encoding: str | None) -> None:
+    """Raise the ``ValueError`` Django's SMTP backend raises sending to ``address``.
+
+    The inline backend sends through that backend, so this is exactly its
+    check, for this Django version.
+    """
+    prep_address = getattr(DjangoSMTPBackend, "prep_address", None)
+    if prep_address is not None:  # Django 6: it needs nothing of the instance
+        prep_address(DjangoSMTPBackend.__new__(DjangoSMTPBackend), address)
+    else:  # Django 5.2
+        django_message.sanitize_address(address, encoding or settings.DEFAULT_CHARSET)
 
 
 class _ParsedMIME(MIMEMessage):
