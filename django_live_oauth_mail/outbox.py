@@ -14,19 +14,23 @@ from typing import Any
 
 from django.core.mail import EmailMessage
 from django.db import connections, router, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 from . import crypto, signals, tasks
 from .conf import conf
+from .exceptions import AccountNotFound, LiveOAuthMailError
 from .models import MailAccount, OutboundMessage
 from .rendering import render
 
 logger = logging.getLogger(__name__)
 
 Status = OutboundMessage.Status
+
+#: Rows per ``UPDATE ... WHERE pk IN (...)``, well inside every database's limit.
+BATCH = 500
 
 
 def queue(
@@ -160,24 +164,76 @@ def failed(
 
 
 def _announce(signal: Any, **kwargs: Any) -> None:
-    """Send ``signal``; a receiver's error is logged, never the message's fate."""
-    for handler, result in signal.send_robust(sender=OutboundMessage, **kwargs):
-        if isinstance(result, Exception):
-            logger.error("Outbox signal receiver %r failed: %r", handler, result)
+    """Send ``signal`` once the transaction commits; never if it rolls back.
+
+    A receiver's error is logged, never the message's fate.
+    """
+
+    def send() -> None:
+        for handler, result in signal.send_robust(sender=OutboundMessage, **kwargs):
+            if isinstance(result, Exception):
+                logger.error("Outbox signal receiver %r failed: %r", handler, result)
+
+    transaction.on_commit(send, using=router.db_for_write(OutboundMessage))
 
 
-def fail_waiting(account: MailAccount, reason: str) -> int:
+def _fail_all(
+    rows: QuerySet[OutboundMessage],
+    status: str,
+    error: BaseException,
+    now: datetime.datetime,
+) -> int:
+    """Move ``rows`` to ``status``, saying ``error``, and announce each; how many.
+
+    Each message is announced once, by whoever moved it, so this must know
+    which rows its own ``UPDATE`` moved, and the ORM's ``update()`` returns a
+    count, not the rows (no ``UPDATE ... RETURNING``). So the rows are locked
+    as they are read (``SELECT ... FOR UPDATE``): a row another worker moved
+    meanwhile no longer matches once its lock is granted (PostgreSQL and MySQL
+    read it again), and the rows read are exactly the rows moved. SQLite has
+    no row locks: there each row moves by its own conditional ``UPDATE``.
+    When nothing matches, as on nearly every call, this costs one query.
+    """
+    if not rows.exists():
+        return 0
+    reason = str(error) or type(error).__name__
+    fields = {"status": status, "last_error": reason, "updated_at": now}
+    using = router.db_for_write(OutboundMessage)
+    # Without the body: receivers rarely need it (read_message() loads it).
+    rows = rows.using(using).defer("encrypted_message").order_by("pk")
+    if connections[using].features.has_select_for_update:
+        with transaction.atomic(using=using):
+            moved = list(rows.select_for_update())
+            for start in range(0, len(moved), BATCH):
+                batch = [m.pk for m in moved[start : start + BATCH]]
+                OutboundMessage.objects.using(using).filter(pk__in=batch).update(
+                    **fields
+                )
+    else:
+        moved = [m for m in rows if rows.filter(pk=m.pk).update(**fields)]
+    for message in moved:
+        message.status, message.last_error, message.updated_at = status, reason, now
+        _announce(signals.message_failed, message=message, error=error)
+    return len(moved)
+
+
+def fail_waiting(account: MailAccount, error: BaseException) -> int:
     """Fail every message still waiting for ``account``; how many there were."""
-    moved = OutboundMessage.objects.filter(
-        account=account, status__in=OutboundMessage.WAITING
-    ).update(status=Status.FAILED, last_error=reason, updated_at=timezone.now())
+    moved = _fail_all(
+        OutboundMessage.objects.filter(
+            account=account, status__in=OutboundMessage.WAITING
+        ),
+        Status.FAILED,
+        error,
+        timezone.now(),
+    )
     if moved:
-        logger.error("%d queued message(s) from %s failed: %s", moved, account, reason)
+        logger.error("%d queued message(s) from %s failed: %s", moved, account, error)
     return moved
 
 
 def mark_stuck(now: datetime.datetime | None = None) -> int:
-    """Messages whose worker stopped mid-send become ``unknown``.
+    """Messages whose worker stopped mid-send become ``unknown``; how many.
 
     The worker began sending and never said how it ended (it was killed, or
     lost its database): Microsoft may have accepted the message. A person
@@ -185,17 +241,16 @@ def mark_stuck(now: datetime.datetime | None = None) -> int:
     """
     now = now or timezone.now()
     cutoff = now - datetime.timedelta(seconds=conf.SENDING_TIMEOUT)
-    return OutboundMessage.objects.filter(
-        status=Status.SENDING, started_at__lt=cutoff
-    ).update(
-        status=Status.UNKNOWN,
-        updated_at=now,
-        last_error=(
+    return _fail_all(
+        OutboundMessage.objects.filter(status=Status.SENDING, started_at__lt=cutoff),
+        Status.UNKNOWN,
+        LiveOAuthMailError(
             "The worker sending it stopped before it could record the outcome "
             f"(nothing was heard for {conf.SENDING_TIMEOUT:g} seconds), so "
             "Microsoft may or may not have accepted it. Look for its Message-ID "
             "in the mailbox's Sent Items, then retry or cancel it."
         ),
+        now,
     )
 
 
@@ -274,7 +329,10 @@ def _mailbox_deleted(sender: Any, instance: MailAccount, **kwargs: Any) -> None:
     """A disconnected mailbox sends nothing more: its waiting mail fails, saying so."""
     fail_waiting(
         instance,
-        f"{instance.email} was disconnected (its link was deleted) before this "
-        "message was sent. Link the mailbox again and retry it, or send it "
-        "from another mailbox.",
+        AccountNotFound(
+            f"{instance.email} was disconnected (its link was deleted) before this "
+            "message was sent. Link the mailbox again and retry it, or send it "
+            "from another mailbox.",
+            mailbox=instance.email,
+        ),
     )

@@ -26,14 +26,19 @@
     ``ReconnectRequired`` exception, whose message says why.
 
 ``message_sent``
-    Microsoft accepted a queued message. Sent by the worker, at once.
-    ``sender``: ``OutboundMessage``; ``message``: the ``OutboundMessage``.
+    Microsoft accepted a queued message. ``sender``: ``OutboundMessage``;
+    ``message``: the ``OutboundMessage``.
 
 ``message_failed``
     A queued message will not go out (status ``failed``), or may have gone
-    out (``unknown``). Sent by the worker, at once. ``sender``:
-    ``OutboundMessage``; ``message``: the ``OutboundMessage``, whose
-    ``last_error`` says why; ``error``: the exception.
+    out (``unknown``), whatever moved it there: the worker, a disconnected or
+    revoked mailbox failing its waiting mail, or a worker that stopped
+    mid-send. Once per message and outcome. ``sender``: ``OutboundMessage``;
+    ``message``: the ``OutboundMessage`` (its body not loaded until read),
+    whose ``last_error`` says why; ``error``: the exception.
+
+The outbox's signals are sent with ``send_robust()``: a receiver's error is
+logged, and changes nothing about the message.
 """
 
 from django.dispatch import Signal

@@ -211,7 +211,7 @@ def _record_failure(
         outbox.failed(message, error, status=Status.UNKNOWN)
     elif isinstance(error, ReconnectRequired):
         outbox.failed(message, error)
-        outbox.fail_waiting(account, str(error))
+        outbox.fail_waiting(account, error)
     elif _temporary(error, started) and paced:
         _retry_later(message, error, attempt=message.attempts + (not started))
     else:
