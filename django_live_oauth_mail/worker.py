@@ -4,7 +4,8 @@
    once. One stuck in ``sending`` past ``SENDING_TIMEOUT`` becomes
    ``unknown`` (:func:`.outbox.mark_stuck`).
 2. Routing runs again for the stored acting user: it must still pick the same
-   mailbox, still active, or the message fails saying why.
+   mailbox, still active, or the message fails saying why. A deactivated
+   acting user is routed as no one: their own mailbox no longer sends for them.
 3. Holding the mailbox's row lock, :mod:`.pacing` says whether it may go now;
    if not, it is deferred (never slept on) and scheduled for later.
 4. It is sent through the inline backend, which keeps sessions warm; a
@@ -65,7 +66,11 @@ class WorkerBackend(EmailBackend):
 def deliver(pk: int) -> None:
     """Send (or defer, or fail) the queued message ``pk``."""
     outbox.mark_stuck()
-    message = OutboundMessage.objects.select_related("account").filter(pk=pk).first()
+    message = (
+        OutboundMessage.objects.select_related("account", "acting_user")
+        .filter(pk=pk)
+        .first()
+    )
     if message is None or message.status not in OutboundMessage.WAITING:
         return
     try:
@@ -106,17 +111,36 @@ def _still_routes(message: OutboundMessage) -> MailAccount:
         raise needs_linking(account)
     if message.explicit:
         return account
+    # A deactivated user owns nothing: their mail is routed as no one's, as if
+    # they had unlinked the mailbox (a shared one still sends it).
+    acting = message.acting_user
+    deactivated = acting is not None and not getattr(acting, "is_active", True)
     # As the stored acting user, or as no one: never whoever runs the task.
-    with sending_as(message.acting_user_id):
+    with sending_as(None if deactivated else message.acting_user_id):
         batches, refused = routing.route([EmailMessage(from_email=message.from_email)])
+    chosen = batches[0][0] if batches else None
+    if deactivated and (chosen is None or chosen.pk != account.pk):
+        raise SenderNotAllowed(
+            f"This message was queued by user pk {message.acting_user_id} to go "
+            f"out through {account.email}, and that user has been deactivated "
+            "since, so the mailbox no longer sends for them. Nothing was sent; "
+            "reactivate the user and retry it, or send it from another mailbox.",
+            mailbox=account.email,
+        )
     for _, error in refused:
         raise error
-    chosen = batches[0][0]
-    if chosen.pk != account.pk:
+    assert chosen is not None  # route() refused it, or chose a mailbox
+    if chosen.pk != account.pk:  # the link, not the address: another may share it
+        other = (
+            f"another link of {chosen.email} (mailbox pk {chosen.pk})"
+            if chosen.email == account.email
+            else chosen.email
+        )
         raise SenderNotAllowed(
-            f"This message was queued to go out through {account.email}, but "
-            f"{chosen.email} would send it now (the mailboxes or their sharing "
-            "changed). Nothing was sent; retry it to send it as things are now.",
+            f"This message was queued to go out through {account.email} (mailbox "
+            f"pk {account.pk}), but {other} would send it now (the mailboxes or "
+            "their sharing changed). Nothing was sent; retry it to send it as "
+            "things are now.",
             mailbox=account.email,
         )
     return account
