@@ -17,6 +17,7 @@ from django_live_oauth_mail.backends import EmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
+from .test_django_contract import parser_breaks_on_a_bare_at
 from .test_outbox import message, queue, run_tasks
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 
@@ -28,14 +29,28 @@ ODD_NAME = "Ann\u2028Lee\x85 <ann@example.org>"
 
 
 @pytest.mark.django_db
-def test_a_bcc_hiding_a_second_address_is_refused_when_queued_as_inline(
+@pytest.mark.parametrize(
+    "address",
+    [
+        SMUGGLING,
+        "a@example.org\x85smuggled@evil.example",
+        "to\nevil@example.com",
+        '"evil@example.com\r\nto"@example.com',
+        "to@other.com@example.com",
+        "to@other.com <to@example.com>",
+        "a@example.org, b@example.org",
+        pytest.param("to@", marks=parser_breaks_on_a_bare_at),
+    ],
+)
+def test_a_bcc_the_inline_backend_refuses_is_refused_when_queued(
+    address: str,
     alice_account: MailAccount,
     acting_user: Any,
     smtp_server: XOAuth2SMTPServer,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     email = message()
-    email.bcc = [SMUGGLING]
+    email.bcc = [address]
     with pytest.raises(ValueError) as inline:
         EmailBackend().send_messages([email])
     with django_capture_on_commit_callbacks(execute=True):
