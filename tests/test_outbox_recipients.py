@@ -101,8 +101,8 @@ def test_a_stored_list_is_sent_to_as_stored(
     assert sent.rcpt_tos == ["ann@example.org"]
 
 
-MIGRATED = ("live_oauth_mail", "0008_outbox_recipients_as_json_list")
-BEFORE = ("live_oauth_mail", "0007_session_leases")
+MIGRATED = ("live_oauth_mail", "0009_outbox_recipients_as_json_list")
+BEFORE = ("live_oauth_mail", "0008_mailaccount_send_rate_validated")
 
 
 def _migrate(target: tuple[str, str]) -> Any:

@@ -52,7 +52,7 @@ def _save(messages: Any, using: str, changed: list[Any]) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("live_oauth_mail", "0007_session_leases"),
+        ("live_oauth_mail", "0008_mailaccount_send_rate_validated"),
     ]
 
     operations = [
