@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -73,6 +74,16 @@ def test_the_worker_sends_to_exactly_the_addresses_queued(
 ) -> None:
     email = message(to=(ODD_NAME,))
     email.bcc = ["hidden@example.org"]
+    if django.VERSION >= (6,):
+        # Django 6's modern email policy refuses such a name in a header when
+        # rendering: inline and queued alike, and nothing is stored.
+        with pytest.raises(ValueError) as inline:
+            EmailBackend().send_messages([email])
+        with pytest.raises(ValueError) as queued:
+            queue(email)
+        assert str(queued.value) == str(inline.value)
+        assert OutboundMessage.objects.count() == 0
+        return
     with django_capture_on_commit_callbacks(execute=True):
         queue(email)
     row = OutboundMessage.objects.get()
