@@ -11,7 +11,8 @@ written, not where mail is sent:
 - a personal (non-shared) entry never takes such an address, whoever asks:
   routing would ignore it anyway (see :func:`.routing.reserved_address`);
 - sharing a person's whole mailbox hands its address to everyone, so only
-  a superuser may turn it on (turning it off is always allowed);
+  a user with the ``share_mailaccount`` permission (superusers have it) may
+  turn it on; turning it off takes nothing from anyone;
 - an address is either an app mailbox (the app's own credentials, for
   everyone) or linked by people, never both.
 
@@ -42,6 +43,9 @@ class Requester(enum.Enum):
 
 #: A management command or the shell: trusted like a superuser.
 OPERATOR = Requester.OPERATOR
+
+#: Who may share a person's whole mailbox with the site.
+SHARE_PERMISSION = "live_oauth_mail.share_mailaccount"
 
 
 def site_addresses() -> set[str]:
@@ -86,14 +90,17 @@ def share_mailbox_problem(account: MailAccount, *, by: Any) -> str | None:
 
     A shared link sends for anyone whose mail is from its address: sharing a
     person's mailbox hands their address to every user and every piece of
-    code on the site, so it is a superuser's decision, as a shared Send As
-    entry for someone else's address is. An app mailbox has no owner.
+    code on the site, so it takes its own permission, not only the right to
+    change a mailbox. An app mailbox has no owner.
     """
-    if account.is_app or _is_superuser(by):
+    if account.is_app or by is OPERATOR:
+        return None
+    if getattr(by, "is_active", False) and by.has_perm(SHARE_PERMISSION):
         return None
     return (
         f"Sharing {account.email} lets anyone on the site send as that address "
-        "through this mailbox. Only a superuser can share a person's mailbox."
+        "through this mailbox. It takes the permission \"Can share a person's "
+        f'mailbox with the site" ({SHARE_PERMISSION}), which you do not have.'
     )
 
 

@@ -110,7 +110,8 @@ class MailAccountForm(forms.ModelForm):  # type: ignore[type-arg]
     """The change form; the send rate's validator refuses one workers can't read.
 
     ``requested_by`` is who saves it (the admin sets it on the form class it
-    makes for each request): only a superuser may share a person's mailbox.
+    makes for each request): sharing a person's mailbox takes a permission of
+    its own (see :func:`.address_claims.share_mailbox_problem`).
     """
 
     requested_by: Any = None

@@ -145,6 +145,11 @@ class MailAccount(models.Model):
         verbose_name = _("linked mailbox")
         verbose_name_plural = _("linked mailboxes")
         ordering = ["email", "pk"]
+        permissions = [
+            # Sharing hands a person's address to the whole site: more than
+            # changing a mailbox's pacing or transport (see address_claims).
+            ("share_mailaccount", _("Can share a person's mailbox with the site"))
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "email"], name="live_oauth_mail_one_link_per_mailbox"

@@ -40,6 +40,7 @@ ADMIN_PERMISSIONS = (
     "view_outboundmessage_body",
     "view_mailaccount",
     "change_mailaccount",
+    "share_mailaccount",
     "view_sendasaddress",
     "add_sendasaddress",
     "change_sendasaddress",
