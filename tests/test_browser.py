@@ -38,7 +38,8 @@ import pytest
 import tests
 from django_live_oauth_mail.testing import find_free_port
 
-pytestmark = pytest.mark.browser
+# The first test also starts the demo site; every step may wait 10 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = REPO / "example_project" / "manage.py"
