@@ -1,0 +1,182 @@
+"""Behaviours a mutation audit found that no test asserted (issue #23).
+
+Each test here fails when the line that guards its behaviour is mutated
+(``make mutation`` finds the next ones; docs/development.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import pprint
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.mail import EmailMessage
+from django.test import Client
+
+from django_live_oauth_mail import crypto, flows
+from django_live_oauth_mail.exceptions import ReconnectRequired
+from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
+from django_live_oauth_mail.tokens import get_access_token
+
+from .conftest import Linker
+from .helpers import refreshes, stored_refresh_token
+from .mailers import make_backend
+from .standins import IdentityPlatform
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# -- the connect flow: any answer with a state spends it ------------------------------
+
+
+def test_a_callback_with_only_a_state_spends_it(
+    user: Any, identity_platform: IdentityPlatform
+) -> None:
+    client = Client()
+    client.force_login(user)
+    authorize = client.post("/mail/connect/")["Location"]
+    answer = identity_platform.approve(authorize, "alice@outlook.com")
+    state = answer.params["state"]
+
+    probe = client.get("/mail/callback/", {"state": state})
+    assert probe.status_code == 400
+    assert state not in client.session[flows.SESSION_KEY]
+
+    # Microsoft's real answer for that state now comes too late.
+    late = client.get(urlsplit(answer.url).path, dict(answer.params))
+    assert late.status_code == 400
+    assert b"expired or was already used" in late.content
+    assert MailAccount.objects.count() == 0
+    assert identity_platform.token_requests == []
+
+
+# -- the decrypted token cache --------------------------------------------------------
+
+
+def test_the_decrypted_token_cache_hides_its_content_in_every_repr(
+    alice_account: MailAccount,
+) -> None:
+    cache = MailAccount.objects.get(pk=alice_account.pk).read_token_cache()
+    refresh_token = stored_refresh_token(alice_account)
+    assert refresh_token in cache  # still the plaintext, for msal
+
+    shown = [
+        repr(cache),
+        f"{cache!r}",
+        repr({"cache": [cache]}),
+        pprint.pformat({"cache": cache}),
+    ]
+    assert repr(cache) == "'<decrypted, hidden>'"
+    for text in shown:
+        assert refresh_token not in text and "RefreshToken" not in text
+
+
+def test_decrypt_returns_text_that_equals_the_plaintext_but_hides_it() -> None:
+    plaintext = crypto.decrypt(crypto.encrypt("s3cret-value"))
+    assert plaintext == "s3cret-value"
+    assert "s3cret-value" not in repr(plaintext)
+
+
+# -- token leases and stale copies ----------------------------------------------------
+
+
+def test_a_worker_that_uses_the_token_another_stored_releases_its_lease(
+    alice_account: MailAccount, identity_platform: IdentityPlatform
+) -> None:
+    stale_copy = MailAccount.objects.get(pk=alice_account.pk)
+    stored = get_access_token(alice_account, force_refresh=True)  # another worker
+    identity_platform.reset()
+
+    # Exchange refused the stale copy's token: this worker claims the lease,
+    # finds the newer token in the row, uses it, and gives the lease back.
+    token = get_access_token(stale_copy, force_refresh=True)
+
+    assert token.value == stored.value
+    assert refreshes(identity_platform) == 0
+    assert MailAccount.objects.get(pk=alice_account.pk).refreshing_until is None
+
+
+def test_a_stale_active_copy_of_a_deactivated_mailbox_gets_no_token(
+    alice_account: MailAccount, identity_platform: IdentityPlatform
+) -> None:
+    stale_copy = MailAccount.objects.get(pk=alice_account.pk)
+    get_access_token(alice_account, force_refresh=True)  # a fresh token is stored
+    # ...and then another worker learnt the grant is gone.
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        status=MailAccount.Status.RECONNECT_REQUIRED,
+        last_error="AADSTS70000: the grant was revoked",
+    )
+    identity_platform.reset()
+    assert stale_copy.is_active
+
+    # The refresh path re-reads the row: what it says wins over the copy.
+    with pytest.raises(ReconnectRequired, match="AADSTS70000"):
+        get_access_token(stale_copy, force_refresh=True)
+
+    assert identity_platform.requests == []
+    assert not stale_copy.is_active  # the copy learnt the row's state
+    stored = MailAccount.objects.get(pk=alice_account.pk)
+    assert (stored.status, stored.refreshing_until) == (
+        MailAccount.Status.RECONNECT_REQUIRED,
+        None,
+    )
+
+
+# -- routing: the oldest link wins ----------------------------------------------------
+
+
+def _make_oldest(account: MailAccount) -> None:
+    """Date ``account``'s link before every other, whatever its primary key."""
+    first = MailAccount.objects.order_by("created_at").values_list(
+        "created_at", flat=True
+    )[0]
+    MailAccount.objects.filter(pk=account.pk).update(
+        created_at=first - datetime.timedelta(days=1)
+    )
+
+
+def test_of_two_shared_send_as_entries_the_oldest_link_sends(
+    link: Linker, user: Any, other_user: Any, smtp_server: XOAuth2SMTPServer
+) -> None:
+    newer = link(user, "bob@contoso.com")  # linked first, so its pk is lower
+    older = link(other_user, "alice@outlook.com")
+    _make_oldest(older)
+    for account in (newer, older):
+        SendAsAddress.objects.create(
+            account=account, address="support@example.com", shared=True
+        )
+        smtp_server.send_as[account.email] = {"support@example.com"}
+
+    for _ in range(2):  # deterministic, not the first row the database returns
+        assert EmailMessage("s", "b", "support@example.com", ["r@example.org"]).send()
+
+    assert [m.authenticated_as for m in smtp_server.messages] == [
+        "alice@outlook.com"
+    ] * 2
+
+
+def test_of_two_links_of_one_mailbox_the_oldest_sends_when_chosen_by_address(
+    link: Linker,
+    user: Any,
+    other_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    link(user, "bob@contoso.com")
+    older = link(other_user, "bob@contoso.com")
+    _make_oldest(older)
+    live_settings["DEFAULT_ACCOUNT"] = "bob@contoso.com"
+    smtp_server.send_as["bob@contoso.com"] = {"webmaster@example.com"}
+
+    # Chosen explicitly by address, and as DEFAULT_ACCOUNT.
+    assert make_backend(account="bob@contoso.com").send_messages(
+        [EmailMessage("s", "b", "bob@contoso.com", ["r@example.org"])]
+    )
+    assert EmailMessage("s", "b", None, ["r@example.org"]).send() == 1
+
+    assert len(smtp_server.messages) == 2
+    used = MailAccount.objects.filter(last_used_at__isnull=False)
+    assert list(used.values_list("pk", flat=True)) == [older.pk]
