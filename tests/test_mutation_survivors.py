@@ -16,7 +16,7 @@ from django.core.mail import EmailMessage
 from django.test import Client
 
 from django_live_oauth_mail import crypto, flows
-from django_live_oauth_mail.exceptions import ReconnectRequired
+from django_live_oauth_mail.exceptions import AccountNotFound, ReconnectRequired
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
@@ -180,3 +180,51 @@ def test_of_two_links_of_one_mailbox_the_oldest_sends_when_chosen_by_address(
     assert len(smtp_server.messages) == 2
     used = MailAccount.objects.filter(last_used_at__isnull=False)
     assert list(used.values_list("pk", flat=True)) == [older.pk]
+
+
+# -- routing: DEFAULT_ACCOUNT and open() ----------------------------------------------
+
+
+def test_a_send_as_entry_for_an_unlinked_default_account_does_not_stand_in_for_it(
+    alice_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    # Written past the form (which refuses it): Alice lists the site's mailbox.
+    SendAsAddress.objects.create(account=alice_account, address="noreply@contoso.com")
+    live_settings["DEFAULT_ACCOUNT"] = "noreply@contoso.com"
+
+    with pytest.raises(AccountNotFound, match="is not an active linked mailbox"):
+        EmailMessage("s", "b", None, ["r@example.org"]).send()
+    assert smtp_server.sessions == 0
+
+
+def test_a_refused_sender_is_named_on_the_error(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    with pytest.raises(AccountNotFound) as caught:
+        EmailMessage("s", "b", "stranger@example.org", ["r@example.org"]).send()
+    assert caught.value.mailbox == "stranger@example.org"
+    assert smtp_server.sessions == 0
+
+
+def test_open_signs_in_as_the_mailbox_that_sends_the_sites_mail(
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["DEFAULT_ACCOUNT"] = "bob@contoso.com"
+    backend = make_backend()
+    try:
+        assert backend.open() is True
+    finally:
+        backend.close()
+    assert [a.user for a in smtp_server.auth_attempts] == ["bob@contoso.com"]
+
+
+def test_open_without_a_mailbox_for_the_sites_mail_says_what_to_do(
+    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+) -> None:
+    with pytest.raises(AccountNotFound, match=r"^open\(\) signs in as the mailbox"):
+        make_backend().open()
+    assert smtp_server.sessions == 0
