@@ -6,6 +6,8 @@
     python scripts/mutation.py routing crypto  only these
     python scripts/mutation.py --jobs 2        two modules at a time
     python scripts/mutation.py --report        summarize the last runs again
+    python scripts/mutation.py --survivors     test the survivors again, with
+                                               the tests written since
 
 Each module is mutated in its own copy of the checkout (``.mutation/<module>/``),
 never in the checkout itself: cosmic-ray writes each mutant to disk, and an
@@ -26,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +211,25 @@ def run_module(module: str) -> str:
     return str(log)
 
 
+def retest_survivors(module: str) -> None:
+    """Queue the surviving mutants again, against the checkout's tests now.
+
+    Only ``tests/`` is refreshed: the mutants were made from the module as it
+    was, so a changed module needs ``--fresh``.
+    """
+    folder = WORK / module
+    if not (folder / "session.sqlite").exists():
+        return
+    shutil.rmtree(folder / "tree" / "tests")
+    shutil.copytree(
+        ROOT / "tests",
+        folder / "tree" / "tests",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    with sqlite3.connect(folder / "session.sqlite") as db:
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+
+
 def summarize(module: str) -> tuple[str, list[str]]:
     """One Markdown table row, and the surviving mutants as diffs."""
     from cosmic_ray.work_db import WorkDB, use_db
@@ -272,6 +294,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="modules at a time")
     parser.add_argument("--report", action="store_true", help="only summarize")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs")
+    parser.add_argument(
+        "--survivors", action="store_true", help="test the survivors again"
+    )
     args = parser.parse_args()
     modules = args.modules or list(MODULES)
     unknown = set(modules) - set(MODULES)
@@ -281,6 +306,8 @@ def main() -> int:
         for module in modules:
             if args.fresh and (WORK / module).exists():
                 shutil.rmtree(WORK / module)
+            elif args.survivors:
+                retest_survivors(module)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             for module, done in zip(
                 modules, pool.map(run_module, modules), strict=True
