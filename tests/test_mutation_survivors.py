@@ -15,8 +15,12 @@ import pytest
 from django.core.mail import EmailMessage
 from django.test import Client
 
-from django_live_oauth_mail import crypto, flows
-from django_live_oauth_mail.exceptions import AccountNotFound, ReconnectRequired
+from django_live_oauth_mail import crypto, flows, routing, sending_as
+from django_live_oauth_mail.exceptions import (
+    AccountNotFound,
+    ReconnectRequired,
+    SenderNotAllowed,
+)
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.tokens import get_access_token
@@ -187,25 +191,100 @@ def test_of_two_links_of_one_mailbox_the_oldest_sends_when_chosen_by_address(
 
 def test_a_send_as_entry_for_an_unlinked_default_account_does_not_stand_in_for_it(
     alice_account: MailAccount,
+    link: Linker,
+    user: Any,
     smtp_server: XOAuth2SMTPServer,
     live_settings: dict[str, Any],
 ) -> None:
-    # Written past the form (which refuses it): Alice lists the site's mailbox.
-    SendAsAddress.objects.create(account=alice_account, address="noreply@contoso.com")
-    live_settings["DEFAULT_ACCOUNT"] = "noreply@contoso.com"
+    # Written past the form (which refuses them): mailboxes whose addresses
+    # sort before and after it list the site's (unlinked) mailbox.
+    dave = link(user, "dave@fabrikam.com")
+    for account in (alice_account, dave):
+        SendAsAddress.objects.create(account=account, address="carol@contoso.com")
+    live_settings["DEFAULT_ACCOUNT"] = "carol@contoso.com"
 
     with pytest.raises(AccountNotFound, match="is not an active linked mailbox"):
         EmailMessage("s", "b", None, ["r@example.org"]).send()
     assert smtp_server.sessions == 0
 
 
-def test_a_refused_sender_is_named_on_the_error(
-    alice_account: MailAccount, smtp_server: XOAuth2SMTPServer
+def test_a_users_send_as_entry_for_another_mailbox_never_sends_its_mail(
+    link: Linker, user: Any, other_user: Any, smtp_server: XOAuth2SMTPServer
 ) -> None:
+    # Dave's address sorts after Bob's; the rule must not depend on that.
+    dave = link(user, "dave@fabrikam.com")
+    SendAsAddress.objects.create(account=dave, address="bob@contoso.com")
+    link(other_user, "bob@contoso.com")
+
+    with sending_as(user), pytest.raises(SenderNotAllowed):
+        EmailMessage("s", "b", "bob@contoso.com", ["r@example.org"]).send()
+    assert smtp_server.sessions == 0
+
+
+def test_routing_any_prefers_the_own_link_to_an_older_send_as_entry(
+    link: Linker,
+    user: Any,
+    other_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+) -> None:
+    dave = link(user, "dave@fabrikam.com")  # older, and sorts after Bob
+    SendAsAddress.objects.create(account=dave, address="bob@contoso.com")
+    link(other_user, "bob@contoso.com")
+    live_settings["ROUTING"] = "any"
+
+    assert EmailMessage("s", "b", "bob@contoso.com", ["r@example.org"]).send() == 1
+    assert [m.authenticated_as for m in smtp_server.messages] == ["bob@contoso.com"]
+
+
+@pytest.mark.parametrize(
+    ("default_account", "advice"),
+    [
+        (None, "Send from a mailbox the acting user linked or a shared one"),
+        ("bob@contoso.com", "sends only for an empty From, DEFAULT_FROM_EMAIL"),
+    ],
+)
+def test_a_refused_sender_is_named_with_advice_for_the_setup(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    smtp_server: XOAuth2SMTPServer,
+    live_settings: dict[str, Any],
+    default_account: str | None,
+    advice: str,
+) -> None:
+    live_settings["DEFAULT_ACCOUNT"] = default_account
     with pytest.raises(AccountNotFound) as caught:
         EmailMessage("s", "b", "stranger@example.org", ["r@example.org"]).send()
     assert caught.value.mailbox == "stranger@example.org"
+    assert advice in str(caught.value)
+    assert "is not an active linked mailbox" not in str(caught.value)
     assert smtp_server.sessions == 0
+
+
+def test_route_refuses_only_the_messages_no_mailbox_may_send(
+    alice_account: MailAccount,
+) -> None:
+    MailAccount.objects.filter(pk=alice_account.pk).update(shared=True)
+    refused_first = EmailMessage("1", "b", "stranger@example.org", ["r@example.org"])
+    sendable = EmailMessage("2", "b", "alice@outlook.com", ["r@example.org"])
+
+    batches, refused = routing.route([refused_first, sendable])
+
+    assert [(a.pk, m) for a, m in batches] == [(alice_account.pk, [sendable])]
+    assert [message for message, _ in refused] == [refused_first]
+
+
+def test_route_with_an_unknown_fixed_mailbox_refuses_every_message(
+    alice_account: MailAccount,
+) -> None:
+    messages = [
+        EmailMessage(str(n), "b", "alice@outlook.com", ["r@example.org"])
+        for n in range(2)
+    ]
+    batches, refused = routing.route(messages, account="nobody@example.org")
+    assert batches == []
+    assert [message for message, _ in refused] == messages
+    assert {error.mailbox for _, error in refused} == {"nobody@example.org"}
 
 
 def test_open_signs_in_as_the_mailbox_that_sends_the_sites_mail(
