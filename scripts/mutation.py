@@ -121,9 +121,30 @@ def write_config(module: str, tree: Path) -> Path:
     return config
 
 
-# Mutants that change no behaviour, by module and the text of their line.
-EQUIVALENT: dict[str, list[tuple[str, str]]] = {
-    "crypto": [("@functools.lru_cache", "a cache's size changes speed, not results")],
+# Mutants that change no behaviour: module -> (text on the mutated line,
+# operator pattern, why). Check each against the code before adding it.
+EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
+    "crypto": [
+        ("@functools.lru_cache", ".", "a cache's size changes speed, not results"),
+    ],
+    "routing": [
+        (
+            'self.routing == "any"',
+            "_Eq_LtE$",
+            "ROUTING is 'owner' or 'any' (checked), and 'owner' > 'any'",
+        ),
+        (
+            "if len(parsed) != 1",
+            "_NotEq_Gt$",
+            "getaddresses() of a non-blank string returns at least one pair",
+        ),
+        (
+            "if address in wanted and (address, account.pk) not in seen",
+            "ReplaceAndWithOr",
+            "pick() looks up only wanted addresses; a repeated candidate "
+            "changes no choice",
+        ),
+    ],
 }
 
 
@@ -150,22 +171,22 @@ def skip_non_mutants(module: str, session: Path, tree: Path) -> None:
         if isinstance(node, ast.expr)
     ]
 
-    def why_skipped(row: int, col: int) -> str | None:
+    def why_skipped(operator_name: str, row: int, col: int) -> str | None:
         line = lines[row - 1]
         before = line[:col].rstrip()
         if line[col] == "*" and (not before or before[-1] in "(,{["):
             return "an unpacking star, not an operator"
         if any(start <= (row, col) < end for start, end in annotations):
             return "an annotation, never evaluated"
-        for pattern, reason in EQUIVALENT.get(module, []):
-            if pattern in line:
+        for text, operator, reason in EQUIVALENT.get(module, []):
+            if text in line and re.search(operator, operator_name):
                 return f"equivalent: {reason}"
         return None
 
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
             [mutation] = item.mutations
-            reason = why_skipped(*mutation.start_pos)
+            reason = why_skipped(mutation.operator_name, *mutation.start_pos)
             if reason:
                 db.set_result(
                     item.job_id,
