@@ -249,6 +249,7 @@ def retest_survivors(module: str) -> None:
     )
     with sqlite3.connect(folder / "session.sqlite") as db:
         db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    skip_non_mutants(module, folder / "session.sqlite", folder / "tree")
 
 
 def summarize(module: str) -> tuple[str, list[str]]:
