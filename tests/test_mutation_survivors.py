@@ -307,3 +307,22 @@ def test_open_without_a_mailbox_for_the_sites_mail_says_what_to_do(
     with pytest.raises(AccountNotFound, match=r"^open\(\) signs in as the mailbox"):
         make_backend().open()
     assert smtp_server.sessions == 0
+
+
+def test_only_an_smtp_refresh_moves_the_expiry_smtp_sessions_check(
+    link: Linker,
+    user: Any,
+    identity_platform: IdentityPlatform,
+    live_settings: dict[str, Any],
+) -> None:
+    live_settings["TRANSPORT"] = "auto"
+    account = link(user, "bob@contoso.com")
+    linked_expiry = MailAccount.objects.get(pk=account.pk).token_expires_at
+    identity_platform.access_token_lifetime = 7200
+
+    get_access_token(account, protocol="graph", force_refresh=True)
+    assert MailAccount.objects.get(pk=account.pk).token_expires_at == linked_expiry
+
+    smtp = get_access_token(account, protocol="smtp", force_refresh=True)
+    stored = MailAccount.objects.get(pk=account.pk).token_expires_at
+    assert stored == smtp.expires_at != linked_expiry
