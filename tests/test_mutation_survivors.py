@@ -326,3 +326,69 @@ def test_only_an_smtp_refresh_moves_the_expiry_smtp_sessions_check(
     smtp = get_access_token(account, protocol="smtp", force_refresh=True)
     stored = MailAccount.objects.get(pk=account.pk).token_expires_at
     assert stored == smtp.expires_at != linked_expiry
+
+
+# -- the connect views: what Microsoft's answer may look like -------------------------
+
+
+def _started(user: Any, identity_platform: IdentityPlatform, **client: Any) -> Any:
+    """A signed-in browser that started linking, and Microsoft's approval."""
+    browser = Client(**client)
+    browser.force_login(user)
+    authorize = browser.post(
+        "/mail/connect/", {"csrfmiddlewaretoken": _csrf_token(browser)}
+    )["Location"]
+    return browser, identity_platform.approve(authorize, "alice@outlook.com")
+
+
+def _csrf_token(browser: Client) -> str:
+    page = browser.get("/mail/connect/")
+    return str(page.context["csrf_token"])
+
+
+def test_microsofts_form_post_answer_needs_no_csrf_token(
+    user: Any, identity_platform: IdentityPlatform
+) -> None:
+    browser, answer = _started(user, identity_platform, enforce_csrf_checks=True)
+    response = browser.post(urlsplit(answer.url).path, dict(answer.params))
+    assert response.status_code == 302
+    assert MailAccount.objects.filter(email="alice@outlook.com").exists()
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_the_connect_views_answer_only_get_and_post(
+    user: Any, method: str, identity_platform: IdentityPlatform
+) -> None:
+    browser = Client()
+    browser.force_login(user)
+    for path in ("/mail/connect/", "/mail/callback/", "/mail/"):
+        assert getattr(browser, method)(path).status_code == 405, path
+
+
+def test_an_outage_page_says_when_to_try_again(
+    user: Any, identity_platform: IdentityPlatform
+) -> None:
+    browser, answer = _started(user, identity_platform)
+    identity_platform.fail_next_token_requests(1, status=503, body="<html>x</html>")
+    response = browser.get(urlsplit(answer.url).path, dict(answer.params))
+    assert (response.status_code, response["Retry-After"]) == (503, "10")
+
+
+@pytest.mark.parametrize(
+    ("extra_fields", "length", "refused"),
+    [
+        (18, 8192, False),  # 20 fields, the longest 8192 characters
+        (19, 8192, True),
+        (18, 8193, True),
+    ],
+)
+def test_a_callback_is_refused_as_too_large_only_past_the_limits(
+    user: Any, extra_fields: int, length: int, refused: bool
+) -> None:
+    browser = Client()
+    browser.force_login(user)
+    params = {f"x{n}": "v" for n in range(extra_fields)}
+    params.update(state="s" * length, code="forged")
+    response = browser.get("/mail/callback/", params)
+    assert response.status_code == 400
+    assert (b"too large" in response.content) is refused
