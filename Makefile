@@ -4,6 +4,7 @@
 #   make test        whole matrix in parallel (+ lint, types, migrations,
 #                    postgres if reachable, browser if chromium is installed)
 #   make test-fast   one env for the current python3 (ARGS="-k foo" for pytest)
+#   make mutation    mutation testing of the critical modules (slow; not in test)
 #   make lint | types | format | migrations | clean
 
 SHELL := /bin/sh
@@ -58,6 +59,7 @@ endef
 help:
 	@echo "make test       full tox matrix in parallel (-p $(JOBS)) with summary"
 	echo "make test-fast  one env for the current $(PYTHON) (ARGS='pytest args')"
+	echo "make mutation   mutation testing, cosmic-ray; slow (MODULES='routing crypto')"
 	echo "make lint       ruff check + ruff format --check"
 	echo "make types      mypy --strict"
 	echo "make format     ruff format + ruff check --fix"
@@ -136,6 +138,17 @@ test-fast: $(VENV)/.tox-stamp
 	esac
 	exec $(TOX) run -e $$env -- $(ARGS)
 
+# Mutation testing (docs/development.md): about two hours for every module on
+# two idle cores, so it is not part of `make test`. MODULES="routing crypto"
+# picks modules (default: all), MUTATION_JOBS runs that many at a time, and a
+# second run resumes where an interrupted one stopped (ARGS=--fresh restarts).
+MODULES ?=
+MUTATION_JOBS ?= 1
+.PHONY: mutation
+mutation: $(VENV)/.tox-stamp
+	@$(FIND_PYTHONS)
+	exec nice -n 10 $(TOX) run -e mutation -- --jobs $(MUTATION_JOBS) $(ARGS) $(MODULES)
+
 .PHONY: lint types migrations package format
 lint types migrations package format: $(VENV)/.tox-stamp
 	@$(FIND_PYTHONS)
@@ -169,6 +182,6 @@ $(VENV)/.bench-stamp: pyproject.toml | $(VENV)/bin/python
 # ---------------------------------------------------------------- clean
 .PHONY: clean
 clean:
-	rm -rf $(VENV) .tox build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
+	rm -rf $(VENV) .tox .mutation build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
 	find . -name '*.egg-info' -prune -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

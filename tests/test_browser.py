@@ -38,7 +38,8 @@ import pytest
 import tests
 from tests.example_site import MANAGE, REPO, DemoSite, run_demo
 
-pytestmark = pytest.mark.browser
+# The first test also starts the demo site; every step may wait 10 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 SHOTS = REPO / "build" / "screenshots"
 DOCS_SHOTS = REPO / "docs" / "screenshots"

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 # Nothing here may import Django models at module level: spawned workers import
 # this module (to find their entry point) before they configure Django.
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Spawned processes, RUN_TIMEOUT to finish and 5 s each to join.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 # Threads are cheap; each process costs about a second of start-up CPU time.
 WORKERS = {"threads": 8, "processes": 4}

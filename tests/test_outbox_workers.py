@@ -34,7 +34,13 @@ from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
 
 from .test_concurrency import require_vendor
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    # Starts worker processes, waits up to 60 s for them, and stops each with
+    # up to 15 s of grace at teardown.
+    pytest.mark.timeout(240),
+]
 
 Status = OutboundMessage.Status
 ALICE = "alice@outlook.com"

@@ -60,3 +60,49 @@ def test_an_offline_test_gets_no_server_and_a_closed_network(
     )
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", CLOSED_PORT), timeout=5)
+
+
+def test_every_test_has_a_timeout_that_fails_only_the_test(
+    pytestconfig: pytest.Config,
+) -> None:
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert float(pytestconfig.getini("timeout")) == 60
+    assert pytestconfig.getini("timeout_method") == "signal"
+
+
+def test_a_hanging_test_fails_by_name_and_the_run_goes_on(
+    pytestconfig: pytest.Config, tmp_path: Path
+) -> None:
+    # The suite's own configuration, with only the limit shortened.
+    (tmp_path / "test_hang.py").write_text(
+        "import threading\n\n"
+        "def test_waits_forever():\n"
+        "    threading.Event().wait()\n\n"
+        "def test_after_the_hang():\n"
+        "    pass\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(pytestconfig.inipath),
+            "--rootdir",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:django",
+            "-o",
+            "timeout=1",
+            str(tmp_path / "test_hang.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "FAILED test_hang.py::test_waits_forever - Failed: Timeout" in result.stdout
+    assert "1 failed, 1 passed" in result.stdout
