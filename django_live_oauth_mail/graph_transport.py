@@ -37,6 +37,7 @@ from . import graph_errors, graph_upload, msal_client
 from .conf import conf
 from .exceptions import GraphError, MessageMayHaveBeenSent
 from .models import MailAccount
+from .rendering import check_address
 from .routing import sender_address
 from .secret import Secret
 from .tokens import get_access_token
@@ -76,6 +77,11 @@ class GraphSession:
         """POST the MIME to sendMail; True once Graph answers ``202 Accepted``."""
         if not message.recipients():
             return False  # as Django: nothing to send
+        # Graph reads the recipients from the MIME headers, Bcc included: an
+        # address that hides a second one (a line end, two in one) must be
+        # refused as Django's SMTP backend refuses it, before anything goes.
+        for address in (str(message.from_email or ""), *message.recipients()):
+            check_address(str(address), message.encoding)
         self.rested = False
         body = base64.b64encode(mime_for_graph(message))
         sender = sender_address(str(message.from_email or ""))

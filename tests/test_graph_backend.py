@@ -482,3 +482,24 @@ def test_graph_never_sends_through_a_mailbox_for_someone_who_does_not_own_it(
 
     assert graph_server.requests == []
     assert identity_platform.token_requests == []
+
+
+@pytest.mark.usefixtures("graph")
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@example.org\u2028smuggled@evil.example",
+        "a@example.org\x85smuggled@evil.example",
+        "to\nevil@example.com",
+    ],
+)
+def test_graph_refuses_an_address_the_smtp_backend_refuses(
+    address: str, link: Linker, user: Any, graph_server: FakeGraphAPI
+) -> None:
+    # Graph reads the recipients from the MIME headers: an address that
+    # smuggles a second one must be refused before, as the SMTP path does.
+    link(user, BOB)
+    message = mail.EmailMessage("Hi", "Body", BOB, ["to@example.org"], bcc=[address])
+    with sending_as(user), pytest.raises(ValueError):
+        message.send()
+    assert [r for r in graph_server.requests if "sendMail" in r.path] == []
