@@ -218,15 +218,25 @@ def _fail_all(
 
 
 def fail_waiting(account: MailAccount, error: BaseException) -> int:
-    """Fail every message still waiting for ``account``; how many there were."""
-    moved = _fail_all(
-        OutboundMessage.objects.filter(
-            account=account, status__in=OutboundMessage.WAITING
-        ),
-        Status.FAILED,
-        error,
-        timezone.now(),
-    )
+    """Fail every message still waiting for ``account``; how many there were.
+
+    The mailbox's row is locked before its messages, the order a worker takes
+    them in (pace under the mailbox's lock, then mark the message sending):
+    a disconnect that locked the messages first and then deleted the mailbox
+    could deadlock with a worker between those two steps.
+    """
+    using = router.db_for_write(OutboundMessage)
+    with transaction.atomic(using=using):
+        locked = MailAccount.objects.using(using).select_for_update()
+        list(locked.filter(pk=account.pk).values_list("pk", flat=True))
+        moved = _fail_all(
+            OutboundMessage.objects.filter(
+                account=account, status__in=OutboundMessage.WAITING
+            ),
+            Status.FAILED,
+            error,
+            timezone.now(),
+        )
     if moved:
         logger.error("%d queued message(s) from %s failed: %s", moved, account, error)
     return moved

@@ -221,3 +221,51 @@ def test_the_worker_announces_a_failure_once(
     run_tasks()
     deliver(row.pk)  # the task delivered again: nothing more to say
     assert [(pk, status) for pk, status, _, _ in announced] == [(row.pk, Status.FAILED)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_disconnect_locks_the_mailbox_before_its_messages_as_a_worker_does(
+    alice_account: MailAccount, acting_user: Any, announced: Announced
+) -> None:
+    """A worker pacing holds the mailbox's row, then marks a message sending.
+
+    A disconnect that locked the messages first, then waited for the mailbox
+    to delete it, would deadlock with it. So while the disconnect waits for
+    the mailbox, none of its messages may be locked.
+    """
+    require_vendor("postgresql")
+    queue(message())
+    row = OutboundMessage.objects.get()
+    pacing, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        try:
+            with transaction.atomic():
+                MailAccount.objects.select_for_update().get(pk=alice_account.pk)
+                pacing.set()
+                assert release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def disconnect() -> None:
+        try:
+            unlink_mailbox(MailAccount.objects.get(pk=alice_account.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=disconnect)]
+    threads[0].start()
+    assert pacing.wait(timeout=30)
+    threads[1].start()
+    _wait_for_a_lock_wait()  # the disconnect waits for the mailbox's row
+    try:
+        with transaction.atomic():
+            # As the worker's next step does: the message's row is free.
+            OutboundMessage.objects.select_for_update(nowait=True).get(pk=row.pk)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert announced.pks() == [row.pk]
+    assert OutboundMessage.objects.get(pk=row.pk).status == Status.FAILED
