@@ -48,6 +48,7 @@ MODULES: dict[str, list[str]] = {
     "worker": ["tests/test_outbox.py", "tests/test_retry.py"],
     "pacing": ["tests/test_outbox.py"],
     "tokens": [
+        "tests/test_mutation_tokens.py",
         "tests/test_tokens.py",
         "tests/test_token_state.py",
         "tests/test_token_errors.py",
@@ -59,12 +60,23 @@ MODULES: dict[str, list[str]] = {
         "tests/test_data_safety.py",
     ],
     "views": [
+        "tests/test_mutation_views.py",
         "tests/test_connect_flow.py",
         "tests/test_send_as_addresses.py",
         "tests/test_mutation_survivors.py",
     ],
-    "accounts": ["tests/test_connect_flow.py", "tests/test_app_mailboxes.py"],
+    "accounts": [
+        "tests/test_connect_flow.py",
+        "tests/test_app_mailboxes.py",
+        "tests/test_mutation_views.py",
+    ],
 }
+
+# Modules whose subset runs on PostgreSQL (127.0.0.1:5432, tests/settings.py):
+# their second connection, lock timeouts and fallback to the caller's
+# transaction exist only there. The test database is LIVE_OAUTH_MAIL_PG_NAME,
+# or lom_mutation_<module>.
+ON_POSTGRES = {"tokens"}
 
 # Mutants not worth a test run. Of the eleven replacements of a binary
 # operator, one to + - | & per site is kept: a test that notices the operand
@@ -101,9 +113,12 @@ def copy_checkout(target: Path) -> None:
 
 def write_config(module: str, tree: Path) -> Path:
     tests = " ".join(MODULES[module])
+    # No mutant here changes the schema: keep the test database between runs
+    # instead of migrating a fresh one for each.
+    reuse = "--reuse-db " if module in ON_POSTGRES else ""
     command = (
         f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:cacheprovider "
-        f"-o timeout={PYTEST_TIMEOUT} {tests}"
+        f"-o timeout={PYTEST_TIMEOUT} {reuse}{tests}"
     )
     excluded = ", ".join(f"'{pattern}'" for pattern in EXCLUDED_OPERATORS)
     config = tree.parent / "cosmic-ray.toml"
@@ -126,6 +141,66 @@ def write_config(module: str, tree: Path) -> Path:
 EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "crypto": [
         ("@functools.lru_cache", ".", "a cache's size changes speed, not results"),
+    ],
+    "tokens": [
+        (
+            'self.protocol == "smtp"',
+            "_Eq_GtE$",
+            "protocol is 'smtp' or 'graph', and 'graph' < 'smtp'",
+        ),
+        # Timing: tests assert counts, never times. The poll intervals and
+        # the lease's length change only how long a worker waits; a lease
+        # gone negative (2 - HTTP_TIMEOUT + 5), an index past the intervals
+        # and a bound a waiting worker reaches are tested.
+        ("POLL_SECONDS = (", "NumberReplacer", "poll intervals: times"),
+        (
+            "time.sleep(POLL_SECONDS[min(",
+            "_Sub_BitAnd$",
+            "always the first poll interval: a time",
+        ),
+        (
+            "for attempt in range(10**6)",
+            "NumberReplacer",
+            "a bound no waiting worker reaches (the lease ends first)",
+        ),
+        (
+            "lease = datetime.timedelta(seconds=2 * conf.HTTP_TIMEOUT + 5)",
+            "NumberReplacer|_Add_Sub$|_Mul_Add$",
+            "the lease's length, still positive: a time",
+        ),
+        # Django's error filter hides a frame's locals by the nearest
+        # decorated caller's list; these run only below get_access_token's
+        # @sensitive_variables(), which hides all of them (checked by
+        # tests/test_mutation_tokens.py).
+        *(
+            (f"def {name}(", "RemoveDecorator", "hidden by get_access_token's")
+            for name in (
+                "run",
+                "_stored_by_another",
+                "_refused",
+                "_redeem",
+                "_write",
+                "_record_success",
+            )
+        ),
+    ],
+    "views": [
+        # require_http_methods(["GET", "POST"]) lets only these two in, and
+        # "GET" < "POST".
+        ('if request.method == "GET"', "_Eq_LtE$", "only GET and POST get here"),
+        ('if request.method == "POST"', "_Eq_GtE$", "only GET and POST get here"),
+        ("if status == 503", "_Eq_GtE$", "no error page has a status over 503"),
+        (
+            "flows.MAX_AGE_SECONDS // 60",
+            "NumberReplacer",
+            "900 // 59 == 900 // 60 == 15 (skips the killed // 61 with it)",
+        ),
+        (
+            "if key != RESUBMITTED",
+            "_NotEq_(Gt|GtE)$",
+            "Microsoft's answer keys are lowercase words, all above "
+            "'_live_oauth_mail_resubmitted'; msal ignores the marker itself",
+        ),
     ],
     "routing": [
         (
@@ -171,6 +246,13 @@ def skip_non_mutants(module: str, session: Path, tree: Path) -> None:
         if isinstance(node, ast.expr)
     ]
 
+    def decorated(row: int) -> str:
+        """The def line a decorator at ``row`` decorates."""
+        return next(
+            (line for line in lines[row - 1 :] if line.lstrip().startswith("def ")),
+            "",
+        )
+
     def why_skipped(operator_name: str, row: int, col: int) -> str | None:
         line = lines[row - 1]
         before = line[:col].rstrip()
@@ -178,6 +260,8 @@ def skip_non_mutants(module: str, session: Path, tree: Path) -> None:
             return "an unpacking star, not an operator"
         if any(start <= (row, col) < end for start, end in annotations):
             return "an annotation, never evaluated"
+        if operator_name.endswith("RemoveDecorator"):
+            line = decorated(row)
         for text, operator, reason in EQUIVALENT.get(module, []):
             if text in line and re.search(operator, operator_name):
                 return f"equivalent: {reason}"
@@ -206,6 +290,9 @@ def run_module(module: str) -> str:
         "PYTHONPATH": str(tree),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if module in ON_POSTGRES:
+        env["LIVE_OAUTH_MAIL_TEST_DATABASE"] = "postgres"
+        env.setdefault("LIVE_OAUTH_MAIL_PG_NAME", f"lom_mutation_{module}")
     bin_dir = Path(sys.executable).parent
 
     def tool(*args: str) -> None:
@@ -223,6 +310,7 @@ def run_module(module: str) -> str:
         tool(str(bin_dir / "cosmic-ray"), "init", str(config), str(session))
         tool(str(bin_dir / "cr-filter-operators"), str(session), str(config))
         skip_non_mutants(module, session, tree)
+    write_config(module, tree)  # as MODULES lists the tests now
     tool(
         str(bin_dir / "cosmic-ray"),
         "exec",
@@ -336,6 +424,7 @@ def main() -> int:
             ):
                 print(f"{module}: done ({done})", flush=True)
     text = report(modules)
+    WORK.mkdir(exist_ok=True)
     (WORK / "summary.md").write_text(text)
     print(text)
     return 0
