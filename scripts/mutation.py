@@ -155,8 +155,13 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("POLL_SECONDS = (", "NumberReplacer", "poll intervals: times"),
         (
             "time.sleep(POLL_SECONDS[min(",
-            "_Sub_BitAnd$",
-            "always the first poll interval: a time",
+            "_Sub_BitAnd$|NumberReplacer",
+            "another poll interval: a time (skips the killed `- 0` with it)",
+        ),
+        (
+            "return self.using != router.db_for_write(",
+            "_NotEq_Gt$",
+            "the second connection's alias is the caller's plus a suffix",
         ),
         (
             "for attempt in range(10**6)",

@@ -13,10 +13,12 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import connection, connections, transaction
+from django.db.utils import OperationalError
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
-from django_live_oauth_mail import crypto, msal_client, tokens
+from django_live_oauth_mail import crypto, durable, msal_client, tokens
 from django_live_oauth_mail.accounts import add_app_mailbox
 from django_live_oauth_mail.exceptions import AppConsentRequired, ReconnectRequired
 from django_live_oauth_mail.models import MailAccount
@@ -24,6 +26,7 @@ from django_live_oauth_mail.tokens import AccountCredentials, get_access_token
 
 from .helpers import refreshes
 from .standins import IdentityPlatform
+from .test_concurrency import require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -185,3 +188,28 @@ def test_an_error_report_hides_the_token_paths_locals(
 
     assert hidden_frames(direct.value)["get_access_token"] is True
     assert hidden_frames(lent.value)["token"] is True
+
+
+@pytest.mark.postgres
+def test_a_lock_timeout_on_the_callers_own_connection_is_raised_as_is(
+    expiring: MailAccount,
+) -> None:
+    require_vendor("postgresql")
+    table, pk = MailAccount._meta.db_table, MailAccount._meta.pk.column
+    with durable.second_connection("default") as other, transaction.atomic(other):
+        with connections[other].cursor() as cursor:
+            cursor.execute(
+                f'SELECT 1 FROM "{table}" WHERE "{pk}" = %s FOR UPDATE', [expiring.pk]
+            )
+        # Outside a transaction the refresh writes on the caller's connection,
+        # where a site may set a lock_timeout of its own.
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 100")
+        try:
+            with pytest.raises(OperationalError) as caught:
+                get_access_token(expiring)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+
+    assert durable.is_lock_timeout(caught.value)
