@@ -2,12 +2,14 @@
 
 The message a first link and a renewed link show, the pages work without the
 messages framework, oversized callbacks, the resubmit page, which methods
-disconnect takes, a double-click's Send As address, and what an error report
+disconnect takes, a double-click's Send As address, linking an app mailbox's
+address, and what an error report
 shows of ``link_mailbox``.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 
 from django_live_oauth_mail import crypto, views
+from django_live_oauth_mail.accounts import add_app_mailbox
 from django_live_oauth_mail.forms import SendAsAddressForm
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.routing import normalize_email
@@ -168,3 +171,15 @@ def test_an_error_report_hides_link_mailboxs_locals(
 
     assert hidden_frames(caught.value)["link_mailbox"] is True
     assert MailAccount.objects.count() == 0
+
+
+def test_linking_an_app_mailboxs_address_is_refused_as_a_conflict(
+    client: Client, identity_platform: IdentityPlatform
+) -> None:
+    [app, _] = add_app_mailbox("bob@contoso.com", str(uuid.uuid4()))
+
+    response = link_through_the_views(client, identity_platform, app.email)
+
+    assert response.status_code == 409
+    assert "This mailbox cannot be linked" in response.content.decode()
+    assert list(MailAccount.objects.values_list("pk", flat=True)) == [app.pk]
