@@ -3,8 +3,7 @@
 The message a first link and a renewed link show, the pages work without the
 messages framework, oversized callbacks, the resubmit page, which methods
 disconnect takes, a double-click's Send As address, linking an app mailbox's
-address, and what an error report
-shows of ``link_mailbox``.
+address, and what an error report shows of ``link_mailbox``.
 """
 
 from __future__ import annotations
