@@ -182,3 +182,9 @@ def test_linking_an_app_mailboxs_address_is_refused_as_a_conflict(
     assert response.status_code == 409
     assert "This mailbox cannot be linked" in response.content.decode()
     assert list(MailAccount.objects.values_list("pk", flat=True)) == [app.pk]
+
+
+def test_the_connect_page_carries_next_on_to_the_post(client: Client) -> None:
+    page = client.get("/mail/connect/", {"next": "/compose/"}).content.decode()
+
+    assert '<input type="hidden" name="next" value="/compose/">' in page
