@@ -1,0 +1,268 @@
+"""The pacing decisions and queue transitions that mutation testing found unasserted.
+
+Each test pins down a value the worker acts on (when a message may go, what
+was stored, what was announced), so that changing the code's arithmetic or a
+comparison fails a test; see docs/development.md, "Mutation testing".
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from django.core.mail import EmailMessage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_live_oauth_mail import outbox, pacing, signals
+from django_live_oauth_mail.models import MailAccount, OutboundMessage
+
+from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
+
+Status = OutboundMessage.Status
+DAY = datetime.timedelta(days=1)
+HOUR = datetime.timedelta(hours=1)
+
+pytestmark = pytest.mark.django_db
+
+
+def _row(
+    account: MailAccount,
+    recipients: int,
+    started: datetime.datetime | None = None,
+    status: str = Status.SENT,
+    **fields: Any,
+) -> OutboundMessage:
+    return OutboundMessage.objects.create(
+        account=account,
+        mailbox=account.email,
+        from_email=account.email,
+        recipients=[f"r{n}@example.org" for n in range(recipients)],
+        recipient_count=recipients,
+        message_id=f"<{OutboundMessage.objects.count()}@example.org>",
+        status=status,
+        started_at=started,
+        **fields,
+    )
+
+
+@pytest.fixture
+def budget_of_3(alice_account: MailAccount) -> MailAccount:
+    alice_account.daily_recipients = 3
+    alice_account.save(update_fields=["daily_recipients"])
+    return alice_account
+
+
+# -- the daily budget: when a message over it may go ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("earlier", "size", "freed_by"),
+    [
+        # 1 + 1 + 1 sent; 2 more fit once the two oldest have aged out.
+        pytest.param([20, 10, 5], 2, 1, id="second-oldest-frees-enough"),
+        # 2 + 1 sent; 1 more fits once the oldest has aged out, below the budget.
+        pytest.param([20, 10], 1, 0, id="oldest-frees-more-than-enough"),
+    ],
+)
+def test_an_over_budget_message_waits_until_just_enough_recipients_age_out(
+    budget_of_3: MailAccount, earlier: list[int], size: int, freed_by: int
+) -> None:
+    now = timezone.now()
+    sizes = {20: 1, 10: 1, 5: 1} if len(earlier) == 3 else {20: 2, 10: 1}
+    started = {hours: now - hours * HOUR for hours in earlier}
+    for hours in earlier:
+        _row(budget_of_3, sizes[hours], started[hours])
+    message = _row(budget_of_3, size, status=Status.QUEUED)
+
+    wait = pacing.wait_for(budget_of_3, message, now)
+
+    assert wait is not None
+    assert wait.until == started[earlier[freed_by]] + DAY
+    assert "has sent to 3 of its 3 recipients" in wait.reason
+
+
+def test_a_message_larger_than_the_budget_waits_a_whole_day(
+    budget_of_3: MailAccount,
+) -> None:
+    now = timezone.now()
+    _row(budget_of_3, 1, now - HOUR)
+    message = _row(budget_of_3, 4, status=Status.QUEUED)
+    wait = pacing.wait_for(budget_of_3, message, now)
+    assert wait is not None
+    assert wait.until == now + DAY
+    assert "has sent to 1 of its 3 recipients" in wait.reason
+
+
+def test_with_nothing_sent_today_only_a_message_over_the_budget_waits(
+    budget_of_3: MailAccount,
+) -> None:
+    now = timezone.now()
+    fits = _row(budget_of_3, 3, status=Status.QUEUED)
+    assert pacing.wait_for(budget_of_3, fits, now) is None
+    too_big = _row(budget_of_3, 4, status=Status.QUEUED)
+    wait = pacing.wait_for(budget_of_3, too_big, now)
+    assert wait is not None
+    assert wait.until == now + DAY
+    assert "has sent to 0 of its 3 recipients" in wait.reason
+
+
+def test_a_message_that_exactly_fills_the_budget_goes(
+    budget_of_3: MailAccount,
+) -> None:
+    now = timezone.now()
+    _row(budget_of_3, 1, now - HOUR)
+    _row(budget_of_3, 1, now - 2 * HOUR)
+    assert pacing.wait_for(budget_of_3, _row(budget_of_3, 1), now) is None
+    assert pacing.wait_for(budget_of_3, _row(budget_of_3, 2), now) is not None
+
+
+# -- the send rate's window ---------------------------------------------------------
+
+
+def test_a_short_period_gets_a_tenth_of_itself_as_margin(
+    alice_account: MailAccount,
+) -> None:
+    alice_account.send_rate = "1/second"
+    alice_account.save(update_fields=["send_rate"])
+    now = timezone.now()
+    started = now - datetime.timedelta(milliseconds=500)
+    _row(alice_account, 1, started)
+    wait = pacing.wait_for(alice_account, _row(alice_account, 1), now)
+    assert wait is not None
+    assert wait.until == started + datetime.timedelta(microseconds=1_100_000)
+
+
+@pytest.mark.parametrize(
+    ("rate", "said"),
+    [
+        ("1/second", "1 message(s) per second."),
+        ("1/minute", "1 message(s) per minute."),
+        ("1/hour", "1 message(s) per hour."),
+        ("1/day", "1 message(s) per day."),
+    ],
+)
+def test_the_pacing_reason_names_the_period(
+    alice_account: MailAccount, rate: str, said: str
+) -> None:
+    alice_account.send_rate = rate
+    alice_account.save(update_fields=["send_rate"])
+    now = timezone.now()
+    _row(alice_account, 1, now - datetime.timedelta(milliseconds=10))
+    wait = pacing.wait_for(alice_account, _row(alice_account, 1), now)
+    assert wait is not None
+    assert wait.reason.endswith(f"sends at most {said}")
+
+
+def test_an_unnamed_period_is_said_in_seconds() -> None:
+    assert pacing._period(90.0) == "90 seconds"
+
+
+# -- the outbox's rows ------------------------------------------------------------
+
+
+def test_a_message_with_no_recipients_is_skipped_and_the_next_one_queued(
+    alice_account: MailAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    nobody = EmailMessage("nobody", "Body", alice_account.email, [])
+    somebody = EmailMessage("somebody", "Body", alice_account.email, ["to@example.org"])
+    with django_capture_on_commit_callbacks():
+        queued = outbox.queue(
+            [(alice_account, [nobody, somebody])], acting_user=None, explicit=True
+        )
+    assert queued == 1
+    assert list(OutboundMessage.objects.values_list("subject", flat=True)) == [
+        "somebody"
+    ]
+
+
+def test_queued_messages_are_stored_in_one_insert(
+    alice_account: MailAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    if not connection.features.can_return_rows_from_bulk_insert:
+        pytest.skip("this database inserts the rows one by one")
+    messages = [
+        EmailMessage(f"m{n}", "Body", alice_account.email, ["to@example.org"])
+        for n in range(3)
+    ]
+    with django_capture_on_commit_callbacks(), CaptureQueriesContext(connection) as q:
+        outbox.queue([(alice_account, messages)], acting_user=None, explicit=True)
+    inserts = [s for s in q.captured_queries if s["sql"].startswith("INSERT")]
+    assert len(inserts) == 1
+    assert OutboundMessage.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "level"),
+    [(Status.FAILED, "ERROR"), (Status.UNKNOWN, "WARNING")],
+)
+def test_a_failed_message_is_logged_as_an_error_an_unknown_one_as_a_warning(
+    alice_account: MailAccount,
+    caplog: pytest.LogCaptureFixture,
+    status: str,
+    level: str,
+) -> None:
+    row = _row(alice_account, 1, status=Status.QUEUED)
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.outbox"):
+        outbox.failed(row, RuntimeError("it broke"), status=status)
+    row.refresh_from_db()
+    assert (row.status, row.last_error) == (status, "it broke")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (level, f"Queued message {row.pk} from {row.mailbox} {status}: it broke")
+    ]
+
+
+def test_a_receiver_that_succeeds_is_not_logged(
+    alice_account: MailAccount,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    received: list[int] = []
+
+    def receiver(sender: Any, message: OutboundMessage, **kwargs: Any) -> None:
+        received.append(message.pk)
+
+    row = _row(alice_account, 1, status=Status.QUEUED)
+    signals.message_sent.connect(receiver, dispatch_uid="mutation-queue")
+    try:
+        with (
+            caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            outbox.sent(row)
+    finally:
+        signals.message_sent.disconnect(dispatch_uid="mutation-queue")
+    assert received == [row.pk]
+    assert caplog.records == []
+
+
+def test_failing_a_mailbox_with_nothing_waiting_logs_nothing(
+    alice_account: MailAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    _row(alice_account, 1, timezone.now(), status=Status.SENT)
+    with caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"):
+        assert outbox.fail_waiting(alice_account, RuntimeError("gone")) == 0
+    assert caplog.records == []
+    waiting = _row(alice_account, 1, status=Status.QUEUED)
+    with caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"):
+        assert outbox.fail_waiting(alice_account, RuntimeError("gone")) == 1
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.last_error) == (Status.FAILED, "gone")
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        f"1 queued message(s) from {alice_account} failed: gone"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "resumed"), [(300.5, 1), (299.5, 0)], ids=["overdue", "not-yet"]
+)
+def test_resume_by_default_takes_messages_waiting_five_minutes(
+    alice_account: MailAccount, seconds_ago: float, resumed: int
+) -> None:
+    row = _row(alice_account, 1, status=Status.QUEUED)
+    OutboundMessage.objects.filter(pk=row.pk).update(
+        updated_at=timezone.now() - datetime.timedelta(seconds=seconds_ago)
+    )
+    assert outbox.resume() == resumed
