@@ -8,20 +8,29 @@ comparison fails a test; see docs/development.md, "Mutation testing".
 from __future__ import annotations
 
 import datetime
+import smtplib
 from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, pacing, signals
+from django_live_oauth_mail import outbox, pacing, signals, worker
+from django_live_oauth_mail.exceptions import (
+    GraphError,
+    LiveOAuthMailError,
+    MessageMayHaveBeenSent,
+    ReconnectRequired,
+    Throttled,
+)
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 
 Status = OutboundMessage.Status
+ALICE = "alice@outlook.com"
 DAY = datetime.timedelta(days=1)
 HOUR = datetime.timedelta(hours=1)
 
@@ -266,3 +275,205 @@ def test_resume_by_default_takes_messages_waiting_five_minutes(
         updated_at=timezone.now() - datetime.timedelta(seconds=seconds_ago)
     )
     assert outbox.resume() == resumed
+
+
+# -- the worker: what a failure leaves behind ---------------------------------------
+
+
+def _sending(account: MailAccount, attempts: int = 1) -> OutboundMessage:
+    """A row as start() leaves it: being sent, this attempt counted."""
+    row = _row(account, 1, timezone.now(), status=Status.SENDING, attempts=attempts)
+    row.refresh_from_db()
+    return row
+
+
+def _stored(row: OutboundMessage) -> tuple[str, int, str]:
+    row.refresh_from_db()
+    return row.status, row.attempts, row.last_error
+
+
+def test_a_database_error_before_the_attempt_defers_it_as_an_attempt(
+    alice_account: MailAccount,
+) -> None:
+    row = _row(alice_account, 1, status=Status.QUEUED)
+    worker._record_failure(row, alice_account, DatabaseError("locked"), paced=True)
+    assert _stored(row) == (
+        Status.DEFERRED,
+        1,
+        "Temporary failure (attempt 1 of 10): locked",
+    )
+
+
+def test_a_database_error_during_the_attempt_fails_it_and_is_raised(
+    alice_account: MailAccount,
+) -> None:
+    row = _sending(alice_account)
+    with pytest.raises(DatabaseError):
+        worker._record_failure(row, alice_account, DatabaseError("gone"), paced=True)
+    assert _stored(row) == (Status.FAILED, 1, "gone")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "attempts", "error"),
+    [
+        (500, Status.DEFERRED, 1, "Temporary failure (attempt 1 of 10): busy"),
+        (499, Status.FAILED, 1, "busy"),
+    ],
+)
+def test_a_graph_server_error_is_tried_again_a_refusal_is_not(
+    alice_account: MailAccount, status: int, expected: str, attempts: int, error: str
+) -> None:
+    row = _sending(alice_account)
+    refused = GraphError("busy", mailbox=ALICE, status=status, code="X")
+    worker._record_failure(row, alice_account, refused, paced=True)
+    assert _stored(row) == (expected, attempts, error)
+
+
+def test_without_a_task_engine_that_can_wait_a_temporary_failure_is_final(
+    alice_account: MailAccount,
+) -> None:
+    row = _sending(alice_account)
+    refused = GraphError("busy", mailbox=ALICE, status=503, code="X")
+    worker._record_failure(row, alice_account, refused, paced=False)
+    assert _stored(row) == (Status.FAILED, 1, "busy")
+
+
+def test_a_lost_answer_makes_it_unknown(alice_account: MailAccount) -> None:
+    row = _sending(alice_account)
+    lost = MessageMayHaveBeenSent("lost", mailbox=ALICE)
+    worker._record_failure(row, alice_account, lost, paced=True)
+    assert _stored(row) == (Status.UNKNOWN, 1, "lost")
+
+
+def test_a_revoked_link_fails_the_message_and_everything_waiting(
+    alice_account: MailAccount,
+) -> None:
+    row = _sending(alice_account)
+    waiting = _row(alice_account, 1, status=Status.QUEUED)
+    revoked = ReconnectRequired("link again", mailbox=ALICE)
+    worker._record_failure(row, alice_account, revoked, paced=True)
+    assert _stored(row) == (Status.FAILED, 1, "link again")
+    assert _stored(waiting) == (Status.FAILED, 0, "link again")
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (smtplib.SMTPDataError(550, b"5.7.1 refused"), False),
+        (LiveOAuthMailError("refused"), False),
+        (ValueError("a bug"), True),
+    ],
+    ids=["smtp-refusal", "ours", "bug"],
+)
+def test_a_lasting_failure_fails_it_and_only_a_bug_is_raised(
+    alice_account: MailAccount, error: Exception, raised: bool
+) -> None:
+    row = _sending(alice_account)
+    if raised:
+        with pytest.raises(type(error)):
+            worker._record_failure(row, alice_account, error, paced=True)
+    else:
+        worker._record_failure(row, alice_account, error, paced=True)
+    assert _stored(row) == (Status.FAILED, 1, str(error))
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [(9, Status.DEFERRED), (10, Status.FAILED)],
+    ids=["last-but-one", "last"],
+)
+def test_the_last_attempt_gives_up(
+    alice_account: MailAccount, attempt: int, expected: str
+) -> None:
+    row = _sending(alice_account, attempts=attempt)
+    worker._retry_later(row, DatabaseError("locked"), attempt=attempt)
+    status, _, error = _stored(row)
+    assert status == expected
+    if expected == Status.FAILED:
+        assert error == "Gave up after 10 attempts: locked"
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "backoff"),
+    [
+        (1, None, 10),
+        (3, None, 40),
+        (1, 100.0, 100),
+        (10, None, worker.MAX_BACKOFF),
+    ],
+    ids=["first", "doubling", "server-asked", "capped"],
+)
+def test_a_retry_waits_the_backoff_plus_at_most_a_tenth(
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    attempt: int,
+    retry_after: float | None,
+    backoff: float,
+) -> None:
+    live_settings["QUEUE_BACKOFF"] = 10
+    live_settings["QUEUE_ATTEMPTS"] = 20
+    row = _sending(alice_account, attempts=attempt)
+    throttled = Throttled("slow down", mailbox=ALICE, retry_after=retry_after)
+    before = timezone.now()
+    worker._retry_later(row, throttled, attempt=attempt)
+    after = timezone.now()
+    assert _stored(row) == (
+        Status.DEFERRED,
+        attempt,
+        f"Throttled (attempt {attempt} of 20): slow down",
+    )
+    assert row.send_after is not None
+    wait = datetime.timedelta(seconds=backoff)
+    assert before + wait <= row.send_after <= after + wait * 1.1
+
+
+def test_jitter_never_moves_a_due_time_that_is_now() -> None:
+    now = timezone.now()
+    assert worker._jittered(now, now) == now
+    assert worker._jittered(now - HOUR, now) == now - HOUR
+
+
+def test_recording_a_sent_message_is_tried_again_after_a_database_error(
+    alice_account: MailAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row = _sending(alice_account)
+    pauses: list[float] = []
+    monkeypatch.setattr(worker.time, "sleep", pauses.append)
+    record = outbox.sent
+    failures = [DatabaseError("restarting")]
+
+    def flaky(message: OutboundMessage) -> None:
+        if failures:
+            raise failures.pop()
+        record(message)
+
+    monkeypatch.setattr(worker.outbox, "sent", flaky)
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
+        worker._record_sent(row)
+    assert _stored(row)[0] == Status.SENT
+    assert len(pauses) == 1
+    assert all(pause > 0 for pause in pauses)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
+    alice_account: MailAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row = _sending(alice_account)
+    pauses: list[float] = []
+    monkeypatch.setattr(worker.time, "sleep", pauses.append)
+
+    def broken(message: OutboundMessage) -> None:
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(worker.outbox, "sent", broken)
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
+        worker._record_sent(row)
+    assert _stored(row)[0] == Status.SENDING
+    assert len(pauses) == 3
+    assert all(pause > 0 for pause in pauses)
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * 3 + ["ERROR"]
