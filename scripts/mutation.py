@@ -146,6 +146,13 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "crypto": [
         ("@functools.lru_cache", ".", "a cache's size changes speed, not results"),
     ],
+    "pacing": [
+        (
+            "@dataclasses.dataclass(frozen=True)",
+            "ReplaceTrueWithFalse",
+            "nothing assigns or hashes a Wait; frozen only forbids it",
+        ),
+    ],
     "routing": [
         (
             'self.routing == "any"',

@@ -203,6 +203,16 @@ def test_queued_messages_are_stored_in_one_insert(
     assert OutboundMessage.objects.count() == 3
 
 
+@pytest.mark.parametrize("status", [Status.UNKNOWN, Status.SENT])
+def test_a_message_read_as_unknown_or_sent_is_never_started_again(
+    alice_account: MailAccount, status: str
+) -> None:
+    row = _row(alice_account, 1, timezone.now() - HOUR, status=status, attempts=1)
+    row.refresh_from_db()  # as the admin or a stale task reads it
+    assert outbox.start(row, timezone.now()) is False
+    assert _stored(row) == (status, 1, "")
+
+
 @pytest.mark.parametrize(
     ("status", "level"),
     [(Status.FAILED, "ERROR"), (Status.UNKNOWN, "WARNING")],
