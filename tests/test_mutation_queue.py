@@ -287,6 +287,62 @@ def test_resume_by_default_takes_messages_waiting_five_minutes(
     assert outbox.resume() == resumed
 
 
+def test_a_message_deferred_long_ago_is_resumed(
+    alice_account: MailAccount, tasks: Any
+) -> None:
+    row = _row(alice_account, 1, status=Status.DEFERRED)
+    OutboundMessage.objects.filter(pk=row.pk).update(
+        send_after=timezone.now() - 10 * datetime.timedelta(minutes=1)
+    )
+    assert outbox.resume() == 1
+    assert [r.args for r in tasks.results] == [[row.pk]]
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "stuck"), [(610, 1), (590, 0)], ids=["past", "within"]
+)
+def test_only_a_message_sending_longer_than_the_timeout_is_stuck(
+    alice_account: MailAccount, seconds_ago: int, stuck: int
+) -> None:
+    started = timezone.now() - datetime.timedelta(seconds=seconds_ago)
+    row = _row(alice_account, 1, started, status=Status.SENDING, attempts=1)
+    assert outbox.mark_stuck() == stuck
+    assert _stored(row)[0] == (Status.UNKNOWN if stuck else Status.SENDING)
+
+
+def test_an_error_with_no_text_is_stored_by_its_name(
+    alice_account: MailAccount,
+) -> None:
+    one = _row(alice_account, 1, status=Status.QUEUED)
+    outbox.failed(one, TimeoutError())
+    assert _stored(one) == (Status.FAILED, 0, "TimeoutError")
+    two = _row(alice_account, 1, status=Status.QUEUED)
+    assert outbox.fail_waiting(alice_account, ConnectionResetError()) == 1
+    assert _stored(two) == (Status.FAILED, 0, "ConnectionResetError")
+
+
+def test_a_retried_message_starts_over(alice_account: MailAccount) -> None:
+    row = _row(
+        alice_account,
+        1,
+        timezone.now(),
+        status=Status.FAILED,
+        attempts=3,
+        last_error="Gave up",
+        send_after=timezone.now(),
+    )
+    assert outbox.retry([row.pk]) == 1
+    assert _stored(row) == (Status.QUEUED, 0, "")
+    assert row.send_after is None
+
+
+def test_counts_name_every_status(alice_account: MailAccount) -> None:
+    _row(alice_account, 1, status=Status.QUEUED)
+    _row(alice_account, 1, status=Status.QUEUED)
+    expected = dict.fromkeys(Status.values, 0) | {Status.QUEUED: 2}
+    assert outbox.counts() == expected
+
+
 # -- the worker: what a failure leaves behind ---------------------------------------
 
 
