@@ -146,6 +146,19 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "crypto": [
         ("@functools.lru_cache", ".", "a cache's size changes speed, not results"),
     ],
+    "outbox": [
+        (
+            "log = logger.error if status == Status.FAILED",
+            "_Eq_LtE$",
+            "failed() is given only 'failed' or 'unknown', and 'unknown' > 'failed'",
+        ),
+        (
+            'locked.filter(pk=account.pk).values_list("pk", flat=True)',
+            "ReplaceTrueWithFalse",
+            "fail_waiting() reads the mailbox's row only to lock it; the rows' "
+            "shape is thrown away",
+        ),
+    ],
     "pacing": [
         (
             "@dataclasses.dataclass(frozen=True)",
