@@ -158,6 +158,11 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             "fail_waiting() reads the mailbox's row only to lock it; the rows' "
             "shape is thrown away",
         ),
+        (
+            "BATCH = 500",
+            "NumberReplacer",
+            "the batch size changes how many UPDATEs run, not which rows move",
+        ),
     ],
     "pacing": [
         (
