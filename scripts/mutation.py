@@ -164,6 +164,13 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             "the batch size changes how many UPDATEs run, not which rows move",
         ),
     ],
+    "worker": [
+        (
+            'if account.protocol != "smtp"',
+            "_NotEq_Lt$",
+            "a protocol is 'smtp' or 'graph', and 'graph' < 'smtp'",
+        ),
+    ],
     "pacing": [
         (
             "@dataclasses.dataclass(frozen=True)",

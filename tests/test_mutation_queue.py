@@ -26,7 +26,9 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
 )
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
+from .test_outbox import message, queue, run_tasks
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 
 Status = OutboundMessage.Status
@@ -543,3 +545,56 @@ def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
     assert len(pauses) == 3
     assert all(pause > 0 for pause in pauses)
     assert [r.levelname for r in caplog.records] == ["WARNING"] * 3 + ["ERROR"]
+
+
+# -- the worker: routing and pacing before the attempt ------------------------------
+
+
+def test_a_deactivated_users_mail_fails_as_theirs_when_a_later_link_is_shared(
+    alice_account: MailAccount,
+    other_user: Any,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    # Routed as no one, the address now goes through this later, shared link.
+    later = MailAccount.objects.create(
+        user=other_user,
+        email=ALICE,
+        kind=MailAccount.Kind.PERSONAL,
+        home_account_id="later-link",
+        encrypted_token_cache=alice_account.encrypted_token_cache,
+        shared=True,
+    )
+    assert later.pk > alice_account.pk
+    acting_user.is_active = False
+    acting_user.save(update_fields=["is_active"])
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.attempts) == (Status.FAILED, 0)
+    assert "has been deactivated" in row.last_error
+    assert smtp_server.auth_attempts == []
+
+
+def test_a_paced_worker_locks_the_mailbox_for_its_session_slot_and_its_pace(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    table = MailAccount._meta.db_table
+    with CaptureQueriesContext(connection) as captured:
+        run_tasks()
+    locks = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith(f'UPDATE "{table}" SET "send_rate"')
+    ]
+    # One lock to take an SMTP session slot (session_leases), one to pace.
+    assert len(locks) == 2
+    assert OutboundMessage.objects.get().status == Status.SENT
+    assert len(smtp_server.messages) == 1
