@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import smtplib
+import time
 from typing import Any
 
 import pytest
@@ -508,7 +509,7 @@ def test_recording_a_sent_message_is_tried_again_after_a_database_error(
 ) -> None:
     row = _sending(alice_account)
     pauses: list[float] = []
-    monkeypatch.setattr(worker.time, "sleep", pauses.append)
+    monkeypatch.setattr(time, "sleep", pauses.append)
     record = outbox.sent
     failures = [DatabaseError("restarting")]
 
@@ -517,7 +518,7 @@ def test_recording_a_sent_message_is_tried_again_after_a_database_error(
             raise failures.pop()
         record(message)
 
-    monkeypatch.setattr(worker.outbox, "sent", flaky)
+    monkeypatch.setattr(outbox, "sent", flaky)
     with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENT
@@ -533,12 +534,12 @@ def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
 ) -> None:
     row = _sending(alice_account)
     pauses: list[float] = []
-    monkeypatch.setattr(worker.time, "sleep", pauses.append)
+    monkeypatch.setattr(time, "sleep", pauses.append)
 
     def broken(message: OutboundMessage) -> None:
         raise DatabaseError("gone")
 
-    monkeypatch.setattr(worker.outbox, "sent", broken)
+    monkeypatch.setattr(outbox, "sent", broken)
     with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENDING
