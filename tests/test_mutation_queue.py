@@ -26,7 +26,7 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
     Throttled,
 )
-from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .test_outbox import message, queue, run_tasks
@@ -599,3 +599,22 @@ def test_a_paced_worker_locks_the_mailbox_for_its_session_slot_and_its_pace(
     assert len(locks) == 2
     assert OutboundMessage.objects.get().status == Status.SENT
     assert len(smtp_server.messages) == 1
+
+
+def test_a_message_another_mailbox_would_now_send_names_that_mailbox(
+    alice_account: MailAccount,
+    bob_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    team = "team@outlook.com"
+    SendAsAddress.objects.create(account=alice_account, address=team)
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(EmailMessage("Hi", "Body", team, ["to@example.org"]))
+    SendAsAddress.objects.filter(address=team).update(account=bob_account)
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.account_id) == (Status.FAILED, alice_account.pk)
+    assert f"but {bob_account.email} would send it now" in row.last_error
+    assert smtp_server.auth_attempts == []
