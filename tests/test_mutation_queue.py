@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, pacing, signals, worker
+from django_live_oauth_mail import outbox, pacing, session_leases, signals, worker
 from django_live_oauth_mail.exceptions import (
     GraphError,
     LiveOAuthMailError,
@@ -617,4 +617,56 @@ def test_a_message_another_mailbox_would_now_send_names_that_mailbox(
     row = OutboundMessage.objects.get()
     assert (row.status, row.account_id) == (Status.FAILED, alice_account.pk)
     assert f"but {bob_account.email} would send it now" in row.last_error
+    assert smtp_server.auth_attempts == []
+
+
+@pytest.mark.parametrize(("backoff", "wait"), [(0, 1), (5, 5)])
+def test_with_every_session_slot_taken_it_waits_the_backoff_and_at_least_a_second(
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+    backoff: int,
+    wait: int,
+) -> None:
+    live_settings["SESSIONS_PER_MAILBOX"] = 1
+    live_settings["QUEUE_BACKOFF"] = backoff
+    held = (timezone.now() + HOUR).isoformat()
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        session_leases={"other-host:1": held}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    before = timezone.now()
+    run_tasks()
+    after = timezone.now()
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.attempts) == (Status.DEFERRED, 0)
+    assert row.send_after is not None
+    seconds = datetime.timedelta(seconds=wait)
+    assert before + seconds <= row.send_after <= after + seconds * 1.1
+    assert smtp_server.auth_attempts == []
+
+
+def test_a_database_error_taking_a_session_slot_defers_it_as_an_attempt(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    def locked(account: MailAccount) -> None:
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(session_leases, "take", locked)
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    run_tasks()
+    row = OutboundMessage.objects.get()
+    assert (row.status, row.attempts, row.last_error) == (
+        Status.DEFERRED,
+        1,
+        "Temporary failure (attempt 1 of 10): database is locked",
+    )
     assert smtp_server.auth_attempts == []
