@@ -44,9 +44,28 @@ MODULES: dict[str, list[str]] = {
         "tests/test_send_as_addresses.py",
         "tests/test_mutation_survivors.py",
     ],
-    "outbox": ["tests/test_outbox.py", "tests/test_outbox_command.py"],
-    "worker": ["tests/test_outbox.py", "tests/test_retry.py"],
-    "pacing": ["tests/test_outbox.py"],
+    "outbox": [
+        "tests/test_mutation_queue.py",
+        "tests/test_outbox_guards.py",
+        "tests/test_outbox_signals.py",
+        "tests/test_outbox_recipients.py",
+        "tests/test_outbox.py",
+        "tests/test_outbox_command.py",
+    ],
+    "worker": [
+        "tests/test_mutation_queue.py",
+        "tests/test_outbox_guards.py",
+        "tests/test_outbox_signals.py",
+        "tests/test_outbox_recipients.py",
+        "tests/test_outbox.py",
+        "tests/test_retry.py",
+    ],
+    "pacing": [
+        "tests/test_mutation_queue.py",
+        "tests/test_outbox_guards.py",
+        "tests/test_outbox.py",
+        "tests/test_rates.py",
+    ],
     "tokens": [
         "tests/test_mutation_tokens.py",
         "tests/test_tokens.py",
@@ -205,6 +224,38 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             "_NotEq_(Gt|GtE)$",
             "Microsoft's answer keys are lowercase words, all above "
             "'_live_oauth_mail_resubmitted'; msal ignores the marker itself",
+        ),
+    ],
+    "outbox": [
+        (
+            "log = logger.error if status == Status.FAILED",
+            "_Eq_LtE$",
+            "failed() is given only 'failed' or 'unknown', and 'unknown' > 'failed'",
+        ),
+        (
+            'locked.filter(pk=account.pk).values_list("pk", flat=True)',
+            "ReplaceTrueWithFalse",
+            "fail_waiting() reads the mailbox's row only to lock it; the rows' "
+            "shape is thrown away",
+        ),
+        (
+            "BATCH = 500",
+            "NumberReplacer",
+            "the batch size changes how many UPDATEs run, not which rows move",
+        ),
+    ],
+    "worker": [
+        (
+            'if account.protocol != "smtp"',
+            "_NotEq_Lt$",
+            "a protocol is 'smtp' or 'graph', and 'graph' < 'smtp'",
+        ),
+    ],
+    "pacing": [
+        (
+            "@dataclasses.dataclass(frozen=True)",
+            "ReplaceTrueWithFalse",
+            "nothing assigns or hashes a Wait; frozen only forbids it",
         ),
     ],
     "routing": [
