@@ -521,8 +521,10 @@ def finish_link(
             # Consent covered every transport's resource; a token is for one
             # (asking for two fails with AADSTS28000). The other is redeemed
             # later from the same refresh token, see acquire_token().
-            result = app.acquire_token_by_auth_code_flow(
-                flow, dict(auth_response), scopes=conf.REDEEM_SCOPES
+            answer = _SignIn.of(
+                app.acquire_token_by_auth_code_flow(
+                    flow, dict(auth_response), scopes=conf.REDEEM_SCOPES
+                )
             )
         except _TRANSPORT_ERRORS as error:
             raise _unavailable(None, error) from None
@@ -532,21 +534,40 @@ def finish_link(
             raise AuthorizationFailed(
                 "The sign-in response did not match this sign-in. Please start again."
             ) from None
-        if "error" in result:
-            raise _flow_error(result, redirect_uri=flow.get("redirect_uri"))
+        if answer.error is not None:
+            raise _flow_error(answer.error, redirect_uri=flow.get("redirect_uri"))
         accounts = app.get_accounts()
-    return _identity(result, accounts, cache)
+    return _identity(answer, accounts, cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SignIn:
+    """msal's answer to a sign-in, taken apart at once: that dict holds the
+    new access and refresh tokens, which must not stay in a frame that may be
+    on a traceback (the tokens themselves live on in msal's cache)."""
+
+    claims: Mapping[str, Any]
+    expires_at: datetime.datetime | None
+    #: msal's error answer (error, description, codes: no token), or None.
+    error: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, result: Mapping[str, Any]) -> _SignIn:
+        if "error" in result:
+            return cls({}, None, dict(result))
+        claims = dict(result.get("id_token_claims") or {})
+        return cls(claims, _expires_at(result), None)
 
 
 @sensitive_variables()
 def _identity(
-    result: Mapping[str, Any],
+    answer: _SignIn,
     accounts: list[dict[str, Any]],
     cache: msal.SerializableTokenCache,
     *,
     public_client: bool = False,
 ) -> LinkedIdentity:
-    claims = result.get("id_token_claims") or {}
+    claims = answer.claims
     email = claims.get("email") or claims.get("preferred_username") or ""
     if not accounts or "@" not in email:
         raise AuthorizationFailed(
@@ -561,7 +582,7 @@ def _identity(
         tenant_id=tenant_id,
         home_account_id=accounts[0]["home_account_id"],
         is_personal=tenant_id == PERSONAL_TENANT_ID,
-        expires_at=_expires_at(result),
+        expires_at=answer.expires_at,
         serialized_cache=cache.serialize(),
         public_client=public_client,
     )
@@ -596,12 +617,12 @@ def finish_device_link(flow: dict[str, Any]) -> LinkedIdentity:
     # this call's own throttling memory.
     app = _application(public=True, token_cache=cache)
     try:
-        result = app.acquire_token_by_device_flow(flow)
+        answer = _SignIn.of(app.acquire_token_by_device_flow(flow))
     except _TRANSPORT_ERRORS as error:
         raise _unavailable(None, error) from None
-    if "error" in result:
-        raise _device_error(result)
-    return _identity(result, app.get_accounts(), cache, public_client=True)
+    if answer.error is not None:
+        raise _device_error(answer.error)
+    return _identity(answer, app.get_accounts(), cache, public_client=True)
 
 
 def _device_error(result: Mapping[str, Any]) -> LiveOAuthMailError:

@@ -28,8 +28,10 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.secret import Secret
+from django_live_oauth_mail.testing.identity import FakeIdentity
 from django_live_oauth_mail.tokens import get_access_token
 
+from .secret_search import exc_info, places_of
 from .standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -411,3 +413,27 @@ def test_a_blank_error_description_still_gives_a_message() -> None:
     }
     with pytest.raises(AuthorizationFailed, match=r"server_error\): no details given"):
         msal_client.finish_link(flow, answer)
+
+
+def test_a_sign_in_that_fails_after_redeeming_keeps_no_token_in_its_frames(
+    identity_platform: IdentityPlatform,
+) -> None:
+    # The code was redeemed (access, refresh and ID tokens issued), then the
+    # ID token named no mailbox: the failure's frames must not hold the tokens.
+    identity_platform.add_identity(
+        FakeIdentity(
+            "nomailbox@fabrikam.com", preferred_username="nomailbox", email_claim=False
+        )
+    )
+    flow, answer = signed_in(identity_platform, "nomailbox@fabrikam.com")
+    try:
+        msal_client.finish_link(flow, answer)
+    except AuthorizationFailed:
+        shown = places_of(exc_info())
+    else:
+        pytest.fail("Linking a mailbox the ID token does not name succeeded.")
+    tokens = [*identity_platform._access, *identity_platform._refresh]
+    assert tokens  # they were really issued
+    for place, text in shown.items():
+        for token in tokens:
+            assert token not in text, f"a token is in the {place}"
