@@ -285,8 +285,9 @@ def _application(
             "LIVE_OAUTH_MAIL['CLIENT_ID'] is not set. Copy the Application (client) "
             "ID from your app registration in the Azure portal."
         )
-    if not public:
-        _credential()  # a missing one is a ConfigurationError before any request
+    # Masked (a Secret): it may sit in this frame when something below raises.
+    # A missing one is a ConfigurationError before any request.
+    credential = None if public else _credential()
     if urlsplit(authority).scheme != "https":
         raise ConfigurationError(
             f"LIVE_OAUTH_MAIL['AUTHORITY'] must be an https URL, not {authority!r}; "
@@ -303,11 +304,11 @@ def _application(
     if not uses_instance_discovery(authority):
         options["instance_discovery"] = False
     try:
-        if public:
+        if credential is None:
             return msal.PublicClientApplication(client_id, **options)
-        # The credential goes straight into msal: no frame of ours names it.
+        # Revealed only as msal's argument: no frame of ours names the value.
         return msal.ConfidentialClientApplication(
-            client_id, client_credential=_credential().reveal(), **options
+            client_id, client_credential=credential.reveal(), **options
         )
     except ValueError as error:
         if tenant is None:
