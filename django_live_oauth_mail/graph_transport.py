@@ -37,7 +37,7 @@ from . import graph_errors, graph_upload, msal_client
 from .conf import conf
 from .exceptions import GraphError, MessageMayHaveBeenSent
 from .models import MailAccount
-from .rendering import check_address
+from .rendering import check_addresses
 from .routing import sender_address
 from .secret import Secret
 from .tokens import get_access_token
@@ -80,8 +80,7 @@ class GraphSession:
         # Graph reads the recipients from the MIME headers, Bcc included: an
         # address that hides a second one (a line end, two in one) must be
         # refused as Django's SMTP backend refuses it, before anything goes.
-        for address in (str(message.from_email or ""), *message.recipients()):
-            check_address(str(address), message.encoding)
+        check_addresses(message)
         self.rested = False
         body = base64.b64encode(mime_for_graph(message))
         sender = sender_address(str(message.from_email or ""))

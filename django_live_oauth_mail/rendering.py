@@ -40,10 +40,9 @@ def render(message: EmailMessage) -> Rendered:
     would refuse to send to (two addresses in one, a line break), so such a
     message is refused now, never stored.
     """
+    check_addresses(message)
     recipients = [str(r) for r in message.recipients()]
     from_email = str(message.from_email or "")
-    for address in (from_email, *recipients):
-        check_address(address, message.encoding)
     with stable_message_id(message):
         message_id = next(
             str(value)
@@ -61,6 +60,12 @@ def render(message: EmailMessage) -> Rendered:
         subject=str(message.subject or ""),
         message_id=message_id,
     )
+
+
+def check_addresses(message: EmailMessage) -> None:
+    """:func:`check_address` for the sender and every envelope recipient."""
+    for address in (message.from_email or "", *message.recipients()):
+        check_address(str(address), message.encoding)
 
 
 def check_address(address: str, encoding: str | None) -> None:
