@@ -95,6 +95,12 @@ def smtp_auth_connection_lost(world: World) -> None:
     _send(ALICE)
 
 
+def smtp_answer_lost_after_data(world: World) -> None:
+    world.link_as_owner(ALICE)
+    world.smtp.lose_next_answer()
+    _send(ALICE)
+
+
 def graph_connection_refused(world: World) -> None:
     world.use_graph()
     world.link_as_owner(BOB)
@@ -221,6 +227,7 @@ class Path:
 
 PATHS = [
     Path(smtp_auth_connection_lost, OSError),
+    Path(smtp_answer_lost_after_data, MessageMayHaveBeenSent),
     Path(graph_connection_refused, OSError),
     Path(graph_connect_timeout, OSError),
     Path(graph_read_timeout, MessageMayHaveBeenSent),
