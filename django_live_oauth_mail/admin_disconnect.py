@@ -7,10 +7,10 @@ the changelist must not do it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from django.contrib import messages
-from django.contrib.admin import helpers
+from django.contrib.admin import AdminSite, helpers
 from django.db import DatabaseError
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -21,14 +21,28 @@ from django.utils.translation import ngettext
 from .accounts import unlink_mailbox
 from .models import MailAccount, OutboundMessage
 
-if TYPE_CHECKING:
-    from .admin import MailAccountAdmin
+
+class MailboxAdmin(Protocol):
+    """What this needs of the mailboxes' ModelAdmin (``admin.py`` imports this
+    module, so it is described here rather than imported)."""
+
+    admin_site: AdminSite
+
+    @property
+    def media(self) -> Any: ...
+
+    def message_user(self, request: HttpRequest, message: str, level: int) -> None: ...
+
+    def report_row_error(
+        self, request: HttpRequest, account: MailAccount, error: Exception
+    ) -> None: ...
+
 
 TEMPLATE = "admin/live_oauth_mail/mailaccount/disconnect_confirmation.html"
 
 
 def disconnect_selected(
-    modeladmin: MailAccountAdmin,
+    modeladmin: MailboxAdmin,
     request: HttpRequest,
     queryset: QuerySet[MailAccount],
 ) -> TemplateResponse | None:
@@ -43,7 +57,7 @@ def disconnect_selected(
     mailboxes = list(
         queryset.select_related("user").annotate(waiting=waiting).order_by("email")
     )
-    opts = modeladmin.model._meta
+    opts = MailAccount._meta
     request.current_app = modeladmin.admin_site.name
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -59,7 +73,7 @@ def disconnect_selected(
 
 
 def _disconnect(
-    modeladmin: MailAccountAdmin,
+    modeladmin: MailboxAdmin,
     request: HttpRequest,
     queryset: QuerySet[MailAccount],
 ) -> None:
