@@ -60,7 +60,7 @@ help:
 	@echo "make test       full tox matrix in parallel (-p $(JOBS)) with summary"
 	echo "make test-fast  one env for the current $(PYTHON) (ARGS='pytest args')"
 	echo "make mutation   mutation testing, cosmic-ray; slow (MODULES='routing crypto')"
-	echo "make lint       ruff check + ruff format --check"
+	echo "make lint       ruff check + ruff format --check + lint-imports (layers)"
 	echo "make types      mypy --strict"
 	echo "make format     ruff format + ruff check --fix"
 	echo "make migrations makemigrations --check"

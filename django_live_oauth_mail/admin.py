@@ -27,14 +27,14 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import outbox
-from .accounts import add_app_mailbox, unlink_mailbox
 from .admin_disconnect import disconnect_selected
 from .diagnostics import send_test_message
 from .exceptions import ConfigurationError, LiveOAuthMailError, TokenCacheUnreadable
 from .forms import AppMailboxForm, MailAccountForm, SendAsAddressForm
+from .identity.accounts import add_app_mailbox, unlink_mailbox
+from .identity.tokens import get_access_token
 from .models import MailAccount, OutboundMessage, SendAsAddress
-from .tokens import get_access_token
+from .queue import outbox
 
 logger = logging.getLogger(__name__)
 

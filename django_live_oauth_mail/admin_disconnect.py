@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .accounts import unlink_mailbox
+from .identity.accounts import unlink_mailbox
 from .models import MailAccount, OutboundMessage
 
 

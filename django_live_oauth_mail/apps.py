@@ -12,13 +12,13 @@ class LiveOAuthMailConfig(AppConfig):
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             log_redaction,
-            outbox,  # noqa: F401  (fails a deleted mailbox's queued mail)
         )
         from .conf import conf
+        from .queue import outbox  # noqa: F401  (fails a deleted mailbox's queued mail)
 
         # Tokens out of urllib3's, requests', msal's and our log records.
         log_redaction.install()
 
         if conf.QUEUE == "celery":
             # Registers the Celery task in every process Django starts in.
-            from . import celery_tasks  # noqa: F401
+            from .queue import celery_tasks  # noqa: F401

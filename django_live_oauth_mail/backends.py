@@ -1,54 +1,52 @@
 """The email backends: each message goes out through its sender's linked mailbox.
 
-:class:`QueuedEmailBackend` decides the mailbox in the caller's request, as
-this one does, and leaves the sending to a worker (:mod:`.outbox`).
-
-``send_messages()`` reads like Django's: group the messages by mailbox
-(:mod:`.routing`), get a signed-in session for each from the transport
-(:mod:`.smtp_transport`, kept warm by :mod:`.sessions`), send each message
-with retries of temporary failures (:mod:`.retry`), and decide about
+:class:`EmailBackend` keeps Django's four verbs (``open``, ``close``,
+``send_messages``, ``with``): it routes each call's messages to mailboxes
+(:mod:`.ownership.routing`), sends each group through the sending engine
+(:class:`.sending.engine.Sender`: warm sessions, retries), and decides about
 ``fail_silently`` in one place, :meth:`EmailBackend._give_up`. ``open()``
 signs in as the fixed mailbox, else the one that sends ``DEFAULT_FROM_EMAIL``.
+
+:class:`QueuedEmailBackend` routes in the caller's request too, and leaves
+the sending to the queue's worker (:mod:`.queue`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import threading
-import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 from django.db.models import Model
 from django.utils.functional import cached_property
 
-from . import accounts, outbox, retry, routing, tasks
-from .acting import acting_user_pk, user_pk
 from .conf import conf
-from .delivery import Delivery, stable_message_id
-from .exceptions import LiveOAuthMailError, SMTPAuthDisabled, Throttled
-from .exchange import describe
-from .graph_transport import GraphTransport
+from .exceptions import LiveOAuthMailError
 from .models import MailAccount
-from .options import smtp_options
-from .sessions import POOL
-from .smtp_transport import SMTPTransport, tls_context
-from .transport import Session, Transport
+from .ownership import routing
+from .ownership.acting import acting_user_pk, user_pk
+from .queue import outbox, tasks
+from .sending.delivery import Delivery
+from .sending.engine import Sender, graph_transport, smtp_transport
+from .sending.options import smtp_options
+from .transports.base import Transport
+from .transports.graph import GraphTransport
+from .transports.smtp import SMTPTransport
+from .transports.smtp_replies import describe
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 
 class EmailBackend(BaseEmailBackend):
-    """Send through Microsoft's SMTP as the linked mailbox of each sender.
+    """Send each message through its sender's linked mailbox, by SMTP or Graph.
 
     The mailbox is ``account`` (a ``MailAccount``, its pk or its address) when
-    given, else the one :mod:`.routing` picks for the acting user (or ``user``).
+    given, else the one :mod:`.ownership.routing` picks for the acting user
+    (or ``user``).
     """
 
     def __init__(
@@ -81,6 +79,7 @@ class EmailBackend(BaseEmailBackend):
         )
         super().__init__(**kwargs)  # Django 6.1's alias
         self.fail_silently = fail_silently
+        self.options = options
         # Django's attribute names, which code (and Django's tests) read.
         self.host, self.port, self.timeout = options.host, options.port, options.timeout
         self.use_tls, self.use_ssl = options.use_tls, options.use_ssl
@@ -90,17 +89,18 @@ class EmailBackend(BaseEmailBackend):
         self.account_selector = account if account is not None else (username or None)
         self.user_selector = user
         self._lock = threading.RLock()
-        self._sessions: dict[int, Session] = {}
+        self._sender = Sender(
+            self.transport_for, max_throttle_wait=conf.MAX_INLINE_WAIT
+        )
         self._held_open = False  # open() was called: keep sessions until close()
 
     @cached_property
     def transport(self) -> SMTPTransport:
-        context = tls_context(self.ssl_certfile, self.ssl_keyfile)
-        return SMTPTransport(self.host, self.port, self.timeout, self.use_ssl, context)
+        return smtp_transport(self.options)
 
     @cached_property
     def graph(self) -> GraphTransport:
-        return GraphTransport(conf.GRAPH_ENDPOINT)
+        return graph_transport()
 
     def transport_for(self, account: MailAccount) -> Transport:
         """How ``account``'s sessions are opened; a test backend records instead."""
@@ -110,7 +110,7 @@ class EmailBackend(BaseEmailBackend):
     def connection(self) -> smtplib.SMTP | None:
         """The SMTP connection of an open session, as on Django's backend."""
         with self._lock:
-            sessions = list(self._sessions.values())
+            sessions = list(self._sender.sessions.values())
         return next(
             (c for s in sessions if (c := getattr(s, "connection", None))), None
         )
@@ -122,11 +122,11 @@ class EmailBackend(BaseEmailBackend):
         it failed silently. Sessions stay open until :meth:`close`.
         """
         with self._lock:
-            if self._sessions:
+            if self._sender.sessions:
                 return False
             selector = self.account_selector
             try:
-                self._session(
+                self._sender.session(
                     routing.explicit_account(selector)
                     if selector is not None
                     else routing.site_account(self.user_selector)
@@ -142,8 +142,7 @@ class EmailBackend(BaseEmailBackend):
         """End the sessions: back to the pool to stay warm, or closed."""
         with self._lock:
             self._held_open = False
-            for pk in list(self._sessions):
-                self._release(pk)
+            self._sender.release_all()
 
     def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
         """Send in one session per mailbox; return how many were accepted.
@@ -176,58 +175,21 @@ class EmailBackend(BaseEmailBackend):
         self, account: MailAccount, group: list[EmailMessage], delivery: Delivery
     ) -> None:
         try:
-            self._retrying(account, self._session, account)
+            self._sender.sign_in(account)
         except Exception as error:
             # The mailbox cannot sign in: none of its messages is tried.
             self._give_up(error, delivery, group[0], account)
             return
         for message in group:
             try:
-                with stable_message_id(message):
-                    sent = self._retrying(account, self._send_one, account, message)
+                sent = self._sender.send(account, message)
             except Exception as error:
                 self._give_up(error, delivery, message, account)
                 continue
             if sent:
                 delivery.accepted(account, message)
         if not self._held_open:
-            self._release(account.pk)
-
-    def _send_one(self, account: MailAccount, message: EmailMessage) -> bool:
-        try:
-            return self._session(account).send(message)
-        except SMTPAuthDisabled:  # a rested session, signing in again
-            if not self._moved_to_graph(account):
-                raise
-        return self._session(account).send(message)
-
-    def _retrying(
-        self, account: MailAccount, attempt: Callable[..., T], *args: Any
-    ) -> T:
-        """``attempt(*args)``, again after a temporary failure (:mod:`.retry`)."""
-        pauses, waited = retry.delays(), 0.0
-        while True:
-            try:
-                return attempt(*args)
-            except BaseException as error:
-                if retry.is_transient(error) or not retry.leaves_session_usable(error):
-                    self._close_session(account)  # retried on a new connection
-                if isinstance(error, Throttled):
-                    POOL.drop(account)  # too many connections: free ours
-                pause = retry.next_pause(
-                    error, pauses, waited, self.max_throttle_wait()
-                )
-                if pause is None:
-                    raise
-                waited += pause
-                logger.warning(
-                    "Retrying %s in %.1fs: %s", account, pause, describe(error)
-                )
-                time.sleep(pause)
-
-    def max_throttle_wait(self) -> float:
-        """Seconds, in all, to wait out a server that throttles us."""
-        return conf.MAX_INLINE_WAIT
+            self._sender.release(account)
 
     def _give_up(
         self,
@@ -249,53 +211,6 @@ class EmailBackend(BaseEmailBackend):
             raise error
         mailbox = account.email if account else None
         raise delivery.partial(error, message, mailbox) from error
-
-    def _session(self, account: MailAccount) -> Session:
-        session = self._sessions.get(account.pk)
-        if session is None or session.pid != os.getpid():  # forked: not ours
-            transport = self.transport_for(account)
-            reuse = conf.SESSION_REUSE
-            try:
-                session = (reuse and POOL.take(transport, account)) or (
-                    transport.open(account)
-                )
-            except SMTPAuthDisabled:
-                if not self._moved_to_graph(account):
-                    raise
-                return self._session(account)
-            self._sessions[account.pk] = session
-        return session
-
-    def _moved_to_graph(self, account: MailAccount) -> bool:
-        """With ``TRANSPORT = "auto"``, send through Graph from now on.
-
-        SMTP AUTH refused the sign-in, so nothing was sent through SMTP; the
-        message goes through Graph once. Not for a mailbox set to SMTP.
-        """
-        if conf.TRANSPORT != "auto" or account.transport:
-            return False
-        self._close_session(account)
-        POOL.drop(account)
-        accounts.remember_transport(account, "graph")
-        logger.warning(
-            "SMTP AUTH is switched off for %s, so it sends through Microsoft Graph "
-            "from now on (clear its transport in the admin to try SMTP again).",
-            account.email,
-        )
-        return True
-
-    def _release(self, pk: int) -> None:
-        session = self._sessions.pop(pk, None)
-        if session is not None and conf.SESSION_REUSE:
-            POOL.give_back(session.transport, session)
-        elif session is not None:
-            session.close()
-
-    def _close_session(self, account: MailAccount) -> None:
-        """Close a session that failed; it never goes back to the pool."""
-        session = self._sessions.pop(account.pk, None)
-        if session is not None:
-            session.close()
 
 
 class QueuedEmailBackend(BaseEmailBackend):
@@ -321,17 +236,7 @@ class QueuedEmailBackend(BaseEmailBackend):
     ) -> None:
         # Django's SMTP options (host, port, ...) are the worker's to use,
         # from the settings; a password is refused as by the inline backend.
-        smtp_options(
-            host=None,
-            port=None,
-            timeout=None,
-            password=password,
-            use_tls=None,
-            use_ssl=None,
-            ssl_certfile=None,
-            ssl_keyfile=None,
-            others=kwargs,
-        )
+        smtp_options(password=password, others=kwargs)
         super().__init__(**kwargs)  # Django 6.1's alias
         self.fail_silently = fail_silently
         tasks.require_engine()

@@ -12,16 +12,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
-from . import msal_client, tasks
-from .conf import (
-    MAX_RATE_COUNT,
-    SETTINGS_NAME,
-    conf,
-    django_setting_is_set,
-    parse_rate,
-)
+from .conf import MAX_RATE_COUNT, SETTINGS_NAME, conf, django_setting_is_set, parse_rate
 from .exceptions import ConfigurationError
+from .identity import msal_client
 from .models import MailAccount
+from .queue import tasks
 
 BACKEND = "django_live_oauth_mail.backends.EmailBackend"
 QUEUED_BACKEND = "django_live_oauth_mail.backends.QueuedEmailBackend"

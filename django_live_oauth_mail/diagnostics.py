@@ -14,10 +14,10 @@ from django.core.mail import EmailMessage
 
 from .backends import EmailBackend
 from .exceptions import LiveOAuthMailError
-from .exchange import describe
+from .identity.tokens import get_access_token
 from .models import MailAccount
-from .smtp_transport import SMTPSession
-from .tokens import get_access_token
+from .transports.smtp import SMTPSession
+from .transports.smtp_replies import describe
 
 
 @dataclasses.dataclass

@@ -131,7 +131,7 @@ class SenderNotAllowed(AccountNotFound):
 class AddressTaken(LiveOAuthMailError, ValueError):
     """The address is another kind of mailbox's: an app mailbox's or a person's.
 
-    Nothing was linked or registered; see :mod:`.address_claims`.
+    Nothing was linked or registered; see :mod:`.claims`.
     """
 
 

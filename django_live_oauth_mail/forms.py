@@ -8,13 +8,13 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .accounts import tenant_problem
-from .address_claims import (
+from .identity.accounts import tenant_problem
+from .models import MailAccount, SendAsAddress, normalize_email
+from .ownership.claims import (
     app_mailbox_problem,
     send_as_problem,
     share_mailbox_problem,
 )
-from .models import MailAccount, SendAsAddress, normalize_email
 
 
 class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -23,7 +23,7 @@ class SendAsAddressForm(forms.ModelForm):  # type: ignore[type-arg]
     The form takes ``address`` only: whether an address is shared (any code on
     the site may send as it) is the admin's call, and the admin adds the field
     and passes ``requested_by``, since some addresses only a superuser may
-    share (see :mod:`.address_claims`).
+    share (see :mod:`.claims`).
     """
 
     class Meta:
@@ -111,7 +111,7 @@ class MailAccountForm(forms.ModelForm):  # type: ignore[type-arg]
 
     ``requested_by`` is who saves it (the admin sets it on the form class it
     makes for each request): sharing a person's mailbox takes a permission of
-    its own (see :func:`.address_claims.share_mailbox_problem`).
+    its own (see :func:`.claims.share_mailbox_problem`).
     """
 
     requested_by: Any = None

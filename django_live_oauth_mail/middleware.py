@@ -8,7 +8,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from .acting import reset_acting, set_acting
+from .ownership.acting import reset_acting, set_acting
 
 
 class SendingAsMiddleware:

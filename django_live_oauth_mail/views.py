@@ -22,8 +22,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import flows, msal_client
-from .accounts import link_mailbox, unlink_mailbox
 from .conf import conf
 from .exceptions import (
     AddressTaken,
@@ -33,6 +31,8 @@ from .exceptions import (
     LiveOAuthMailError,
 )
 from .forms import SendAsAddressForm
+from .identity import flows, msal_client
+from .identity.accounts import link_mailbox, unlink_mailbox
 from .models import MailAccount, OutboundMessage, SendAsAddress
 
 logger = logging.getLogger(__name__)

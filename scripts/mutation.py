@@ -37,6 +37,18 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 PACKAGE = "django_live_oauth_mail"
 
+# Where each module named on the command line lives in the package.
+MODULE_PATHS = {
+    "routing": "ownership/routing",
+    "outbox": "queue/outbox",
+    "worker": "queue/worker",
+    "pacing": "queue/pacing",
+    "tokens": "identity/tokens",
+    "crypto": "crypto",
+    "views": "views",
+    "accounts": "identity/accounts",
+}
+
 # Module -> the tests that exercise it, fastest useful subset first.
 MODULES: dict[str, list[str]] = {
     "routing": [
@@ -143,7 +155,7 @@ def write_config(module: str, tree: Path) -> Path:
     config = tree.parent / "cosmic-ray.toml"
     config.write_text(
         "[cosmic-ray]\n"
-        f'module-path = "{PACKAGE}/{module}.py"\n'
+        f'module-path = "{PACKAGE}/{MODULE_PATHS[module]}.py"\n'
         f"timeout = {MUTANT_TIMEOUT}.0\n"
         "excluded-modules = []\n"
         f"test-command = {command!r}\n"
@@ -290,7 +302,7 @@ def skip_non_mutants(module: str, session: Path, tree: Path) -> None:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    source = (tree / PACKAGE / f"{module}.py").read_text()
+    source = (tree / PACKAGE / f"{MODULE_PATHS[module]}.py").read_text()
     lines = source.splitlines()
     annotations = [
         ((node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset))

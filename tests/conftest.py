@@ -16,9 +16,10 @@ import pytest
 from django.test import Client
 
 import django_live_oauth_mail
-from django_live_oauth_mail import msal_client, sending_as
+from django_live_oauth_mail import sending_as
+from django_live_oauth_mail.identity import msal_client
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.sessions import POOL
+from django_live_oauth_mail.sending.sessions import POOL
 from django_live_oauth_mail.testing import FakeIdentity
 
 from . import refuse_checkout

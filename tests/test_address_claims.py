@@ -1,7 +1,7 @@
 """Who may claim which address: shared Send As entries, app mailboxes, links.
 
 Every writer (the admin, the forms, the command, the connect flow) goes
-through :mod:`django_live_oauth_mail.address_claims`, so these drive each one.
+through :mod:`django_live_oauth_mail.ownership.claims`, so these drive each one.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from django_live_oauth_mail.accounts import add_app_mailbox
-from django_live_oauth_mail.address_claims import OPERATOR, send_as_problem
 from django_live_oauth_mail.exceptions import AddressTaken
+from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.ownership.claims import OPERATOR, send_as_problem
 
 from .conftest import Linker
 from .test_admin import CHANGELIST, SEND_AS_RIGHTS, change, staff_with

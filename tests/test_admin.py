@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from django_live_oauth_mail import signals
 from django_live_oauth_mail.exceptions import ConsentRequired
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
 from django_live_oauth_mail.testing import FakeIdentityPlatform, XOAuth2SMTPServer
-from django_live_oauth_mail.tokens import get_access_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

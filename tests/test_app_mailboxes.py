@@ -15,8 +15,8 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from django_live_oauth_mail.accounts import add_app_mailbox
 from django_live_oauth_mail.exceptions import AppConsentRequired, TokenRejected
+from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import (
     FakeGraphAPI,

@@ -27,7 +27,7 @@ from django.views.debug import technical_500_response
 from django_live_oauth_mail.exceptions import TokenRejected
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.xoauth2 import sign_in, xoauth2_response
+from django_live_oauth_mail.transports.xoauth2 import sign_in, xoauth2_response
 
 from .mailers import make_backend
 from .standins import IdentityPlatform

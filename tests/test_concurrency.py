@@ -294,8 +294,8 @@ def test_many_workers_refresh_an_expiring_token_once(
     live_settings: dict[str, Any],
     tmp_path: Path,
 ) -> None:
+    from django_live_oauth_mail.identity.tokens import get_access_token
     from django_live_oauth_mail.models import MailAccount
-    from django_live_oauth_mail.tokens import get_access_token
 
     linked_refresh_token = stored_refresh_token(expiring_account)
     database = WorkerDatabase(tmp_path)

@@ -11,8 +11,9 @@ import pytest
 from django.core.mail import EmailMessage
 from django.test import Client
 
-from django_live_oauth_mail import flows, signals
+from django_live_oauth_mail import signals
 from django_live_oauth_mail.backends import QueuedEmailBackend
+from django_live_oauth_mail.identity import flows
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import PERSONAL_TENANT_ID
 

@@ -26,11 +26,8 @@ from django.core.mail import EmailMessage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_live_oauth_mail import msal_client
-from django_live_oauth_mail.testing import (
-    FakeIdentity,
-    XOAuth2SMTPServer,
-)
+from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.testing import FakeIdentity, XOAuth2SMTPServer
 
 from .mailers import make_backend
 from .standins import IdentityPlatform

@@ -32,12 +32,9 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
     TokenError,
 )
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.testing import (
-    FakeIdentity,
-    XOAuth2SMTPServer,
-)
-from django_live_oauth_mail.tokens import get_access_token
+from django_live_oauth_mail.testing import FakeIdentity, XOAuth2SMTPServer
 
 from .helpers import refreshes, stored_refresh_token
 from .standins import IdentityPlatform

@@ -12,7 +12,6 @@ import smtplib
 
 import pytest
 
-from django_live_oauth_mail import exchange
 from django_live_oauth_mail.exceptions import (
     MailboxFull,
     SendAsDenied,
@@ -21,6 +20,7 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
     TokenRejected,
 )
+from django_live_oauth_mail.transports import smtp_replies as exchange
 
 from .helpers import assert_says
 

@@ -26,12 +26,9 @@ from django_live_oauth_mail.exceptions import (
     SenderNotAllowed,
     Throttled,
 )
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
-from django_live_oauth_mail.testing import (
-    FakeGraphAPI,
-    XOAuth2SMTPServer,
-)
-from django_live_oauth_mail.tokens import get_access_token
+from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
 
 from .conftest import Linker
 from .standins import IdentityPlatform

@@ -18,7 +18,6 @@ import pytest
 import requests
 import urllib3
 
-from django_live_oauth_mail import graph_errors
 from django_live_oauth_mail.exceptions import (
     GraphError,
     MailboxFull,
@@ -27,12 +26,13 @@ from django_live_oauth_mail.exceptions import (
     SubmissionQuotaExceeded,
     Throttled,
 )
-from django_live_oauth_mail.graph_transport import (
+from django_live_oauth_mail.transports import graph_replies as graph_errors
+from django_live_oauth_mail.transports.graph import (
     _explained_transport_errors,
     _lost,
     _never_sent,
 )
-from django_live_oauth_mail.graph_upload import _needs_read_write
+from django_live_oauth_mail.transports.graph_upload import _needs_read_write
 
 from .helpers import (
     ACCESS_TOKEN,

@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 
 from django_live_oauth_mail.exceptions import ConsentRequired
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
 from .standins import IdentityPlatform

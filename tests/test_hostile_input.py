@@ -22,7 +22,8 @@ from django.test import Client
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
-from django_live_oauth_mail import flows, views
+from django_live_oauth_mail import views
+from django_live_oauth_mail.identity import flows
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import FakeIdentityPlatform
 

@@ -82,7 +82,7 @@ def test_an_exception_logged_with_its_traceback_is_redacted(
     try:
         raise ValueError(f"refused https://x/upload?authtoken={TOKEN}")
     except ValueError:
-        logging.getLogger("django_live_oauth_mail.worker").exception("failed")
+        logging.getLogger("django_live_oauth_mail.queue.worker").exception("failed")
     assert TOKEN not in caplog.text
     assert "authtoken=********" in caplog.text
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMessage
 
-from django_live_oauth_mail import backends
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.exceptions import MessageMayHaveBeenSent
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.worker import deliver
+from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.sending import engine
 
 from .mailers import make_backend
 from .standins import SMTPStandIn
@@ -31,7 +31,7 @@ Status = OutboundMessage.Status
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the backoff pauses instead of sleeping through them."""
     slept: list[float] = []
-    monkeypatch.setattr(backends.time, "sleep", slept.append)
+    monkeypatch.setattr(engine.time, "sleep", slept.append)
     return slept
 
 

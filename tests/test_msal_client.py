@@ -19,17 +19,17 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
-from django_live_oauth_mail import msal_client
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import (
     AuthorizationFailed,
     IdentityPlatformUnavailable,
     ReconnectRequired,
 )
+from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.secret import Secret
 from django_live_oauth_mail.testing.identity import FakeIdentity
-from django_live_oauth_mail.tokens import get_access_token
 
 from .secret_search import exc_info, places_of
 from .standins import IdentityPlatform

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, pacing, session_leases, signals, worker
+from django_live_oauth_mail import signals
 from django_live_oauth_mail.exceptions import (
     GraphError,
     LiveOAuthMailError,
@@ -27,6 +27,7 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
 )
 from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
+from django_live_oauth_mail.queue import outbox, pacing, session_leases, worker
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .test_outbox import message, queue, run_tasks
@@ -227,7 +228,7 @@ def test_a_failed_message_is_logged_as_an_error_an_unknown_one_as_a_warning(
     level: str,
 ) -> None:
     row = _row(alice_account, 1, status=Status.QUEUED)
-    with caplog.at_level("WARNING", logger="django_live_oauth_mail.outbox"):
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.queue.outbox"):
         outbox.failed(row, RuntimeError("it broke"), status=status)
     row.refresh_from_db()
     assert (row.status, row.last_error) == (status, "it broke")
@@ -250,7 +251,7 @@ def test_a_receiver_that_succeeds_is_not_logged(
     signals.message_sent.connect(receiver, dispatch_uid="mutation-queue")
     try:
         with (
-            caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"),
+            caplog.at_level("INFO", logger="django_live_oauth_mail.queue.outbox"),
             django_capture_on_commit_callbacks(execute=True),
         ):
             outbox.sent(row)
@@ -264,11 +265,11 @@ def test_failing_a_mailbox_with_nothing_waiting_logs_nothing(
     alice_account: MailAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
     _row(alice_account, 1, timezone.now(), status=Status.SENT)
-    with caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"):
+    with caplog.at_level("INFO", logger="django_live_oauth_mail.queue.outbox"):
         assert outbox.fail_waiting(alice_account, RuntimeError("gone")) == 0
     assert caplog.records == []
     waiting = _row(alice_account, 1, status=Status.QUEUED)
-    with caplog.at_level("INFO", logger="django_live_oauth_mail.outbox"):
+    with caplog.at_level("INFO", logger="django_live_oauth_mail.queue.outbox"):
         assert outbox.fail_waiting(alice_account, RuntimeError("gone")) == 1
     waiting.refresh_from_db()
     assert (waiting.status, waiting.last_error) == (Status.FAILED, "gone")
@@ -520,7 +521,7 @@ def test_recording_a_sent_message_is_tried_again_after_a_database_error(
         record(message)
 
     monkeypatch.setattr(outbox, "sent", flaky)
-    with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.queue.worker"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENT
     assert len(pauses) == 1
@@ -541,7 +542,7 @@ def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
         raise DatabaseError("gone")
 
     monkeypatch.setattr(outbox, "sent", broken)
-    with caplog.at_level("WARNING", logger="django_live_oauth_mail.worker"):
+    with caplog.at_level("WARNING", logger="django_live_oauth_mail.queue.worker"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENDING
     assert len(pauses) == 3

@@ -15,15 +15,17 @@ import pytest
 from django.core.mail import EmailMessage
 from django.test import Client
 
-from django_live_oauth_mail import crypto, flows, routing, sending_as
+from django_live_oauth_mail import crypto, sending_as
 from django_live_oauth_mail.exceptions import (
     AccountNotFound,
     ReconnectRequired,
     SenderNotAllowed,
 )
+from django_live_oauth_mail.identity import flows
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.ownership import routing
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.tokens import get_access_token
 
 from .conftest import Linker
 from .helpers import refreshes, stored_refresh_token

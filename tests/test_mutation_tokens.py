@@ -18,11 +18,12 @@ from django.db.utils import OperationalError
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
-from django_live_oauth_mail import crypto, durable, msal_client, tokens
-from django_live_oauth_mail.accounts import add_app_mailbox
+from django_live_oauth_mail import crypto, durable
 from django_live_oauth_mail.exceptions import AppConsentRequired, ReconnectRequired
+from django_live_oauth_mail.identity import msal_client, tokens
+from django_live_oauth_mail.identity.accounts import add_app_mailbox
+from django_live_oauth_mail.identity.tokens import AccountCredentials, get_access_token
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.tokens import AccountCredentials, get_access_token
 
 from .helpers import refreshes
 from .standins import IdentityPlatform

@@ -17,10 +17,10 @@ from django.contrib.messages import get_messages
 from django.test import Client
 
 from django_live_oauth_mail import crypto, views
-from django_live_oauth_mail.accounts import add_app_mailbox
 from django_live_oauth_mail.forms import SendAsAddressForm
+from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
-from django_live_oauth_mail.routing import normalize_email
+from django_live_oauth_mail.ownership.routing import normalize_email
 
 from .standins import IdentityPlatform
 from .test_mutation_tokens import Boom, boom, hidden_frames

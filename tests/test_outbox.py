@@ -17,13 +17,14 @@ from django.db import transaction
 from django.test import TestCase
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, signals
-from django_live_oauth_mail.accounts import unlink_mailbox
+from django_live_oauth_mail import signals
 from django_live_oauth_mail.backends import QueuedEmailBackend
+from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.tasks import sending_task
+from django_live_oauth_mail.queue import outbox
+from django_live_oauth_mail.queue.tasks import sending_task
+from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.worker import deliver
 
 Status = OutboundMessage.Status
 ALICE = "alice@outlook.com"
@@ -599,7 +600,7 @@ def test_a_sent_message_is_never_recorded_as_failed_when_the_database_hiccups(
 ) -> None:
     from django.db import OperationalError
 
-    from django_live_oauth_mail import worker
+    from django_live_oauth_mail.queue import worker
 
     def locked(message: Any) -> None:
         raise OperationalError("database is locked")
@@ -707,7 +708,7 @@ def test_the_task_goes_to_the_configured_backend_queue(
     live_settings["TASK_QUEUE"] = "mail"
     with django_capture_on_commit_callbacks(execute=True):
         queue(message())
-    from django_live_oauth_mail.tasks import sending_task
+    from django_live_oauth_mail.queue.tasks import sending_task
 
     (result,) = sending_task().get_backend().results
     assert result.task.queue_name == "mail"
@@ -720,7 +721,7 @@ def test_a_worker_waits_while_others_hold_every_session_slot(
     smtp_server: XOAuth2SMTPServer,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from django_live_oauth_mail import session_leases
+    from django_live_oauth_mail.queue import session_leases
 
     live_settings["SESSIONS_PER_MAILBOX"] = 2
     soon = (timezone.now() + datetime.timedelta(minutes=1)).isoformat()

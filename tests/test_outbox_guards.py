@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, sending_as
+from django_live_oauth_mail import sending_as
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.queue import outbox
+from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.worker import deliver
 
 from .test_outbox import message, queue, run_tasks
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks

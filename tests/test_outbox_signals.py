@@ -15,12 +15,13 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from django_live_oauth_mail import outbox, signals
-from django_live_oauth_mail.accounts import unlink_mailbox
+from django_live_oauth_mail import signals
 from django_live_oauth_mail.exceptions import AccountNotFound
+from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.queue import outbox
+from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.worker import deliver
 
 from .test_concurrency import require_vendor
 from .test_outbox import message, queue, run_tasks

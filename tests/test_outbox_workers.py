@@ -27,9 +27,9 @@ import pytest
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
 
-from django_live_oauth_mail import outbox
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import OutboundMessage
+from django_live_oauth_mail.queue import outbox
 from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
 
 from .test_concurrency import require_vendor

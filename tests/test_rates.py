@@ -12,14 +12,14 @@ from django.core.mail import EmailMessage
 from django.test import Client
 from django.utils import timezone
 
-from django_live_oauth_mail import pacing
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.checks import check_settings, check_stored_send_rates
 from django_live_oauth_mail.conf import MAX_RATE_COUNT, parse_rate
 from django_live_oauth_mail.exceptions import ConfigurationError
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
+from django_live_oauth_mail.queue import pacing
+from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.worker import deliver
 
 from .test_admin import change
 

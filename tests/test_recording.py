@@ -21,13 +21,10 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
     SenderNotAllowed,
 )
+from django_live_oauth_mail.identity.msal_client import PERSONAL_TENANT_ID
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.msal_client import PERSONAL_TENANT_ID
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.testing.recording import (
-    RecordingEmailBackend,
-    link_mailbox,
-)
+from django_live_oauth_mail.testing.recording import RecordingEmailBackend, link_mailbox
 
 from .mailers import USES_MAILERS, make_backend
 from .standins import IdentityPlatform

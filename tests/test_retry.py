@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, OperationalError
 
-from django_live_oauth_mail import retry, worker
 from django_live_oauth_mail.exceptions import (
     AppCredentialsError,
     GraphError,
@@ -28,6 +27,8 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
     TokenRejected,
 )
+from django_live_oauth_mail.queue import worker
+from django_live_oauth_mail.sending import retry
 
 pytestmark = pytest.mark.offline
 

@@ -19,7 +19,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from django_live_oauth_mail import sending_as
-from django_live_oauth_mail.acting import acting_user_pk
 from django_live_oauth_mail.exceptions import (
     AccountNotFound,
     ConfigurationError,
@@ -28,6 +27,7 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.middleware import SendingAsMiddleware
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.ownership.acting import acting_user_pk
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .conftest import Linker

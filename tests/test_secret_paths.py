@@ -26,8 +26,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core.mail import EmailMessage
 
-from django_live_oauth_mail import msal_client, worker
-from django_live_oauth_mail.accounts import add_app_mailbox
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.exceptions import (
     AppConsentRequired,
@@ -37,7 +35,10 @@ from django_live_oauth_mail.exceptions import (
     IdentityPlatformUnavailable,
     MessageMayHaveBeenSent,
 )
+from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import OutboundMessage
+from django_live_oauth_mail.queue import worker
 from django_live_oauth_mail.testing import make_client_certificate
 
 from .conftest import CLOSED_PORT, Linker

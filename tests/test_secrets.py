@@ -11,9 +11,9 @@ from django.db import connection
 from django.test import Client
 
 from django_live_oauth_mail.exceptions import ReconnectRequired
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.tokens import get_access_token
 
 from .standins import IdentityPlatform
 

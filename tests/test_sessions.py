@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMessage, send_mail
 
-from django_live_oauth_mail import backends, sessions
-from django_live_oauth_mail.accounts import unlink_mailbox
 from django_live_oauth_mail.exceptions import AccountNotFound, SMTPAuthDisabled
+from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.sessions import POOL
+from django_live_oauth_mail.sending import engine, sessions
+from django_live_oauth_mail.sending.sessions import POOL
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .conftest import Linker
@@ -231,7 +231,7 @@ def test_after_fork_the_child_never_uses_or_quits_the_parents_sessions(
     assert parents is not None and smtp_server.sessions == 2
     # As seen from a forked child: another pid.
     monkeypatch.setattr(sessions.os, "getpid", lambda: -1)
-    monkeypatch.setattr(backends.os, "getpid", lambda: -1)
+    monkeypatch.setattr(engine.os, "getpid", lambda: -1)
 
     assert POOL.take(held.transport, alice_account) is None
     assert held.send_messages([EmailMessage("child", "b", ALICE, ["r@x.org"])]) == 1
@@ -267,7 +267,7 @@ def test_throttling_on_a_rested_sessions_reconnect_is_waited_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(backends.time, "sleep", slept.append)
+    monkeypatch.setattr(engine.time, "sleep", slept.append)
     live_settings["SMTP_RETRY_BACKOFF"] = 2
     assert send("first") == 1
     smtp_server.hang_up_all()

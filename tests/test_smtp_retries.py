@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMessage
 
-from django_live_oauth_mail import backends, retry
 from django_live_oauth_mail.exceptions import PartialDelivery, SendAsDenied
 from django_live_oauth_mail.models import MailAccount
+from django_live_oauth_mail.sending import engine, retry
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .mailers import make_backend
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the backoff pauses instead of sleeping through them."""
     slept: list[float] = []
-    monkeypatch.setattr(backends.time, "sleep", slept.append)
+    monkeypatch.setattr(engine.time, "sleep", slept.append)
     return slept
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 
-from django_live_oauth_mail import msal_client
 from django_live_oauth_mail.exceptions import (
     AppConsentRequired,
     AppCredentialsError,
@@ -27,6 +26,7 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
     TokenError,
 )
+from django_live_oauth_mail.identity import msal_client
 
 from .helpers import (
     ACCESS_TOKEN,

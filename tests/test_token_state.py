@@ -16,9 +16,9 @@ from django.db import DatabaseError, connection, connections, transaction
 
 from django_live_oauth_mail import durable, sending_as, signals
 from django_live_oauth_mail.exceptions import ReconnectRequired
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
-from django_live_oauth_mail.tokens import get_access_token
 
 from .helpers import refreshes, stored_refresh_token
 from .standins import IdentityPlatform

@@ -14,8 +14,8 @@ from django_live_oauth_mail.exceptions import (
     IdentityPlatformUnavailable,
     ReconnectRequired,
 )
+from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
-from django_live_oauth_mail.tokens import get_access_token
 
 from .helpers import refreshes
 from .standins import IdentityPlatform

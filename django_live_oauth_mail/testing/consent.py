@@ -6,11 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 from urllib.parse import urlencode
 
-if TYPE_CHECKING:
-    from .identity import FakeIdentity
+
+class _Shown(Protocol):
+    """What the page shows of a :class:`.identity.FakeIdentity`."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> Literal["personal", "work"]: ...
+
 
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;background:#f2f2f2}
 main{max-width:440px;margin:48px auto;background:#fff;padding:32px 40px}
@@ -41,7 +50,7 @@ class ConsentPageError(RuntimeError):
 
 
 def consent_page(
-    action: str, fields: Mapping[str, str], identities: Iterable[FakeIdentity]
+    action: str, fields: Mapping[str, str], identities: Iterable[_Shown]
 ) -> str:
     """The account picker and consent prompt: each account is a submit button."""
     accounts = "".join(

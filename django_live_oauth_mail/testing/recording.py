@@ -17,10 +17,10 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from .. import accounts
 from ..backends import EmailBackend
+from ..identity import accounts
+from ..identity.msal_client import PERSONAL_TENANT_ID, LinkedIdentity
 from ..models import MailAccount, normalize_email
-from ..msal_client import PERSONAL_TENANT_ID, LinkedIdentity
 
 __all__ = ["RecordingEmailBackend", "link_mailbox"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from django_live_oauth_mail import msal_client
+from django_live_oauth_mail.identity import msal_client
 from django_live_oauth_mail.testing import (
     FakeGraphAPI,
     FakeIdentity,

@@ -19,8 +19,8 @@ from django_ratelimit.core import is_ratelimited
 
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
-from django_live_oauth_mail.exchange import describe
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
+from django_live_oauth_mail.transports.smtp_replies import describe
 
 from . import standins
 from .forms import ComposeForm, ContactForm

@@ -15,12 +15,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ... import crypto, msal_client, outbox, tasks
-from ...accounts import add_app_mailbox, choose_transport, link_mailbox
+from ... import crypto
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
+from ...identity import msal_client
+from ...identity.accounts import add_app_mailbox, choose_transport, link_mailbox
+from ...identity.tokens import get_access_token
 from ...models import MailAccount, OutboundMessage
-from ...tokens import get_access_token
+from ...queue import outbox, tasks
 
 #: The statuses outbox.retry() queues again.
 RETRIABLE = (

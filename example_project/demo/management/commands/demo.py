@@ -27,8 +27,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
 from demo import standins, worker
-from django_live_oauth_mail.accounts import link_mailbox
 from django_live_oauth_mail.exceptions import LiveOAuthMailError
+from django_live_oauth_mail.identity.accounts import link_mailbox
 from django_live_oauth_mail.models import MailAccount
 
 #: What the demo user may do in the admin: view linked mailboxes and mark them

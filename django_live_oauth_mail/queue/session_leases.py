@@ -22,8 +22,8 @@ from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .conf import conf
-from .models import MailAccount
+from ..conf import conf
+from ..models import MailAccount
 
 
 def holder() -> str:

@@ -15,18 +15,29 @@ import base64
 import contextlib
 import copy
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import requests
 from django.core.mail import EmailMessage
 
-from . import graph_errors, msal_client
-from .conf import SETTINGS_NAME
-from .exceptions import GraphError, MessageMayHaveBeenSent
-from .secret import Secret
+from ..conf import SETTINGS_NAME
+from ..exceptions import GraphError, MessageMayHaveBeenSent
+from ..identity import msal_client
+from ..models import MailAccount
+from ..secret import Secret
+from . import graph_replies
 
-if TYPE_CHECKING:
-    from .graph_transport import GraphSession
+
+class GraphSession(Protocol):
+    """What an upload needs of :class:`.graph.GraphSession` (which imports this)."""
+
+    account: MailAccount
+    base: str
+
+    def request(
+        self, method: str, path: str, sender: str | None, *, sends: bool, **kwargs: Any
+    ) -> requests.Response: ...
+
 
 #: Graph takes up to 4 MB per upload request; a multiple of 320 KiB is safe.
 CHUNK_BYTES = 12 * 320 * 1024
@@ -199,7 +210,7 @@ def _upload(
                 f"({type(error).__name__}); nothing was sent."
             ) from None
         if response.status_code >= 400:
-            raise graph_errors.refusal(
+            raise graph_replies.refusal(
                 response, mailbox=mailbox, sender=sender, refreshed=True, sends=False
             )
 

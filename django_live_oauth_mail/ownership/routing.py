@@ -29,10 +29,10 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import F, Q
 
+from ..conf import SETTINGS_NAME, conf
+from ..exceptions import AccountNotFound, SenderNotAllowed
+from ..models import MailAccount, normalize_email
 from .acting import acting_user_pk, user_pk
-from .conf import SETTINGS_NAME, conf
-from .exceptions import AccountNotFound, SenderNotAllowed
-from .models import MailAccount, normalize_email
 
 Batches = list[tuple[MailAccount, list[EmailMessage]]]
 

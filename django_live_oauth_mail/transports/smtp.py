@@ -26,11 +26,12 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
 
-from . import exchange, signals, xoauth2
-from .conf import conf
-from .models import MailAccount
-from .routing import sender_address
-from .tokens import AccountCredentials
+from .. import signals
+from ..conf import conf
+from ..identity.tokens import AccountCredentials
+from ..models import MailAccount
+from ..ownership.routing import sender_address
+from . import smtp_replies, xoauth2
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -78,7 +79,7 @@ class SMTPSession:
             self.sign_in()
         except BaseException as error:
             self.close()
-            throttled = exchange.throttling(error, self.account.email)
+            throttled = smtp_replies.throttling(error, self.account.email)
             if throttled is not None:
                 raise throttled from None
             raise
@@ -138,12 +139,12 @@ class SMTPSession:
         try:
             sent = self._django.send_messages([message]) == 1
         except _AnswerLost as error:
-            raise exchange.answer_lost(
+            raise smtp_replies.answer_lost(
                 self.account.email, error.message_id, error.reason
             ) from None
         except smtplib.SMTPResponseException as error:
             sender = sender_address(str(message.from_email or ""))
-            explained = exchange.explain_send(error, self.account.email, sender)
+            explained = smtp_replies.explain_send(error, self.account.email, sender)
             if explained is error:
                 raise
             raise explained from None
@@ -156,14 +157,15 @@ class SMTPSession:
     ) -> None:
         """Some recipients were refused, the others accepted: say so, loudly."""
         replies = {
-            rcpt: (code, exchange.reply_text(r)) for rcpt, (code, r) in refused.items()
+            rcpt: (code, smtp_replies.reply_text(r))
+            for rcpt, (code, r) in refused.items()
         }
         logger.warning(
             "%s sent %r, but the server refused %d recipient(s): %s",
             self.account.email,
             message.subject,
             len(replies),
-            exchange.describe(smtplib.SMTPRecipientsRefused(refused)),
+            smtp_replies.describe(smtplib.SMTPRecipientsRefused(refused)),
         )
         # The message was accepted: a receiver's error must not make it a failure.
         for receiver, error in signals.recipients_refused.send_robust(
@@ -244,7 +246,7 @@ class _AnswerAwaited:
                 error, smtplib.SMTPResponseException
             ):
                 raise
-            raise _AnswerLost(exchange.describe(error), _message_id(msg)) from error
+            raise _AnswerLost(smtp_replies.describe(error), _message_id(msg)) from error
 
 
 def _message_id(msg: ReadableBuffer | str) -> str:

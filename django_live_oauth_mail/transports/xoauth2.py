@@ -3,7 +3,7 @@
 :func:`sign_in` is the whole of it: XOAUTH2 with the mailbox's token, and on
 Exchange's ``535 5.7.3`` (a bad or expired token) once more with a refreshed
 one, on the same connection. Refused replies are explained by
-:mod:`.exchange`.
+:mod:`.smtp_replies`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Protocol
 
 from django.views.decorators.debug import sensitive_variables
 
-from . import exchange
+from . import smtp_replies
 
 
 class MailboxCredentials(Protocol):
@@ -36,7 +36,7 @@ def sign_in(smtp: smtplib.SMTP, credentials: MailboxCredentials) -> tuple[int, b
     """AUTH XOAUTH2 as ``credentials.mailbox``; return the server's 235 (or 503).
 
     Raises ``SMTPNotSupportedError`` when the server offers no XOAUTH2, and
-    our explanation (see :func:`.exchange.explain_auth`) of a refusal.
+    our explanation (see :func:`.smtp_replies.explain_auth`) of a refusal.
     """
     smtp.ehlo_or_helo_if_needed()
     offered = smtp.esmtp_features.get("auth", "").upper().split()
@@ -51,14 +51,14 @@ def sign_in(smtp: smtplib.SMTP, credentials: MailboxCredentials) -> tuple[int, b
     try:
         return _authenticate(smtp, credentials)
     except smtplib.SMTPAuthenticationError as error:
-        if not exchange.has_code(error, "5.7.3"):
-            raise exchange.explain_auth(
+        if not smtp_replies.has_code(error, "5.7.3"):
+            raise smtp_replies.explain_auth(
                 error, mailbox, refreshed=False, app_id=credentials.app_id
             ) from None
     try:
         return _authenticate(smtp, credentials, force_refresh=True)
     except smtplib.SMTPAuthenticationError as error:
-        raise exchange.explain_auth(
+        raise smtp_replies.explain_auth(
             error, mailbox, refreshed=True, app_id=credentials.app_id
         ) from None
 

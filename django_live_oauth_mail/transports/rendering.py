@@ -8,9 +8,11 @@ same Message-ID: a repeat after an ambiguous failure can be recognised.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.policy
 import inspect
+from collections.abc import Iterator
 from email.message import EmailMessage as MIMEMessage
 from email.parser import BytesParser
 from email.policy import Policy
@@ -20,8 +22,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail import message as django_message
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
-
-from .delivery import stable_message_id
+from django.core.mail.message import make_msgid
+from django.core.mail.utils import DNS_NAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,3 +181,26 @@ def _file_parts(parsed: Any) -> list[Any]:
         for part in parsed.walk()
         if not part.is_multipart() and part.get_content_disposition() == "attachment"
     ]
+
+
+@contextlib.contextmanager
+def stable_message_id(message: EmailMessage) -> Iterator[None]:
+    """Give every attempt at one message the same Message-ID.
+
+    Django makes a new one each time it renders a message; a retry would then
+    look like a different message, and the Message-ID a lost answer's error
+    names (look for it in Sent Items) would not be the one that went out. The
+    caller's message is left as it was.
+    """
+    if any(name.lower() == "message-id" for name in message.extra_headers):
+        yield
+        return
+    original = message.extra_headers  # possibly shared with other messages
+    message.extra_headers = {
+        **original,
+        "Message-ID": make_msgid(domain=DNS_NAME.get_fqdn()),
+    }
+    try:
+        yield
+    finally:
+        message.extra_headers = original

@@ -1,6 +1,6 @@
 """Microsoft Graph's mail errors, turned into our exceptions with advice.
 
-The one place that reads Graph's answers, as :mod:`.exchange` is for SMTP
+The one place that reads Graph's answers, as :mod:`.smtp_replies` is for SMTP
 replies. Graph answers ``{"error": {"code": ..., "message": ...}}``; the code
 says what happened, the status whether trying again may help. A refusal that
 means the same on both transports (Send As, a full mailbox) raises the same
@@ -13,14 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .conf import SETTINGS_NAME
-from .exceptions import (
-    GraphError,
-    MessageMayHaveBeenSent,
-    SendAsDenied,
-    Throttled,
-)
-from .exchange import mailbox_full, quota_exceeded, send_as_advice
+from ..conf import SETTINGS_NAME
+from ..exceptions import GraphError, MessageMayHaveBeenSent, SendAsDenied, Throttled
+from .smtp_replies import mailbox_full, quota_exceeded, send_as_advice
 
 
 def refusal(

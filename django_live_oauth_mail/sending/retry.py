@@ -14,9 +14,9 @@ from __future__ import annotations
 import smtplib
 import ssl
 
-from .conf import conf
-from .exceptions import LiveOAuthMailError, Throttled
-from .exchange import reply_bytes
+from ..conf import conf
+from ..exceptions import LiveOAuthMailError, Throttled
+from ..transports.smtp_replies import reply_bytes
 
 
 def is_transient(error: BaseException) -> bool:

@@ -15,9 +15,9 @@ import datetime
 
 from django.db.models import Sum
 
-from .conf import SETTINGS_NAME, conf, parse_rate
-from .exceptions import ConfigurationError
-from .models import MailAccount, OutboundMessage
+from ..conf import SETTINGS_NAME, conf, parse_rate
+from ..exceptions import ConfigurationError
+from ..models import MailAccount, OutboundMessage
 
 DAY = datetime.timedelta(days=1)
 

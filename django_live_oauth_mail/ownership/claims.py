@@ -30,8 +30,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .conf import conf
-from .models import MailAccount
+from ..conf import conf
+from ..models import MailAccount
 from .routing import reserved_address, sender_address
 
 

@@ -4,7 +4,7 @@ The backend routes messages to mailboxes, opens a session for each mailbox
 through a :class:`Transport`, sends through it, and decides about retries and
 ``fail_silently``. A transport owns everything about its protocol: connecting,
 signing in, and turning the server's refusals into our exceptions: SMTP
-(:mod:`.smtp_transport`) and Microsoft Graph (:mod:`.graph_transport`).
+(:mod:`.transports.smtp`) and Microsoft Graph (:mod:`.transports.graph`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Protocol
 
 from django.core.mail import EmailMessage
 
-from .models import MailAccount
+from ..models import MailAccount
 
 
 class Session(Protocol):

@@ -5,19 +5,17 @@ Kept apart from the backend so that its send loop reads like Django's.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from django.core.mail.message import EmailMessage, make_msgid
-from django.core.mail.utils import DNS_NAME
+from django.core.mail.message import EmailMessage
 from django.db import DatabaseError, router
 from django.utils import timezone
 
-from . import durable
-from .exceptions import PartialDelivery
-from .models import MailAccount
+from .. import durable
+from ..exceptions import PartialDelivery
+from ..models import MailAccount
 
 logger = logging.getLogger(__name__)
 
@@ -91,26 +89,3 @@ class Delivery:
             failed=failed,
             unsent=unsent,
         )
-
-
-@contextlib.contextmanager
-def stable_message_id(message: EmailMessage) -> Iterator[None]:
-    """Give every attempt at one message the same Message-ID.
-
-    Django makes a new one each time it renders a message; a retry would then
-    look like a different message, and the Message-ID a lost answer's error
-    names (look for it in Sent Items) would not be the one that went out. The
-    caller's message is left as it was.
-    """
-    if any(name.lower() == "message-id" for name in message.extra_headers):
-        yield
-        return
-    original = message.extra_headers  # possibly shared with other messages
-    message.extra_headers = {
-        **original,
-        "Message-ID": make_msgid(domain=DNS_NAME.get_fqdn()),
-    }
-    try:
-        yield
-    finally:
-        message.extra_headers = original

@@ -9,10 +9,10 @@ from django.db import router, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, durable, signals
-from .address_claims import app_mailbox_problem, link_problem
-from .exceptions import AddressTaken
-from .models import MailAccount, normalize_email
+from .. import crypto, durable, signals
+from ..exceptions import AddressTaken
+from ..models import MailAccount, normalize_email
+from ..ownership.claims import app_mailbox_problem, link_problem
 from .msal_client import LinkedIdentity
 
 

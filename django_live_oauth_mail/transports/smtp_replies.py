@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import smtplib
 
-from .exceptions import (
+from ..exceptions import (
     MailboxFull,
     MessageMayHaveBeenSent,
     SendAsDenied,

@@ -8,9 +8,10 @@
    acting user is routed as no one: their own mailbox no longer sends for them.
 3. Holding the mailbox's row lock, :mod:`.pacing` says whether it may go now;
    if not, it is deferred (never slept on) and scheduled for later.
-4. It is sent through the inline backend, which keeps sessions warm; a
-   throttled or temporary failure defers it with backoff and jitter, a
-   lasting one fails it with the backend's actionable message.
+4. It is sent through the sending engine (:mod:`..sending.engine`), which
+   keeps sessions warm and retries on a new connection as an inline send
+   does; a throttled or temporary failure defers it with backoff and jitter,
+   a lasting one fails it with the transport's actionable message.
 
 Delivery is at least once: a message Microsoft accepted just before the
 worker died shows as ``unknown``, for a person to decide. Every attempt sends
@@ -30,11 +31,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import outbox, pacing, retry, routing, session_leases, tasks
-from .acting import sending_as
-from .backends import EmailBackend
-from .conf import conf
-from .exceptions import (
+from ..conf import conf
+from ..exceptions import (
     AccountNotFound,
     GraphError,
     IdentityPlatformUnavailable,
@@ -44,9 +42,15 @@ from .exceptions import (
     SenderNotAllowed,
     Throttled,
 )
-from .models import MailAccount, OutboundMessage
-from .rendering import RenderedMessage
-from .tokens import needs_linking
+from ..identity.tokens import needs_linking
+from ..models import MailAccount, OutboundMessage
+from ..ownership import routing
+from ..ownership.acting import sending_as
+from ..sending import retry
+from ..sending.delivery import Delivery
+from ..sending.engine import Sender, transports_from_settings
+from ..transports.rendering import RenderedMessage
+from . import outbox, pacing, session_leases, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +58,6 @@ Status = OutboundMessage.Status
 
 #: The longest a temporary failure defers a message, in seconds.
 MAX_BACKOFF = 3600.0
-
-
-class WorkerBackend(EmailBackend):
-    """The inline backend, but a throttled server is never waited out here."""
-
-    def max_throttle_wait(self) -> float:
-        return 0.0
 
 
 def deliver(pk: int) -> None:
@@ -82,19 +79,24 @@ def deliver(pk: int) -> None:
     paced = tasks.can_defer()
     if paced and _no_session_slot(message, account):
         return
-    backend = WorkerBackend(account=account)
+    # A throttled server is never waited out here: the message is deferred.
+    sender = Sender(transports_from_settings(), max_throttle_wait=0.0)
+    rendered = _rendered(message)
+    delivery = Delivery([rendered])
     try:
         # Signed in before the pace is checked, so that what the pace counts
         # reaches Exchange at once, not after a connection and a sign-in.
-        backend.open()
+        sender.session(account)
         if not _claim(message, account, paced):
             return
-        backend.send_messages([_rendered(message)])
+        if sender.send(account, rendered):
+            delivery.accepted(account, rendered)
     except Exception as error:
         _record_failure(message, account, error, paced)
         return
     finally:
-        backend.close()
+        sender.release_all()
+    delivery.record_use()
     _record_sent(message)
 
 

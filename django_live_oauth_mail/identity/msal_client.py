@@ -35,8 +35,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from django.views.decorators.debug import sensitive_variables
 
-from .conf import conf
-from .exceptions import (
+from ..conf import conf
+from ..exceptions import (
     AppConsentRequired,
     AppCredentialsError,
     AuthorizationDeclined,
@@ -48,7 +48,7 @@ from .exceptions import (
     ReconnectRequired,
     TokenError,
 )
-from .secret import Secret
+from ..secret import Secret
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from collections.abc import Hashable
 
 from django.utils import timezone
 
-from .conf import conf
-from .models import MailAccount
-from .transport import Session
+from ..conf import conf
+from ..models import MailAccount
+from ..transports.base import Session
 
 MAX_IDLE_PER_MAILBOX = 2
 

@@ -33,14 +33,15 @@ from django.core.mail import EmailMessage
 from django.utils.encoding import punycode
 from django.views.decorators.debug import sensitive_variables
 
-from . import graph_errors, graph_upload, msal_client
-from .conf import conf
-from .exceptions import GraphError, MessageMayHaveBeenSent
-from .models import MailAccount
+from ..conf import conf
+from ..exceptions import GraphError, MessageMayHaveBeenSent
+from ..identity import msal_client
+from ..identity.tokens import get_access_token
+from ..models import MailAccount
+from ..ownership.routing import sender_address
+from ..secret import Secret
+from . import graph_replies, graph_upload
 from .rendering import check_addresses
-from .routing import sender_address
-from .secret import Secret
-from .tokens import get_access_token
 
 #: Graph refuses requests over about 4 MB (413); the body is the base64 MIME.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
@@ -108,7 +109,7 @@ class GraphSession:
                     break
         if response.status_code < 400:
             return response
-        raise graph_errors.refusal(
+        raise graph_replies.refusal(
             response,
             mailbox=self.account.email,
             sender=sender,

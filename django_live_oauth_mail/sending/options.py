@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .conf import conf
-from .exceptions import ConfigurationError
+from ..conf import conf
+from ..exceptions import ConfigurationError
 
 #: Options Django itself passes to backends (6.1's MAILERS), not ours to judge.
 _DJANGOS_OWN = frozenset({"alias", "_ignore_unknown_kwargs"})
@@ -31,18 +31,18 @@ class SMTPOptions:
 
 def smtp_options(
     *,
-    host: str | None,
-    port: int | None,
-    timeout: float | None,
-    password: str | None,
-    use_tls: bool | None,
-    use_ssl: bool | None,
-    ssl_certfile: str | None,
-    ssl_keyfile: str | None,
-    others: dict[str, Any],
+    host: str | None = None,
+    port: int | None = None,
+    timeout: float | None = None,
+    password: str | None = None,
+    use_tls: bool | None = None,
+    use_ssl: bool | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    others: dict[str, Any] | None = None,
 ) -> SMTPOptions:
     """The options in force; raises ConfigurationError for what is refused."""
-    _refuse_unknown(others)
+    _refuse_unknown(others or {})
     if password:
         raise ConfigurationError(
             "django_live_oauth_mail.backends.EmailBackend signs in with OAuth; "

@@ -28,12 +28,13 @@ from django.db.utils import OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, durable, msal_client, signals
-from .conf import Protocol, conf
-from .exceptions import AccountNotFound, ReconnectRequired, TokenError
-from .models import MailAccount
+from .. import crypto, durable, signals
+from ..conf import Protocol, conf
+from ..exceptions import AccountNotFound, ReconnectRequired, TokenError
+from ..models import MailAccount
+from ..secret import Secret
+from . import msal_client
 from .msal_client import AccessToken
-from .secret import Secret
 
 logger = logging.getLogger(__name__)
 

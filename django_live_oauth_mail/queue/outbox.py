@@ -19,11 +19,12 @@ from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import crypto, signals, tasks
-from .conf import conf
-from .exceptions import AccountNotFound, LiveOAuthMailError
-from .models import MailAccount, OutboundMessage
-from .rendering import render
+from .. import crypto, signals
+from ..conf import conf
+from ..exceptions import AccountNotFound, LiveOAuthMailError
+from ..models import MailAccount, OutboundMessage
+from ..transports.rendering import render
+from . import tasks
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,5 @@
+"""Sign-in and token state: linking a mailbox, refreshing its tokens, app-only tokens.
+
+The only package that imports msal. Transports ask it for a token for one
+mailbox and one resource; views ask it to start and finish a link.
+"""
