@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.conf import settings
@@ -249,6 +250,39 @@ class SendAsAddress(models.Model):
         super().save(*args, **kwargs)
 
 
+class OutboundMessageQuerySet(models.QuerySet["OutboundMessage"]):
+    def retriable(self) -> OutboundMessageQuerySet:
+        """The messages a person may queue again: failed, unknown or cancelled."""
+        return self.filter(status__in=OutboundMessage.RETRIABLE)
+
+    def failed(self) -> OutboundMessageQuerySet:
+        return self.filter(status=OutboundMessage.Status.FAILED)
+
+    def from_mailbox(self, address: str) -> OutboundMessageQuerySet:
+        """Queued from ``address``, in any case: Exchange ignores it, so do we."""
+        return self.filter(mailbox__iexact=address)
+
+    def chosen_for_retry(
+        self,
+        pks: Collection[int] = (),
+        statuses: Collection[str] = (),
+        mailbox: str | None = None,
+    ) -> OutboundMessageQuerySet:
+        """What ``outbox retry`` queues again: the messages named, else the failed.
+
+        Named messages may be in any retriable status; ``statuses`` (retriable
+        ones) and ``mailbox`` narrow the choice.
+        """
+        chosen = self.retriable()
+        if statuses:
+            chosen = chosen.filter(status__in=statuses)
+        elif not pks:
+            chosen = chosen.failed()
+        if pks:
+            chosen = chosen.filter(pk__in=pks)
+        return chosen.from_mailbox(mailbox) if mailbox else chosen
+
+
 class OutboundMessage(models.Model):
     """A message queued by ``QueuedEmailBackend``, and what became of it.
 
@@ -268,6 +302,8 @@ class OutboundMessage(models.Model):
 
     #: Not yet handed to Microsoft: a worker may still send them.
     WAITING = (Status.QUEUED, Status.DEFERRED)
+    #: Given up on, or stopped by a person: a person may queue them again.
+    RETRIABLE = (Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
 
     account = models.ForeignKey(
         MailAccount,
@@ -319,6 +355,8 @@ class OutboundMessage(models.Model):
     # When the latest attempt began; the pacing counts these.
     started_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    objects = OutboundMessageQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("outbound message")

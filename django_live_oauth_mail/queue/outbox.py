@@ -267,13 +267,9 @@ def mark_stuck(now: datetime.datetime | None = None) -> int:
 
 def retry(pks: Sequence[int]) -> int:
     """Queue failed, unknown or cancelled messages again; how many."""
-    retriable = OutboundMessage.objects.filter(
-        pk__in=pks, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
-    )
-    retried = list(retriable.values_list("pk", flat=True))
-    moved = OutboundMessage.objects.filter(
-        pk__in=retried, status__in=(Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
-    ).update(
+    retriable = OutboundMessage.objects.retriable()
+    retried = list(retriable.filter(pk__in=pks).values_list("pk", flat=True))
+    moved = retriable.filter(pk__in=retried).update(
         status=Status.QUEUED,
         attempts=0,
         send_after=None,

@@ -7,15 +7,14 @@ import argparse
 import datetime
 import math
 from argparse import ArgumentParser
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
-from ... import crypto
+from ... import key_rotation
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
 from ...identity import msal_client
@@ -23,13 +22,6 @@ from ...identity.accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...identity.tokens import get_access_token
 from ...models import MailAccount, OutboundMessage
 from ...queue import outbox, tasks
-
-#: The statuses outbox.retry() queues again.
-RETRIABLE = (
-    OutboundMessage.Status.FAILED,
-    OutboundMessage.Status.UNKNOWN,
-    OutboundMessage.Status.CANCELLED,
-)
 
 
 class Command(BaseCommand):
@@ -95,7 +87,7 @@ class Command(BaseCommand):
             "--status",
             action="append",
             dest="statuses",
-            choices=RETRIABLE,
+            choices=OutboundMessage.RETRIABLE,
             help="Retry the messages in this status (repeatable; default: failed).",
         )
         retry.add_argument(
@@ -284,77 +276,25 @@ class Command(BaseCommand):
     # -- rotate-keys -----------------------------------------------------------------
 
     def handle_rotate_keys(self, **options: Any) -> None:
-        rotated, unreadable_accounts = self._rotate(
-            MailAccount.objects.exclude(encrypted_token_cache=""),
-            "encrypted_token_cache",
-            lambda account: f"{account.email}: its token cache",
-        )
-        unreadable = [account.email for account in unreadable_accounts]
-        self.stdout.write(f"Re-encrypted {rotated} token cache(s) with the newest key.")
-        rotated_messages, unread_rows = self._rotate(
-            OutboundMessage.objects.only("pk", "mailbox", "encrypted_message"),
-            "encrypted_message",
-            lambda message: f"Queued message {message.pk} from {message.mailbox}: it",
-        )
-        unreadable_messages = [message.pk for message in unread_rows]
+        caches = key_rotation.rotate_token_caches()
+        self._report_unreadable(caches.unreadable)
         self.stdout.write(
-            f"Re-encrypted {rotated_messages} queued message(s) with the newest key."
+            f"Re-encrypted {caches.count} token cache(s) with the newest key."
         )
-        if not unreadable and not unreadable_messages:
-            return
-        unread, next_steps = [], []
-        if unreadable:
-            unread.append(
-                f"the token cache of {len(unreadable)} mailbox(es): "
-                f"{', '.join(unreadable)}"
-            )
-            next_steps.append("have each mailbox linked again")
-        if unreadable_messages:
-            unread.append(
-                f"{len(unreadable_messages)} queued message(s): "
-                f"{', '.join(map(str, unreadable_messages))}"
-            )
-            next_steps.append("delete the messages, which can never be sent")
-        raise CommandError(
-            f"Could not decrypt {' and '.join(unread)}. Put the key they were "
-            "written with back in LIVE_OAUTH_MAIL['ENCRYPTION_KEYS'] (after the "
-            "newest key), or the old SECRET_KEY in SECRET_KEY_FALLBACKS, and run "
-            f"rotate-keys again; or {', or '.join(next_steps)}.",
-            returncode=1,
+        messages = key_rotation.rotate_queued_messages()
+        self._report_unreadable(messages.unreadable)
+        self.stdout.write(
+            f"Re-encrypted {messages.count} queued message(s) with the newest key."
         )
+        problem = key_rotation.left_unread(caches.unreadable, messages.unreadable)
+        if problem:
+            raise CommandError(problem, returncode=1)
 
-    def _rotate(
-        self, rows: QuerySet[Any], field: str, name: Callable[[Any], str]
-    ) -> tuple[int, list[Any]]:
-        """Re-encrypt ``field`` with the newest key: (how many, the rows unread).
-
-        A row no configured key fits is left for its old key to come back.
-        A row is written only if it still holds what was read: a refresh that
-        committed meanwhile stored a newer cache (with the newest key), which
-        must not be replaced by the older one.
-        """
-        rotated, unreadable = 0, []
-        for row in rows.order_by("pk").iterator():
-            old = getattr(row, field)
-            if not crypto.needs_rotation(old):
-                continue
-            try:
-                new = crypto.rotate(old)
-            except crypto.InvalidToken:
-                unreadable.append(row)
-                self.stdout.write(
-                    self.style.ERROR(
-                        f"{name(row)} cannot be decrypted with any configured "
-                        "key; left as it was."
-                    )
-                )
-                continue
-            rotated += (
-                type(row)
-                ._default_manager.filter(pk=row.pk, **{field: old})
-                .update(**{field: new, "updated_at": timezone.now()})
-            )
-        return rotated, unreadable
+    def _report_unreadable(
+        self, rows: list[MailAccount] | list[OutboundMessage]
+    ) -> None:
+        for row in rows:
+            self.stdout.write(self.style.ERROR(key_rotation.unreadable_row(row)))
 
     # -- outbox ----------------------------------------------------------------------
 
@@ -392,18 +332,8 @@ class Command(BaseCommand):
         mailbox: str | None,
         **options: Any,
     ) -> None:
-        try:
-            tasks.require_engine()
-        except ConfigurationError as error:
-            raise CommandError(str(error)) from None
-        if not statuses:
-            # Named messages may be in any retriable status; outbox.retry() checks.
-            statuses = list(RETRIABLE) if pks else [OutboundMessage.Status.FAILED]
-        chosen = OutboundMessage.objects.filter(status__in=statuses)
-        if pks:
-            chosen = chosen.filter(pk__in=pks)
-        if mailbox:
-            chosen = chosen.filter(mailbox__iexact=mailbox)
+        _require_engine()
+        chosen = OutboundMessage.objects.chosen_for_retry(pks, statuses or (), mailbox)
         found = list(chosen.order_by("pk").values_list("pk", flat=True))
         queued = outbox.retry(found)
         self.stdout.write(self.style.SUCCESS(f"Queued {queued} message(s) again."))
@@ -417,10 +347,7 @@ class Command(BaseCommand):
             )
 
     def outbox_resume(self, *, grace: float, **options: Any) -> None:
-        try:
-            tasks.require_engine()
-        except ConfigurationError as error:
-            raise CommandError(str(error)) from None
+        _require_engine()
         resumed = outbox.resume(grace)
         self.stdout.write(f"Scheduled {resumed} waiting message(s) again.")
 
@@ -432,6 +359,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Deleted {deleted} sent message(s) sent more than {days:g} day(s) ago."
         )
+
+
+def _require_engine() -> None:
+    """Stop before scheduling messages no task engine could run, saying why."""
+    try:
+        tasks.require_engine()
+    except ConfigurationError as error:
+        raise CommandError(str(error)) from None
 
 
 def _days(value: str) -> float:
