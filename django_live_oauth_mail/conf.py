@@ -1,14 +1,19 @@
-"""Typed access to the ``LIVE_OAUTH_MAIL`` settings dict, read live.
+"""Every ``LIVE_OAUTH_MAIL`` setting, declared once as data, and read live.
 
-Every property reads ``django.conf.settings`` when it is accessed, so
+Each setting is one :class:`Setting` line on :class:`Settings`: how its value
+is read (its type), its default, bounds, choices and Django fallback. From
+that line come ``conf.NAME``, the ConfigurationError a value it cannot read
+raises, the system checks (:mod:`.checks`) and the README's settings table
+(tests/test_docs.py). Every read goes to ``django.conf.settings``, so
 ``override_settings`` works in tests, and nothing here writes to settings.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, Literal, cast
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from django.conf import settings as django_settings
 
@@ -18,64 +23,30 @@ SETTINGS_NAME = "LIVE_OAUTH_MAIL"
 
 #: What a mailbox sends through; each needs a token for its own resource.
 Protocol = Literal["smtp", "graph"]
-TRANSPORTS = ("smtp", "graph", "auto")
-
-DEFAULTS: dict[str, Any] = {
-    "CLIENT_ID": "",
-    "CLIENT_SECRET": "",
-    "CLIENT_CERTIFICATE": None,
-    "AUTHORITY": "https://login.microsoftonline.com/common",
-    "SCOPES": ["https://outlook.office.com/SMTP.Send"],
-    "TRANSPORT": "smtp",
-    "GRAPH_ENDPOINT": "https://graph.microsoft.com",
-    "GRAPH_SCOPES": ["Mail.Send"],
-    "REDIRECT_URI": None,
-    "SUCCESS_URL": None,
-    "RESPONSE_MODE": "query",
-    "SMTP_HOST": "smtp.office365.com",
-    "SMTP_PORT": 587,
-    "SMTP_TIMEOUT": 30,
-    "SMTP_USE_SSL": False,
-    "SMTP_SSL_CERTFILE": None,
-    "SMTP_SSL_KEYFILE": None,
-    "SMTP_RETRIES": 2,
-    "SESSION_REUSE": True,
-    "SESSION_IDLE_TIMEOUT": 60,
-    "SMTP_RETRY_BACKOFF": 1.0,
-    "MAX_INLINE_WAIT": 10,
-    "ENCRYPTION_KEYS": [],
-    "DEFAULT_ACCOUNT": None,
-    "ROUTING": "owner",
-    "HTTP_TIMEOUT": 15,
-    "CA_BUNDLE": None,
-    "QUEUE": "tasks",
-    "TASK_BACKEND": "default",
-    "TASK_QUEUE": "default",
-    "SEND_RATE": "30/minute",
-    "SESSIONS_PER_MAILBOX": 3,
-    "DAILY_RECIPIENTS": {"work": 10_000, "app": 10_000, "personal": 1_000},
-    "QUEUE_ATTEMPTS": 10,
-    "QUEUE_BACKOFF": 30.0,
-    "SENDING_TIMEOUT": 600,
-}
 
 #: What a rate's unit means, in seconds.
 RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
-# Settings that fall back to Django's own before our default, so a site's
-# EMAIL_TIMEOUT or EMAIL_USE_SSL is honoured as by Django's SMTP backend.
-# (EMAIL_HOST and EMAIL_PORT are not: Django's defaults point at localhost.
-# Django 6.1 allows none of them beside MAILERS.)
-DJANGO_FALLBACKS = {
-    "SMTP_TIMEOUT": "EMAIL_TIMEOUT",
-    "SMTP_USE_SSL": "EMAIL_USE_SSL",
-    "SMTP_SSL_CERTFILE": "EMAIL_SSL_CERTFILE",
-    "SMTP_SSL_KEYFILE": "EMAIL_SSL_KEYFILE",
-}
+#: The most messages a rate may allow per period. Exchange itself takes 30 a
+#: minute from a mailbox; a larger count is a typo, and an unbounded one
+#: overflows the database's integers when the pace is counted.
+MAX_RATE_COUNT = 10_000
+RATE_EXPECTED = (
+    f"1 to {MAX_RATE_COUNT:,} messages per second, minute, hour or day, "
+    "such as '30/minute'"
+)
 
 # msal adds these itself and refuses them when passed (see msal's
 # ClientApplication._decorate_scope), so they are stripped from SCOPES.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+
+T = TypeVar("T")
+
+
+def invalid(name: str, expected: str, value: Any, *, secret: bool = False) -> str:
+    """The one wording of a value that cannot be used: what it must be instead."""
+    shown = "" if secret else f", not {value!r}"
+    return f"{name} must be {expected}{shown}."
 
 
 def django_setting_is_set(name: str) -> bool:
@@ -84,95 +55,245 @@ def django_setting_is_set(name: str) -> bool:
     return bool(cast(Any, django_settings).is_overridden(name))
 
 
-class Settings:
-    """One property per setting; see the README's settings reference."""
+def configured() -> dict[str, Any]:
+    """The ``LIVE_OAUTH_MAIL`` dict as the site set it (empty when unset)."""
+    values = getattr(django_settings, SETTINGS_NAME, None) or {}
+    if not isinstance(values, dict):
+        raise ConfigurationError(
+            f"settings.{SETTINGS_NAME} must be a dict, not {type(values).__name__}."
+        )
+    return values
 
-    def _get(self, name: str) -> Any:
-        configured = getattr(django_settings, SETTINGS_NAME, None) or {}
-        if not isinstance(configured, dict):
-            raise ConfigurationError(
-                f"settings.{SETTINGS_NAME} must be a dict, not "
-                f"{type(configured).__name__}."
-            )
-        if name in configured:
-            return configured[name]
-        django_name = DJANGO_FALLBACKS.get(name)
+
+@dataclass(eq=False)
+class Setting(Generic[T]):
+    """One setting as data; on :class:`Settings`, ``conf.NAME`` reads it live.
+
+    The value is looked up in ``LIVE_OAUTH_MAIL``, then in the Django setting
+    ``django`` names (only when the site set it), then ``default``. ``read``
+    turns it into ``T``; a value it refuses (TypeError, ValueError), or one
+    outside ``choices``, raises ConfigurationError naming the setting and what
+    it must be (``expected``), and never showing a ``secret`` one. A number
+    under ``minimum`` is read as ``minimum``, not refused: earlier versions
+    clamped, and a site's ``-1`` retries must keep meaning none.
+    """
+
+    read: Callable[[Any], T]
+    default: Any
+    _: KW_ONLY
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    django: str | None = None
+    expected: str = ""
+    secret: bool = False
+    name: str = field(default="", init=False)  # the attribute's, when declared
+
+    def __post_init__(self) -> None:
+        if self.choices and not self.expected:
+            *others, last = map(repr, self.choices)
+            self.expected = f"{', '.join(others)} or {last}"
+        self.expected = self.expected or _EXPECTED.get(self.read, "readable")
+
+    def __set_name__(self, owner: type[Settings], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Settings]) -> Setting[T]: ...
+    @overload
+    def __get__(self, instance: Settings, owner: type[Settings]) -> T: ...
+    def __get__(
+        self, instance: Settings | None, owner: type[Settings]
+    ) -> T | Setting[T]:
+        if instance is None:
+            return self
+        value = self.value()
+        try:
+            result = self.read(value)
+        except (TypeError, ValueError):
+            raise self.error(value) from None  # its context may show a secret
+        if self.choices and result not in self.choices:
+            raise self.error(result)
+        if self.minimum is not None and cast(Any, result) < self.minimum:
+            return self.read(self.minimum)
+        return result
+
+    def value(self) -> Any:
+        """The value as set, before it is read."""
+        values = configured()
+        if self.name in values:
+            return values[self.name]
         # Only when set: Django 6.1 warns on every read of these (deprecated
         # there, and unavailable with MAILERS).
-        if django_name and django_setting_is_set(django_name):
-            value = getattr(django_settings, django_name, None)
-            if value is not None:
-                return value
-        return DEFAULTS[name]
+        if self.django and django_setting_is_set(self.django):
+            fallback = getattr(django_settings, self.django, None)
+            if fallback is not None:
+                return fallback
+        return self.default
 
-    @property
-    def CLIENT_ID(self) -> str:
-        return str(self._get("CLIENT_ID") or "")
+    def error(self, value: Any) -> ConfigurationError:
+        label = f"{SETTINGS_NAME}[{self.name!r}]"
+        return ConfigurationError(
+            invalid(label, self.expected, value, secret=self.secret)
+        )
 
-    @property
-    def CLIENT_SECRET(self) -> str:
-        return str(self._get("CLIENT_SECRET") or "")
 
-    @property
-    def CLIENT_CERTIFICATE(self) -> dict[str, str] | None:
-        """``{"private_key": PEM or a file path, "thumbprint": hex}``, msal's shape.
+# Readers for values a builtin (str, int, float, bool) does not read alone.
 
-        When set it is the credential of every confidential flow, instead of
-        ``CLIENT_SECRET``: many tenants forbid secrets for app-only access.
+
+def text(value: Any) -> str:
+    """A string; unset (``None``) is empty."""
+    return str(value or "")
+
+
+def optional(value: Any) -> str | None:
+    """A string, or ``None`` when empty."""
+    return str(value) if value else None
+
+
+def optional_number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def url(value: Any) -> str:
+    return str(value).rstrip("/")
+
+
+def scopes(value: Any) -> list[str]:
+    """A list, or one space-separated string, without msal's reserved scopes."""
+    names = value.split() if isinstance(value, str) else list(value or [])
+    return [str(name) for name in names if name not in RESERVED_SCOPES]
+
+
+def graph_scopes(value: Any) -> list[str]:
+    """A bare name (``Mail.Send``) joins ``GRAPH_ENDPOINT``, to serve every cloud."""
+    endpoint = conf.GRAPH_ENDPOINT
+    return [s if "/" in s else f"{endpoint}/{s}" for s in scopes(value)]
+
+
+def client_certificate(value: Any) -> dict[str, str] | None:
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError  # Setting says what it must be
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def encryption_keys(value: Any) -> list[str]:
+    keys = [value] if isinstance(value, (str, bytes)) else list(value or [])
+    return [k.decode() if isinstance(k, bytes) else str(k) for k in keys if k]
+
+
+# ASCII digits only: str.isdigit() and int() also take "²" or Arabic-Indic
+# digits, which Django then cannot store or compare.
+_RATE = re.compile(r"\s*([0-9]{1,6})\s*/\s*([a-z]+?)s?\s*", re.ASCII | re.IGNORECASE)
+
+
+def send_rate(value: Any) -> tuple[int, float]:
+    """``"30/minute"`` as (30, 60.0); see :func:`parse_rate`."""
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if match:
+        count, unit = int(match[1]), match[2].lower()
+        if 0 < count <= MAX_RATE_COUNT and unit in RATE_UNITS:
+            return count, RATE_UNITS[unit]
+    raise ValueError(value)
+
+
+_RECIPIENT_LIMITS = {"work": 10_000, "app": 10_000, "personal": 1_000}
+
+
+def recipient_limits(value: Any) -> dict[str, int]:
+    """By mailbox kind; one number sets every kind, and an unset kind is the default."""
+    if isinstance(value, int):
+        return dict.fromkeys(_RECIPIENT_LIMITS, value)
+    merged = {**_RECIPIENT_LIMITS, **(value or {})}
+    return {str(kind): int(limit) for kind, limit in merged.items()}
+
+
+_EXPECTED: dict[Callable[[Any], Any], str] = {
+    int: "a whole number",
+    float: "a number",
+    optional_number: "a number of seconds, or None",
+    scopes: "a list of scopes, or one string of them",
+    graph_scopes: "a list of scopes, or one string of them",
+    send_rate: RATE_EXPECTED,
+    recipient_limits: "a number of recipients, or a dict of them by mailbox kind",
+}
+
+
+class Settings:
+    """Every setting, in the README's order; see its settings table."""
+
+    CLIENT_ID = Setting(text, "")
+    CLIENT_SECRET = Setting(text, "", secret=True)
+    # msal's shape: {"private_key": PEM or a file path, "thumbprint": hex}.
+    # When set it is the credential of every confidential flow, instead of
+    # CLIENT_SECRET: many tenants forbid secrets for app-only access.
+    CLIENT_CERTIFICATE = Setting(
+        client_certificate,
+        None,
+        expected="a dict with 'private_key' and 'thumbprint'",
+        secret=True,
+    )
+    AUTHORITY = Setting(url, "https://login.microsoftonline.com/common")
+    SCOPES = Setting(scopes, ["https://outlook.office.com/SMTP.Send"])
+    # "auto": SMTP until a mailbox's SMTP AUTH is off, then Graph.
+    TRANSPORT = Setting(str, "smtp", choices=("smtp", "graph", "auto"))
+    GRAPH_ENDPOINT = Setting(url, "https://graph.microsoft.com")
+    GRAPH_SCOPES = Setting(graph_scopes, ["Mail.Send"])
+    REDIRECT_URI = Setting(optional, None)
+    SUCCESS_URL = Setting(optional, None)
+    RESPONSE_MODE = Setting(str, "query", choices=("query", "form_post"))
+    # The Django fallbacks honour a site's EMAIL_TIMEOUT or EMAIL_USE_SSL as
+    # Django's SMTP backend does. EMAIL_HOST and EMAIL_PORT are not: Django's
+    # defaults point at localhost. (Django 6.1 allows none beside MAILERS.)
+    SMTP_HOST = Setting(str, "smtp.office365.com")
+    SMTP_PORT = Setting(int, 587)
+    SMTP_TIMEOUT = Setting(optional_number, 30, django="EMAIL_TIMEOUT")
+    SMTP_USE_SSL = Setting(bool, False, django="EMAIL_USE_SSL")
+    SMTP_SSL_CERTFILE = Setting(optional, None, django="EMAIL_SSL_CERTFILE")
+    SMTP_SSL_KEYFILE = Setting(optional, None, django="EMAIL_SSL_KEYFILE")
+    SESSION_REUSE = Setting(bool, True)
+    SESSION_IDLE_TIMEOUT = Setting(float, 60, minimum=0)
+    SMTP_RETRIES = Setting(int, 2, minimum=0)
+    SMTP_RETRY_BACKOFF = Setting(float, 1.0, minimum=0)
+    MAX_INLINE_WAIT = Setting(float, 10, minimum=0)
+    ENCRYPTION_KEYS = Setting(
+        encryption_keys, [], expected="a list of Fernet keys", secret=True
+    )
+    # "owner": only the acting user's own or shared mailboxes send; "any": any
+    # linked mailbox sends for its From address (the behaviour before 0.2).
+    ROUTING = Setting(str, "owner", choices=("owner", "any"))
+    DEFAULT_ACCOUNT = Setting(optional, None)
+    HTTP_TIMEOUT = Setting(float, 15)
+    CA_BUNDLE = Setting(optional, None)
+    QUEUE = Setting(str, "tasks", choices=("tasks", "celery"))
+    SEND_RATE = Setting(send_rate, "30/minute")
+    DAILY_RECIPIENTS = Setting(recipient_limits, _RECIPIENT_LIMITS)
+    SESSIONS_PER_MAILBOX = Setting(int, 3, minimum=1)
+    TASK_BACKEND = Setting(str, "default")
+    TASK_QUEUE = Setting(str, "default")
+    QUEUE_ATTEMPTS = Setting(int, 10, minimum=1)
+    QUEUE_BACKOFF = Setting(float, 30.0, minimum=0)
+    SENDING_TIMEOUT = Setting(float, 600, minimum=1)
+
+    def unreadable(self) -> dict[str, ConfigurationError]:
+        """Each setting that cannot be read, with why: what the checks report.
+
+        Raises ConfigurationError itself when ``LIVE_OAUTH_MAIL`` is no dict.
         """
-        certificate = self._get("CLIENT_CERTIFICATE")
-        if not certificate:
-            return None
-        if not isinstance(certificate, dict):
-            raise ConfigurationError(
-                f"{SETTINGS_NAME}['CLIENT_CERTIFICATE'] must be a dict with "
-                "'private_key' and 'thumbprint'."
-            )
-        return {str(k): str(v) for k, v in certificate.items()}
+        configured()
+        problems: dict[str, ConfigurationError] = {}
+        for name in SETTINGS:
+            try:
+                getattr(self, name)
+            except ConfigurationError as error:
+                problems[name] = error
+        return problems
 
-    @property
-    def AUTHORITY(self) -> str:
-        return str(self._get("AUTHORITY")).rstrip("/")
-
-    @property
-    def SCOPES(self) -> list[str]:
-        scopes: Sequence[str] = self._get("SCOPES") or []
-        if isinstance(scopes, str):
-            scopes = scopes.split()
-        return [s for s in scopes if s not in RESERVED_SCOPES]
-
-    @property
-    def TRANSPORT(self) -> str:
-        """``"smtp"``, ``"graph"``, or ``"auto"``: SMTP until SMTP AUTH is off."""
-        transport = str(self._get("TRANSPORT"))
-        if transport not in TRANSPORTS:
-            raise ConfigurationError(
-                f"{SETTINGS_NAME}['TRANSPORT'] must be 'smtp', 'graph' or 'auto', "
-                f"not {transport!r}."
-            )
-        return transport
-
-    @property
-    def GRAPH_ENDPOINT(self) -> str:
-        """Graph's base URL: national clouds and the local stand-in differ."""
-        return str(self._get("GRAPH_ENDPOINT")).rstrip("/")
-
-    @property
-    def GRAPH_SCOPES(self) -> list[str]:
-        """Graph permissions, as full scopes under ``GRAPH_ENDPOINT``.
-
-        A bare name (``Mail.Send``) is joined to the endpoint, so one setting
-        serves every cloud.
-        """
-        scopes: Sequence[str] = self._get("GRAPH_SCOPES") or []
-        if isinstance(scopes, str):
-            scopes = scopes.split()
-        endpoint = self.GRAPH_ENDPOINT
-        return [
-            s if "/" in s else f"{endpoint}/{s}"
-            for s in scopes
-            if s not in RESERVED_SCOPES
-        ]
+    def daily_recipients(self, kind: str) -> int:
+        """The recipients a mailbox of ``kind`` may send to in 24 hours."""
+        limits = self.DAILY_RECIPIENTS
+        return limits.get(kind, limits["work"])
 
     def scopes_for(self, protocol: Protocol) -> list[str]:
         """The scopes of one resource's token: one token never serves both."""
@@ -206,190 +327,26 @@ class Settings:
         """What the authorization code is redeemed for: one resource, ``email``."""
         return _with_email(self.scopes_for(self.LINK_PROTOCOL))
 
-    @property
-    def REDIRECT_URI(self) -> str | None:
-        return self._get("REDIRECT_URI") or None
 
-    @property
-    def SUCCESS_URL(self) -> str | None:
-        return self._get("SUCCESS_URL") or None
-
-    @property
-    def RESPONSE_MODE(self) -> str:
-        mode = str(self._get("RESPONSE_MODE"))
-        if mode not in {"query", "form_post"}:
-            raise ConfigurationError(
-                f"{SETTINGS_NAME}['RESPONSE_MODE'] must be 'query' or 'form_post', "
-                f"not {mode!r}."
-            )
-        return mode
-
-    @property
-    def SMTP_HOST(self) -> str:
-        return str(self._get("SMTP_HOST"))
-
-    @property
-    def SMTP_PORT(self) -> int:
-        return int(self._get("SMTP_PORT"))
-
-    @property
-    def SMTP_TIMEOUT(self) -> float | None:
-        """Seconds; then Django's ``EMAIL_TIMEOUT``, then 30."""
-        timeout = self._get("SMTP_TIMEOUT")
-        return None if timeout is None else float(timeout)
-
-    @property
-    def SMTP_USE_SSL(self) -> bool:
-        """Implicit TLS instead of STARTTLS; then Django's ``EMAIL_USE_SSL``."""
-        return bool(self._get("SMTP_USE_SSL"))
-
-    @property
-    def SMTP_SSL_CERTFILE(self) -> str | None:
-        """A client certificate; then Django's ``EMAIL_SSL_CERTFILE``."""
-        return self._get("SMTP_SSL_CERTFILE") or None
-
-    @property
-    def SMTP_SSL_KEYFILE(self) -> str | None:
-        """Its private key; then Django's ``EMAIL_SSL_KEYFILE``."""
-        return self._get("SMTP_SSL_KEYFILE") or None
-
-    @property
-    def SESSION_REUSE(self) -> bool:
-        """Keep signed-in sessions between sends (see :mod:`.sessions`)."""
-        return bool(self._get("SESSION_REUSE"))
-
-    @property
-    def SESSION_IDLE_TIMEOUT(self) -> float:
-        """Seconds an unused session is kept before it is closed."""
-        return max(0.0, float(self._get("SESSION_IDLE_TIMEOUT")))
-
-    @property
-    def SMTP_RETRIES(self) -> int:
-        """Extra attempts per message after a temporary SMTP failure."""
-        return max(0, int(self._get("SMTP_RETRIES")))
-
-    @property
-    def SMTP_RETRY_BACKOFF(self) -> float:
-        """Seconds before the first retry; each further retry waits twice as long."""
-        return max(0.0, float(self._get("SMTP_RETRY_BACKOFF")))
-
-    @property
-    def MAX_INLINE_WAIT(self) -> float:
-        """Seconds one message may wait, in all, on a server that throttles us."""
-        return max(0.0, float(self._get("MAX_INLINE_WAIT")))
-
-    @property
-    def ENCRYPTION_KEYS(self) -> list[str]:
-        keys = self._get("ENCRYPTION_KEYS") or []
-        if isinstance(keys, (str, bytes)):
-            keys = [keys]
-        return [k.decode() if isinstance(k, bytes) else str(k) for k in keys if k]
-
-    @property
-    def DEFAULT_ACCOUNT(self) -> str | None:
-        return self._get("DEFAULT_ACCOUNT") or None
-
-    @property
-    def ROUTING(self) -> str:
-        """``"owner"``: only the acting user's own or shared mailboxes send.
-
-        ``"any"``: any linked mailbox sends for its From address, whoever runs
-        the code (the behaviour before 0.2).
-        """
-        routing = str(self._get("ROUTING"))
-        if routing not in {"owner", "any"}:
-            raise ConfigurationError(
-                f"{SETTINGS_NAME}['ROUTING'] must be 'owner' or 'any', not {routing!r}."
-            )
-        return routing
-
-    @property
-    def HTTP_TIMEOUT(self) -> float:
-        return float(self._get("HTTP_TIMEOUT"))
-
-    @property
-    def CA_BUNDLE(self) -> str | None:
-        return self._get("CA_BUNDLE") or None
-
-    @property
-    def QUEUE(self) -> str:
-        """What runs queued sends: ``"tasks"`` (Django's TASKS) or ``"celery"``."""
-        queue = str(self._get("QUEUE"))
-        if queue not in {"tasks", "celery"}:
-            raise ConfigurationError(
-                f"{SETTINGS_NAME}['QUEUE'] must be 'tasks' or 'celery', not {queue!r}."
-            )
-        return queue
-
-    @property
-    def TASK_BACKEND(self) -> str:
-        """The ``TASKS`` alias that runs the sending task."""
-        return str(self._get("TASK_BACKEND"))
-
-    @property
-    def TASK_QUEUE(self) -> str:
-        """The queue the sending task goes to (it must be in the backend's QUEUES)."""
-        return str(self._get("TASK_QUEUE"))
-
-    @property
-    def SEND_RATE(self) -> tuple[int, float]:
-        """Messages per period for a mailbox (``"30/minute"``): (count, seconds)."""
-        return parse_rate(self._get("SEND_RATE"), f"{SETTINGS_NAME}['SEND_RATE']")
-
-    @property
-    def SESSIONS_PER_MAILBOX(self) -> int:
-        """Worker processes that may hold an SMTP session to one mailbox at once."""
-        return max(1, int(self._get("SESSIONS_PER_MAILBOX")))
-
-    def daily_recipients(self, kind: str) -> int:
-        """The recipients a mailbox of ``kind`` may send to in 24 hours."""
-        limits = self._get("DAILY_RECIPIENTS")
-        if isinstance(limits, int):
-            return limits
-        merged = {**DEFAULTS["DAILY_RECIPIENTS"], **(limits or {})}
-        return int(merged.get(kind, merged["work"]))
-
-    @property
-    def QUEUE_ATTEMPTS(self) -> int:
-        """Attempts at a queued message before a temporary failure is final."""
-        return max(1, int(self._get("QUEUE_ATTEMPTS")))
-
-    @property
-    def QUEUE_BACKOFF(self) -> float:
-        """Seconds before a queued message's first retry; doubling, with jitter."""
-        return max(0.0, float(self._get("QUEUE_BACKOFF")))
-
-    @property
-    def SENDING_TIMEOUT(self) -> float:
-        """Seconds after which a message still marked sending is ``unknown``."""
-        return max(1.0, float(self._get("SENDING_TIMEOUT")))
-
-
-#: The most messages a rate may allow per period. Exchange itself takes 30 a
-#: minute from a mailbox; a larger count is a typo, and an unbounded one
-#: overflows the database's integers when the pace is counted.
-MAX_RATE_COUNT = 10_000
-
-# ASCII digits only: str.isdigit() and int() also take "²" or Arabic-Indic
-# digits, which Django then cannot store or compare.
-_RATE = re.compile(r"\s*([0-9]{1,6})\s*/\s*([a-z]+?)s?\s*", re.ASCII | re.IGNORECASE)
+#: Every setting, by name, in the README's order.
+SETTINGS: dict[str, Setting[Any]] = {
+    name: setting
+    for name, setting in vars(Settings).items()
+    if isinstance(setting, Setting)
+}
 
 
 def parse_rate(value: Any, name: str) -> tuple[int, float]:
     """``"30/minute"`` as (30, 60.0); raises ConfigurationError if unreadable.
 
     The count is 1 to :data:`MAX_RATE_COUNT` in ASCII digits; the period is a
-    second, minute, hour or day (a trailing "s" is allowed).
+    second, minute, hour or day (a trailing "s" is allowed). ``name`` says
+    whose rate it is: the setting's, or a mailbox's.
     """
-    match = _RATE.fullmatch(value) if isinstance(value, str) else None
-    if match:
-        count, unit = int(match[1]), match[2].lower()
-        if 0 < count <= MAX_RATE_COUNT and unit in RATE_UNITS:
-            return count, RATE_UNITS[unit]
-    raise ConfigurationError(
-        f"{name} must be 1 to {MAX_RATE_COUNT:,} messages per second, minute, "
-        f"hour or day, such as '30/minute', not {value!r}."
-    )
+    try:
+        return send_rate(value)
+    except ValueError:
+        raise ConfigurationError(invalid(name, RATE_EXPECTED, value)) from None
 
 
 def _with_email(scopes: list[str]) -> list[str]:

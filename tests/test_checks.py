@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from django_live_oauth_mail.checks import check_settings
+from django_live_oauth_mail.conf import SETTINGS, conf
+from django_live_oauth_mail.exceptions import ConfigurationError
 from django_live_oauth_mail.testing import make_client_certificate
 
 from .mailers import USES_MAILERS
@@ -151,3 +153,93 @@ def test_queued_backend_settings_that_cannot_be_read(
     _use_queued_backend(settings)
     live_settings.update(change)
     assert ids() == {expected}
+
+
+#: A value each declared setting cannot read, and the check it then fails.
+#: The settings missing here read whatever they are given (text, a flag, a path).
+UNREADABLE: dict[str, tuple[Any, str]] = {
+    "CLIENT_CERTIFICATE": ("a string", "E009"),
+    "SCOPES": (5, "E013"),
+    "TRANSPORT": ("ews", "E007"),
+    "GRAPH_SCOPES": (5, "E013"),
+    "RESPONSE_MODE": ("fragment", "E005"),
+    "SMTP_PORT": ("submission", "E013"),
+    "SMTP_TIMEOUT": ("long", "E013"),
+    "SESSION_IDLE_TIMEOUT": ("long", "E013"),
+    "SMTP_RETRIES": ("some", "E013"),
+    "SMTP_RETRY_BACKOFF": ("long", "E013"),
+    "MAX_INLINE_WAIT": ("long", "E013"),
+    "ENCRYPTION_KEYS": (5, "E013"),
+    "ROUTING": ("anyone", "E006"),
+    "HTTP_TIMEOUT": ("long", "E013"),
+    "QUEUE": ("rabbit", "E010"),
+    "SEND_RATE": ("fast", "E011"),
+    "DAILY_RECIPIENTS": ("many", "E010"),
+    "SESSIONS_PER_MAILBOX": ("some", "E010"),
+    "QUEUE_ATTEMPTS": ("some", "E010"),
+    "QUEUE_BACKOFF": ("long", "E010"),
+    "SENDING_TIMEOUT": ("long", "E010"),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "check"), [(n, *UNREADABLE[n]) for n in UNREADABLE]
+)
+def test_an_unreadable_setting_is_refused_by_name_and_fails_its_check(
+    live_settings: dict[str, Any], settings: Any, name: str, value: Any, check: str
+) -> None:
+    _use_queued_backend(settings)  # the only backend that reads E010's settings
+    live_settings[name] = value
+    with pytest.raises(
+        ConfigurationError, match=rf"^LIVE_OAUTH_MAIL\['{name}'\] must be "
+    ):
+        getattr(conf, name)
+    assert ids() == {f"live_oauth_mail.{check}"}
+
+
+@pytest.mark.parametrize("name", [n for n in SETTINGS if n not in UNREADABLE])
+def test_the_other_settings_read_any_value(
+    live_settings: dict[str, Any], name: str
+) -> None:
+    live_settings[name] = ["a", "list"]
+    getattr(conf, name)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, setting in SETTINGS.items() if setting.minimum is not None]
+)
+def test_a_number_under_its_minimum_is_read_as_the_minimum(
+    live_settings: dict[str, Any], name: str
+) -> None:
+    setting = SETTINGS[name]
+    live_settings[name] = setting.minimum - 5
+    assert getattr(conf, name) == setting.minimum
+    assert type(getattr(conf, name)) is setting.read  # int stays int
+    assert ids() == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ENCRYPTION_KEYS", [b"\xffsecret-key-bytes"]),
+        ("CLIENT_CERTIFICATE", ["secret-key-pem"]),
+    ],
+)
+def test_an_unreadable_secret_is_never_shown(
+    live_settings: dict[str, Any], name: str, value: Any
+) -> None:
+    live_settings[name] = value
+    with pytest.raises(ConfigurationError) as caught:
+        getattr(conf, name)
+    # Django's error page shows no suppressed context, and no cause is kept.
+    assert caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    [message] = check_settings()
+    assert "secret-key" not in f"{caught.value} {message.msg} {message.hint}"
+
+
+def test_a_settings_value_that_is_no_dict_is_one_error(settings: Any) -> None:
+    settings.LIVE_OAUTH_MAIL = ["CLIENT_ID", "x"]
+    [message] = check_settings()
+    assert message.id == "live_oauth_mail.E013"
+    assert message.msg == "settings.LIVE_OAUTH_MAIL must be a dict, not list."
