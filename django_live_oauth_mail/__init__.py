@@ -1,4 +1,4 @@
-"""Send Django mail through Microsoft mailboxes with OAuth 2.0 (SMTP XOAUTH2)."""
+"""Send Django mail as linked Microsoft mailboxes with OAuth 2.0, by SMTP or Graph."""
 
 from .ownership.acting import sending_as
 

@@ -1,4 +1,10 @@
-"""A linked Microsoft mailbox and its encrypted token cache."""
+"""The stored state: linked mailboxes, their Send As addresses, the outbox.
+
+``MailAccount`` is a linked mailbox with its encrypted token cache and the
+lease that lets one process refresh it; ``SendAsAddress`` is another address
+a mailbox may send as; ``OutboundMessage`` is a queued message, encrypted,
+with its delivery status.
+"""
 
 from __future__ import annotations
 
@@ -203,10 +209,6 @@ class MailAccount(models.Model):
                 "SECRET_KEY_FALLBACKS), or have the mailbox linked again.",
                 mailbox=self.email,
             ) from None
-
-    def write_token_cache(self, serialized: str) -> None:
-        """Encrypt and set the msal cache; the caller saves."""
-        self.encrypted_token_cache = crypto.encrypt(serialized)
 
 
 class SendAsAddress(models.Model):

@@ -16,7 +16,7 @@ from django.db.models.signals import pre_delete, pre_save
 from django.test import Client
 from django.utils import timezone
 
-from django_live_oauth_mail import signals
+from django_live_oauth_mail import crypto, signals
 from django_live_oauth_mail.exceptions import ConsentRequired
 from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
@@ -430,7 +430,7 @@ def test_saving_the_change_form_keeps_a_refresh_that_committed_meanwhile(
     staff: Client, alice_account: MailAccount
 ) -> None:
     refreshed = MailAccount.objects.get(pk=alice_account.pk)
-    refreshed.write_token_cache('{"refreshed": true}')
+    refreshed.encrypted_token_cache = crypto.encrypt('{"refreshed": true}')
 
     def refresh_meanwhile(sender: Any, instance: MailAccount, **kwargs: Any) -> None:
         # The admin read the row already; a worker's refresh now commits.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
+from django_live_oauth_mail import crypto
 from django_live_oauth_mail.conf import conf
 from django_live_oauth_mail.exceptions import (
     AuthorizationFailed,
@@ -103,7 +104,7 @@ def refresh_now(account: MailAccount) -> msal_client.AccessToken:
     """Refresh ``account`` and keep the rotated cache on it (unsaved)."""
     token = refresh(account)()
     assert token.serialized_cache is not None
-    account.write_token_cache(token.serialized_cache)
+    account.encrypted_token_cache = crypto.encrypt(token.serialized_cache)
     return token
 
 
@@ -351,7 +352,7 @@ def test_an_unreadable_cache_asks_for_the_mailbox_to_be_linked_again(
 def test_an_unreadable_stored_cache_marks_the_mailbox_for_relinking(
     alice_account: MailAccount,
 ) -> None:
-    alice_account.write_token_cache("not json {")
+    alice_account.encrypted_token_cache = crypto.encrypt("not json {")
     alice_account.save()
 
     with pytest.raises(ReconnectRequired, match="cannot be read"):

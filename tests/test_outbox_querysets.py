@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db.models import QuerySet
 
-from django_live_oauth_mail.queue import outbox
 from django_live_oauth_mail.models import OutboundMessage
+from django_live_oauth_mail.queue import outbox
 
 pytestmark = [pytest.mark.offline, pytest.mark.django_db]
 
