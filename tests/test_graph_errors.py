@@ -29,7 +29,6 @@ from django_live_oauth_mail.exceptions import (
 from django_live_oauth_mail.transports import graph_replies as graph_errors
 from django_live_oauth_mail.transports.graph import (
     _explained_transport_errors,
-    _lost,
     _never_sent,
 )
 from django_live_oauth_mail.transports.graph_upload import _needs_read_write
@@ -605,10 +604,10 @@ def test_an_error_not_from_requests_goes_on_as_it_was() -> None:
 
 def test_lost_says_whether_the_message_may_have_gone() -> None:
     lost = requests.ReadTimeout(f"{UPLOAD_URL} read timed out")
-    may = _lost(MAILBOX, lost, sends=True)
+    may = graph_errors.lost(MAILBOX, lost, sends=True)
     assert type(may) is MessageMayHaveBeenSent
     assert (may.status, may.code) == (0, "ReadTimeout")
-    assert type(_lost(MAILBOX, lost, sends=False)) is ConnectionError
+    assert type(graph_errors.lost(MAILBOX, lost, sends=False)) is ConnectionError
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,6 @@ from django.utils.encoding import punycode
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import conf
-from ..exceptions import GraphError, MessageMayHaveBeenSent
 from ..identity import msal_client
 from ..identity.tokens import get_access_token
 from ..models import MailAccount
@@ -217,48 +216,12 @@ def _explained_transport_errors(mailbox: str, sends: bool) -> Iterator[None]:
         yield
     except requests.exceptions.SSLError as error:
         if "certificate verify failed" not in str(error).lower():
-            raise _lost(mailbox, error, sends) from None
-        raise GraphError(
-            f"The TLS connection to Microsoft Graph for {mailbox} failed "
-            f"({type(error).__name__}): its certificate was not trusted. Check "
-            "LIVE_OAUTH_MAIL['CA_BUNDLE'] and GRAPH_ENDPOINT.",
-            mailbox=mailbox,
-            status=0,
-            code="tls",
-        ) from None
+            raise graph_replies.lost(mailbox, error, sends) from None
+        raise graph_replies.untrusted(mailbox, error) from None
     except requests.RequestException as error:
         if _never_sent(error):
-            raise _unreached(mailbox, error) from None
-        raise _lost(mailbox, error, sends) from None
-
-
-def _unreached(mailbox: str, error: Exception) -> ConnectionError:
-    """A request that never connected: an OSError, so the backend retries it."""
-    return ConnectionError(
-        f"Could not connect to Microsoft Graph for {mailbox} "
-        f"({type(error).__name__}); nothing was sent. Check "
-        "LIVE_OAUTH_MAIL['GRAPH_ENDPOINT'] and the server's network access."
-    )
-
-
-def _lost(mailbox: str, error: Exception, sends: bool) -> Exception:
-    """A request whose answer never came: retried, unless it may have sent."""
-    if not sends:
-        # An OSError, so the backend tries again; requests' own error would
-        # quote the URL.
-        return ConnectionError(
-            f"The connection to Microsoft Graph for {mailbox} broke "
-            f"({type(error).__name__}); nothing was sent."
-        )
-    return MessageMayHaveBeenSent(
-        f"The connection to Microsoft Graph broke while sending from {mailbox} "
-        f"({type(error).__name__}), after the message was handed over. It may "
-        "have been sent: Graph's sendMail cannot be safely repeated, so it was "
-        "not. Check the mailbox's Sent Items before sending it again.",
-        mailbox=mailbox,
-        status=0,
-        code=type(error).__name__,
-    )
+            raise graph_replies.unreached(mailbox, error) from None
+        raise graph_replies.lost(mailbox, error, sends) from None
 
 
 def _never_sent(error: requests.RequestException) -> bool:

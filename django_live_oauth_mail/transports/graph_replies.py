@@ -1,8 +1,10 @@
 """Microsoft Graph's mail errors, turned into our exceptions with advice.
 
-The one place that reads Graph's answers, as :mod:`.smtp_replies` is for SMTP
-replies. Graph answers ``{"error": {"code": ..., "message": ...}}``; the code
-says what happened, the status whether trying again may help. A refusal that
+The one place that words Graph's failures, as :mod:`.smtp_replies` is for
+SMTP: the answers Graph gives, and what broke around a request (an untrusted
+certificate, a lost answer, a message or attachment over Graph's limits).
+Graph answers ``{"error": {"code": ..., "message": ...}}``; the code says
+what happened, the status whether trying again may help. A refusal that
 means the same on both transports (Send As, a full mailbox) raises the same
 exception class, so callers catch one; its ``smtp_code`` then holds the HTTP
 status and ``smtp_error`` Graph's code and message.
@@ -193,3 +195,78 @@ _ADVICE = {
         "permission: see the README's Graph section."
     ),
 }
+
+# What failed before or around a request, rather than a refusal Graph sent.
+
+
+def untrusted(mailbox: str, error: Exception) -> GraphError:
+    """Graph's TLS certificate was not trusted: a setting, not a retry."""
+    return GraphError(
+        f"The TLS connection to Microsoft Graph for {mailbox} failed "
+        f"({type(error).__name__}): its certificate was not trusted. Check "
+        f"{SETTINGS_NAME}['CA_BUNDLE'] and GRAPH_ENDPOINT.",
+        mailbox=mailbox,
+        status=0,
+        code="tls",
+    )
+
+
+def unreached(mailbox: str, error: Exception) -> ConnectionError:
+    """A request that never connected: an OSError, so the backend retries it."""
+    return ConnectionError(
+        f"Could not connect to Microsoft Graph for {mailbox} "
+        f"({type(error).__name__}); nothing was sent. Check "
+        "LIVE_OAUTH_MAIL['GRAPH_ENDPOINT'] and the server's network access."
+    )
+
+
+def lost(mailbox: str, error: Exception, sends: bool) -> Exception:
+    """A request whose answer never came: retried, unless it may have sent."""
+    if not sends:
+        # An OSError, so the backend tries again; requests' own error would
+        # quote the URL.
+        return ConnectionError(
+            f"The connection to Microsoft Graph for {mailbox} broke "
+            f"({type(error).__name__}); nothing was sent."
+        )
+    return MessageMayHaveBeenSent(
+        f"The connection to Microsoft Graph broke while sending from {mailbox} "
+        f"({type(error).__name__}), after the message was handed over. It may "
+        "have been sent: Graph's sendMail cannot be safely repeated, so it was "
+        "not. Check the mailbox's Sent Items before sending it again.",
+        mailbox=mailbox,
+        status=0,
+        code=type(error).__name__,
+    )
+
+
+def body_too_large(mailbox: str, size: int, limit: int) -> GraphError:
+    """Even with every file attachment uploaded apart, the body is over 4 MB."""
+    return GraphError(
+        f"A message from {mailbox} is too large for Microsoft Graph even "
+        f"without its file attachments ({size} bytes to send, at most "
+        f"{limit}): Graph takes 4 MB per request. Send the body and inline "
+        "parts smaller, or attach large content as files.",
+        mailbox=mailbox,
+        status=413,
+        code="RequestBodyTooLarge",
+    )
+
+
+def attachment_too_large(mailbox: str, filename: str | None, size: int) -> GraphError:
+    return GraphError(
+        f"The attachment {filename!r} ({size} bytes) is over "
+        "Microsoft Graph's limit of 150 MB per attachment, so the message "
+        f"from {mailbox} was not sent. Share large files by link instead.",
+        mailbox=mailbox,
+        status=413,
+        code="ErrorAttachmentSizeLimitExceeded",
+    )
+
+
+def upload_failed(mailbox: str, filename: str | None, error: Exception) -> OSError:
+    """An upload chunk's request failed; requests' text would quote the secret URL."""
+    return ConnectionError(
+        f"Uploading {filename!r} to Microsoft Graph for {mailbox} failed "
+        f"({type(error).__name__}); nothing was sent."
+    )

@@ -110,15 +110,7 @@ def _split(
         if len(body) <= limit:
             return body, moved
         if not movable:
-            raise GraphError(
-                f"A message from {mailbox} is too large for Microsoft Graph even "
-                f"without its file attachments ({len(body)} bytes to send, at most "
-                f"{limit}): Graph takes 4 MB per request. Send the body and inline "
-                "parts smaller, or attach large content as files.",
-                mailbox=mailbox,
-                status=413,
-                code="RequestBodyTooLarge",
-            )
+            raise graph_replies.body_too_large(mailbox, len(body), limit)
         attachment = movable.pop(0)
         kept = [a for a in kept if a is not attachment]
         filename, content, mimetype = (
@@ -127,14 +119,7 @@ def _split(
             attachment[2],
         )
         if len(content) > MAX_ATTACHMENT_BYTES:
-            raise GraphError(
-                f"The attachment {filename!r} ({len(content)} bytes) is over "
-                "Microsoft Graph's limit of 150 MB per attachment, so the message "
-                f"from {mailbox} was not sent. Share large files by link instead.",
-                mailbox=mailbox,
-                status=413,
-                code="ErrorAttachmentSizeLimitExceeded",
-            )
+            raise graph_replies.attachment_too_large(mailbox, filename, len(content))
         moved.append(
             (filename or "attachment", content, mimetype or "application/octet-stream")
         )
@@ -205,10 +190,7 @@ def _upload(
             )
         except requests.RequestException as error:
             # Its text would quote the upload URL, whose query is a secret.
-            raise ConnectionError(
-                f"Uploading {filename!r} to Microsoft Graph for {mailbox} failed "
-                f"({type(error).__name__}); nothing was sent."
-            ) from None
+            raise graph_replies.upload_failed(mailbox, filename, error) from None
         if response.status_code >= 400:
             raise graph_replies.refusal(
                 response, mailbox=mailbox, sender=sender, refreshed=True, sends=False
