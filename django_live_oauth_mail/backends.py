@@ -17,7 +17,7 @@ import logging
 import smtplib
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
@@ -31,7 +31,7 @@ from .ownership import routing
 from .ownership.acting import acting_user_pk, user_pk
 from .queue import outbox, tasks
 from .sending.delivery import Delivery
-from .sending.engine import Sender, graph_transport, smtp_transport
+from .sending.engine import Sender, TransportsFor
 from .sending.options import smtp_options
 from .transports.base import Transport
 from .transports.graph import GraphTransport
@@ -95,16 +95,21 @@ class EmailBackend(BaseEmailBackend):
         self._held_open = False  # open() was called: keep sessions until close()
 
     @cached_property
-    def transport(self) -> SMTPTransport:
-        return smtp_transport(self.options)
+    def _transports(self) -> TransportsFor:
+        return TransportsFor(self.options)
 
-    @cached_property
+    @property
+    def transport(self) -> SMTPTransport:
+        """The SMTP transport (host, port, TLS), as Django's backend has one."""
+        return cast(SMTPTransport, self._transports.transport("smtp"))
+
+    @property
     def graph(self) -> GraphTransport:
-        return graph_transport()
+        return cast(GraphTransport, self._transports.transport("graph"))
 
     def transport_for(self, account: MailAccount) -> Transport:
         """How ``account``'s sessions are opened; a test backend records instead."""
-        return self.graph if account.protocol == "graph" else self.transport
+        return self._transports(account)
 
     @property
     def connection(self) -> smtplib.SMTP | None:

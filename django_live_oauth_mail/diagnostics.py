@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.core.mail import EmailMessage
 
 from .backends import EmailBackend
+from .conf import Protocol as MicrosoftProtocol
 from .exceptions import LiveOAuthMailError
 from .identity.tokens import get_access_token
 from .models import MailAccount
@@ -53,7 +54,8 @@ def send_test_message(
     backend = EmailBackend(account=account, alias="live_oauth_mail_test")
     transport = backend.transport
     try:
-        token = get_access_token(account, protocol=account.protocol)
+        protocol: MicrosoftProtocol = "graph" if account.protocol == "graph" else "smtp"
+        token = get_access_token(account, protocol=protocol)
     except LiveOAuthMailError as error:
         record("token", False, str(error))
         return steps

@@ -17,7 +17,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
-from .conf import Protocol, conf, parse_rate
+from .conf import conf, parse_rate
 from .exceptions import ConfigurationError, TokenCacheUnreadable
 
 
@@ -182,12 +182,16 @@ class MailAccount(models.Model):
         return self.kind == self.Kind.APP
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> str:
         """What its mail goes through now: its own choice, else the setting's.
 
         With ``TRANSPORT = "smtp"`` Graph is not configured (linking does not
-        ask for its consent), so every mailbox sends through SMTP.
+        ask for its consent), so every Microsoft mailbox sends through SMTP.
+        Another provider's transport (see :mod:`.transports.registry`) is
+        the mailbox's own, whatever the setting.
         """
+        if self.transport not in ("", "smtp", "graph"):
+            return self.transport
         setting = conf.TRANSPORT
         if setting == "smtp":
             return "smtp"

@@ -27,13 +27,12 @@ from ..conf import conf
 from ..exceptions import SMTPAuthDisabled, Throttled
 from ..identity import accounts
 from ..models import MailAccount
-from ..transports.base import Session, Transport
-from ..transports.graph import GraphTransport
+from ..transports import registry
+from ..transports.base import Session, SMTPOptions, Transport
 from ..transports.rendering import stable_message_id
-from ..transports.smtp import SMTPTransport, tls_context
 from ..transports.smtp_replies import describe
 from . import retry
-from .options import SMTPOptions, smtp_options
+from .options import smtp_options
 from .sessions import POOL
 
 logger = logging.getLogger(__name__)
@@ -41,23 +40,25 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def smtp_transport(options: SMTPOptions) -> SMTPTransport:
-    """The SMTP transport for Django-style options (host, port, TLS files)."""
-    context = tls_context(options.ssl_certfile, options.ssl_keyfile)
-    return SMTPTransport(
-        options.host, options.port, options.timeout, options.use_ssl, context
-    )
-
-
-def graph_transport() -> GraphTransport:
-    return GraphTransport(conf.GRAPH_ENDPOINT)
-
-
 def transports_from_settings() -> Callable[[MailAccount], Transport]:
     """Each mailbox's transport as the settings configure them (for the worker)."""
-    smtp = smtp_transport(smtp_options())
-    graph = graph_transport()
-    return lambda account: graph if account.protocol == "graph" else smtp
+    return TransportsFor(smtp_options())
+
+
+class TransportsFor:
+    """A mailbox's transport by its ``protocol``, one of each made per options."""
+
+    def __init__(self, options: SMTPOptions) -> None:
+        self.options = options
+        self.made: dict[str, Transport] = {}
+
+    def __call__(self, account: MailAccount) -> Transport:
+        return self.transport(account.protocol)
+
+    def transport(self, name: str) -> Transport:
+        if name not in self.made:
+            self.made[name] = registry.transport(name, self.options)
+        return self.made[name]
 
 
 class Sender:

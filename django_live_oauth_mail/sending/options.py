@@ -8,25 +8,14 @@ apply: Django's defaults point at localhost.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..conf import conf
 from ..exceptions import ConfigurationError
+from ..transports.base import SMTPOptions
 
 #: Options Django itself passes to backends (6.1's MAILERS), not ours to judge.
 _DJANGOS_OWN = frozenset({"alias", "_ignore_unknown_kwargs"})
-
-
-@dataclasses.dataclass(frozen=True)
-class SMTPOptions:
-    host: str
-    port: int
-    timeout: float | None
-    use_tls: bool
-    use_ssl: bool
-    ssl_certfile: str | None
-    ssl_keyfile: str | None
 
 
 def smtp_options(

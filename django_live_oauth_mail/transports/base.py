@@ -9,13 +9,30 @@ signing in, and turning the server's refusals into our exceptions: SMTP
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from django.core.mail import EmailMessage
 
 from ..models import MailAccount
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTPOptions:
+    """Django's SMTP backend options in force (see :mod:`..sending.options`).
+
+    Every transport factory takes them; only SMTP's uses them.
+    """
+
+    host: str
+    port: int
+    timeout: float | None
+    use_tls: bool
+    use_ssl: bool
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
 
 
 class Session(Protocol):
@@ -57,3 +74,7 @@ class Transport(Protocol):
     def open(self, account: MailAccount) -> Session:
         """A signed-in session for ``account``; raises if there can be none."""
         ...
+
+
+#: Makes a transport from the options a backend was given (:mod:`.registry`).
+TransportFactory = Callable[[SMTPOptions], Transport]

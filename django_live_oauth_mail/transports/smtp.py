@@ -32,6 +32,7 @@ from ..identity.tokens import AccountCredentials
 from ..models import MailAccount
 from ..ownership.routing import sender_address
 from . import smtp_replies, xoauth2
+from .base import SMTPOptions
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -56,6 +57,14 @@ class SMTPTransport:
         session = SMTPSession(account, self)
         session.start()
         return session
+
+
+def from_options(options: SMTPOptions) -> SMTPTransport:
+    """The SMTP transport for Django-style options (host, port, TLS files)."""
+    context = tls_context(options.ssl_certfile, options.ssl_keyfile)
+    return SMTPTransport(
+        options.host, options.port, options.timeout, options.use_ssl, context
+    )
 
 
 class SMTPSession:
