@@ -14,7 +14,7 @@ from django.db import DatabaseError
 
 from .conf import MAX_RATE_COUNT, SETTINGS_NAME, conf, django_setting_is_set, parse_rate
 from .exceptions import ConfigurationError
-from .identity import msal_client
+from .identity.credentials import certificate_problem
 from .models import MailAccount
 from .queue import tasks
 
@@ -263,7 +263,7 @@ def _certificate_messages() -> list[CheckMessage]:
         certificate = conf.CLIENT_CERTIFICATE
         if certificate is None:
             return []
-        problem = msal_client.certificate_problem(certificate)
+        problem = certificate_problem(certificate)
     except ConfigurationError as error:
         problem = str(error)
     if problem is None:
