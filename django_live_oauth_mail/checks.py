@@ -20,7 +20,7 @@ from django.db import DatabaseError
 
 from .conf import MAX_RATE_COUNT, conf, django_setting_is_set, parse_rate
 from .exceptions import ConfigurationError
-from .identity import msal_client
+from .identity.credentials import certificate_problem
 from .models import MailAccount
 from .queue import tasks
 
@@ -227,7 +227,7 @@ def _certificate_messages() -> list[CheckMessage]:
     if certificate is None:
         return []
     try:
-        problem = msal_client.certificate_problem(certificate)
+        problem = certificate_problem(certificate)
     except ConfigurationError as error:  # a private_key file it cannot read
         problem = str(error)
     return [] if problem is None else [report("E009", problem=problem)]

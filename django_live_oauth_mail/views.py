@@ -31,7 +31,7 @@ from .exceptions import (
     LiveOAuthMailError,
 )
 from .forms import SendAsAddressForm
-from .identity import flows, msal_client
+from .identity import flows, linking
 from .identity.accounts import link_mailbox, unlink_mailbox
 from .models import MailAccount, OutboundMessage, SendAsAddress
 
@@ -100,7 +100,7 @@ def connect(request: HttpRequest) -> HttpResponse:
         reverse("live_oauth_mail:callback")
     )
     try:
-        flow = msal_client.start_link(redirect_uri, login_hint=login_hint or None)
+        flow = linking.start_link(redirect_uri, login_hint=login_hint or None)
     except IdentityPlatformUnavailable as error:
         return _unavailable(request, error)
     flows.remember(request, flow, next_url=next_url)
@@ -178,7 +178,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             % {"minutes": flows.MAX_AGE_SECONDS // 60},
         )
     try:
-        identity = msal_client.finish_link(entry["flow"], params)
+        identity = linking.finish_link(entry["flow"], params)
     except AuthorizationDeclined:
         return _failure(
             request,

@@ -17,7 +17,7 @@ from django.test import Client
 
 import django_live_oauth_mail
 from django_live_oauth_mail import sending_as
-from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity import applications
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sending.sessions import POOL
 from django_live_oauth_mail.testing import FakeIdentity
@@ -144,7 +144,7 @@ def live_settings(
     request: pytest.FixtureRequest, settings: Any
 ) -> Iterator[dict[str, Any]]:
     """Point the app at the stand-ins, with a clean msal state."""
-    msal_client.reset()
+    applications.reset()
     # Django's test set-up swaps every backend for locmem; put ours back so
     # mail really travels to the SMTP stand-in.
     if USES_MAILERS:
@@ -158,7 +158,7 @@ def live_settings(
         "SMTP_RETRY_BACKOFF": 0,
     }
     yield settings.LIVE_OAUTH_MAIL
-    msal_client.reset()
+    applications.reset()
 
 
 @pytest.fixture

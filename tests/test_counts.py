@@ -26,7 +26,7 @@ from django.core.mail import EmailMessage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity import applications
 from django_live_oauth_mail.testing import FakeIdentity, XOAuth2SMTPServer
 
 from .mailers import make_backend
@@ -173,7 +173,7 @@ def test_discovery_happens_once_per_process_never_per_batch(
     fresh = link(user, "bob@contoso.com")
     assert expiring.pk != fresh.pk
 
-    msal_client.reset()  # as in a new worker process
+    applications.reset()  # as in a new worker process
     cold_fresh = send_counted(batch(5, [fresh.email]), smtp_server, identity_platform)
     identity_platform.access_token_lifetime = 120
     cold = send_counted(batch(5, [ALICE]), smtp_server, identity_platform)

@@ -1,4 +1,4 @@
-"""msal_client: calls for different mailboxes and users never wait for one another.
+"""identity/: msal calls for different mailboxes and users never wait for one another.
 
 Refreshes and code exchanges for different mailboxes run in parallel (no lock
 is held across an HTTP request). One user's throttled or failed exchange leaves
@@ -26,7 +26,8 @@ from django_live_oauth_mail.exceptions import (
     IdentityPlatformUnavailable,
     ReconnectRequired,
 )
-from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity import applications, delegated, linking
+from django_live_oauth_mail.identity.issued import AccessToken
 from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.secret import Secret
@@ -88,10 +89,10 @@ def run_at_once(*calls: Callable[[], Any]) -> tuple[list[Any], float]:
     return results, elapsed
 
 
-def refresh(account: MailAccount) -> Callable[[], msal_client.AccessToken]:
+def refresh(account: MailAccount) -> Callable[[], AccessToken]:
     """A forced refresh of ``account``, its cache read now (not on the thread)."""
     serialized = Secret(account.read_token_cache())
-    return lambda: msal_client.acquire_token(
+    return lambda: delegated.acquire_token(
         serialized,
         account.home_account_id,
         scopes=conf.SCOPES,
@@ -100,7 +101,7 @@ def refresh(account: MailAccount) -> Callable[[], msal_client.AccessToken]:
     )
 
 
-def refresh_now(account: MailAccount) -> msal_client.AccessToken:
+def refresh_now(account: MailAccount) -> AccessToken:
     """Refresh ``account`` and keep the rotated cache on it (unsaved)."""
     token = refresh(account)()
     assert token.serialized_cache is not None
@@ -112,7 +113,7 @@ def signed_in(
     platform: IdentityPlatform, email: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A started flow and the platform's answer to it, not yet exchanged."""
-    flow = msal_client.start_link(REDIRECT_URI)
+    flow = linking.start_link(REDIRECT_URI)
     answer = platform.approve(flow["auth_uri"], email)
     return flow, dict(answer.params)
 
@@ -165,7 +166,7 @@ def test_linking_does_not_wait_for_a_slow_refresh(
     identity_platform.reset()
 
     (token, identity), elapsed = run_at_once(
-        refresh(alice_account), lambda: msal_client.finish_link(flow, answer)
+        refresh(alice_account), lambda: linking.finish_link(flow, answer)
     )
 
     assert DELAY <= elapsed < 1.8 * DELAY, elapsed
@@ -218,15 +219,15 @@ def test_a_retry_of_the_throttled_flow_waits_out_retry_after(
         1, status=429, headers={"Retry-After": "20"}
     )
     with pytest.raises(IdentityPlatformUnavailable):
-        msal_client.finish_link(flow, answer)
+        linking.finish_link(flow, answer)
 
     with pytest.raises(IdentityPlatformUnavailable, match="Try again"):
-        msal_client.finish_link(flow, answer)
+        linking.finish_link(flow, answer)
     assert len(identity_platform.token_requests) == 1  # msal refused it itself
 
     # Signing in again starts a new flow, which is not throttled.
     flow, answer = signed_in(identity_platform, ALICE)
-    assert msal_client.finish_link(flow, answer).email == ALICE
+    assert linking.finish_link(flow, answer).email == ALICE
 
 
 def test_a_throttled_refresh_leaves_other_mailboxes_alone(
@@ -260,16 +261,16 @@ def test_discovery_happens_once_per_process_for_links_refreshes_and_device_codes
 ) -> None:
     # tests/test_counts.py counts it for batches of sends; this adds linking,
     # several mailboxes and the public client, each building its own msal app.
-    msal_client.reset()  # as in a new worker process
+    applications.reset()  # as in a new worker process
     identity_platform.reset()
 
     alice = link(user, ALICE)
     bob = link(other_user, BOB)
     for account in (alice, bob, alice):
         refresh_now(account)
-    msal_client.start_device_link()
+    linking.start_device_link()
     flow, answer = signed_in(identity_platform, DAVE)
-    msal_client.finish_link(flow, answer)
+    linking.finish_link(flow, answer)
 
     assert discovery_requests(identity_platform) == 1
     assert [grant for grant, _, _ in token_requests(identity_platform)] == [
@@ -287,7 +288,7 @@ def test_reset_forgets_discovery(
 ) -> None:
     refresh_now(alice_account)
     identity_platform.reset()
-    msal_client.reset()
+    applications.reset()
     refresh_now(alice_account)
     refresh_now(alice_account)
     assert discovery_requests(identity_platform) == 1
@@ -329,14 +330,14 @@ def test_an_unreadable_cache_asks_for_the_mailbox_to_be_linked_again(
 
     # The fast path has no mailbox to name; it finds no fresh token...
     assert (
-        msal_client.cached_access_token(
+        delegated.cached_access_token(
             broken, alice_account.home_account_id, conf.SCOPES
         )
         is None
     )
     # ...and the refresh path says what is wrong and what to do.
     with pytest.raises(ReconnectRequired) as caught:
-        msal_client.acquire_token(
+        delegated.acquire_token(
             Secret(broken),
             alice_account.home_account_id,
             scopes=conf.SCOPES,
@@ -406,14 +407,14 @@ def test_an_expired_refresh_token_says_why_and_what_to_change(
 
 
 def test_a_blank_error_description_still_gives_a_message() -> None:
-    flow = msal_client.start_link(REDIRECT_URI)
+    flow = linking.start_link(REDIRECT_URI)
     answer = {
         "state": flow["state"],
         "error": "server_error",
         "error_description": "\r",
     }
     with pytest.raises(AuthorizationFailed, match=r"server_error\): no details given"):
-        msal_client.finish_link(flow, answer)
+        linking.finish_link(flow, answer)
 
 
 def test_a_sign_in_that_fails_after_redeeming_keeps_no_token_in_its_frames(
@@ -428,7 +429,7 @@ def test_a_sign_in_that_fails_after_redeeming_keeps_no_token_in_its_frames(
     )
     flow, answer = signed_in(identity_platform, "nomailbox@fabrikam.com")
     try:
-        msal_client.finish_link(flow, answer)
+        linking.finish_link(flow, answer)
     except AuthorizationFailed:
         shown = places_of(exc_info())
     else:

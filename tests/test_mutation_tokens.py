@@ -20,7 +20,7 @@ from django.views.debug import ExceptionReporter
 
 from django_live_oauth_mail import crypto, durable
 from django_live_oauth_mail.exceptions import AppConsentRequired, ReconnectRequired
-from django_live_oauth_mail.identity import msal_client, tokens
+from django_live_oauth_mail.identity import delegated, tokens
 from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.identity.tokens import AccountCredentials, get_access_token
 from django_live_oauth_mail.models import MailAccount
@@ -112,7 +112,7 @@ def test_an_unexpected_error_while_redeeming_releases_the_lease(
         assert lease_of(expiring) is not None  # taken before the request
         raise Boom
 
-    monkeypatch.setattr(msal_client, "acquire_token", fail)
+    monkeypatch.setattr(delegated, "acquire_token", fail)
 
     with pytest.raises(Boom):
         get_access_token(expiring)
@@ -181,7 +181,7 @@ def test_an_error_report_hides_the_token_paths_locals(
 ) -> None:
     settings.DEBUG = False
 
-    monkeypatch.setattr(msal_client, "acquire_token", boom)
+    monkeypatch.setattr(delegated, "acquire_token", boom)
     with pytest.raises(Boom) as direct:
         get_access_token(expiring)
     with pytest.raises(Boom) as lent:

@@ -21,7 +21,7 @@ from django_live_oauth_mail.exceptions import (
     ReconnectRequired,
     SenderNotAllowed,
 )
-from django_live_oauth_mail.identity.msal_client import PERSONAL_TENANT_ID
+from django_live_oauth_mail.identity.authority import PERSONAL_TENANT_ID
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.testing.recording import RecordingEmailBackend, link_mailbox

@@ -35,7 +35,7 @@ from django_live_oauth_mail.exceptions import (
     IdentityPlatformUnavailable,
     MessageMayHaveBeenSent,
 )
-from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity import applications
 from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import OutboundMessage
 from django_live_oauth_mail.queue import worker
@@ -134,7 +134,7 @@ def graph_read_timeout(world: World) -> None:
 def identity_unreachable_refreshing_in_a_fresh_process(world: World) -> None:
     world.identity.access_token_lifetime = 60  # under msal's 5 minutes: refresh
     world.link_as_owner(ALICE)
-    msal_client.reset()  # no discovery answer kept, as in a new process
+    applications.reset()  # no discovery answer kept, as in a new process
     world.settings["AUTHORITY"] = f"{CLOSED}/common"
     _send(ALICE)
 
@@ -142,7 +142,7 @@ def identity_unreachable_refreshing_in_a_fresh_process(world: World) -> None:
 def identity_discovery_refused_in_a_fresh_process(world: World) -> None:
     world.identity.access_token_lifetime = 60
     world.link_as_owner(ALICE)
-    msal_client.reset()
+    applications.reset()
     # A host that answers the openid-configuration with a 404, as a wrong
     # AUTHORITY does: msal raises its own ValueError.
     world.settings["AUTHORITY"] = f"{world.graph.endpoint}/common"

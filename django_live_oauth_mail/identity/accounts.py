@@ -13,7 +13,7 @@ from .. import crypto, durable, signals
 from ..exceptions import AddressTaken
 from ..models import MailAccount, normalize_email
 from ..ownership.claims import app_mailbox_problem, link_problem
-from .msal_client import LinkedIdentity
+from .linking import LinkedIdentity
 
 
 @sensitive_variables()

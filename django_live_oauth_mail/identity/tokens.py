@@ -33,8 +33,8 @@ from ..conf import Protocol, conf
 from ..exceptions import AccountNotFound, ReconnectRequired, TokenError
 from ..models import MailAccount
 from ..secret import Secret
-from . import msal_client
-from .msal_client import AccessToken
+from . import app_only, delegated
+from .issued import AccessToken
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def get_access_token(
     if account.is_app:  # the app's own token: nothing stored, nothing to lock
         scope, role = conf.app_scope_for(protocol)
         try:
-            return msal_client.acquire_app_token(
+            return app_only.acquire_app_token(
                 account.tenant_id,
                 scope,
                 role,
@@ -73,7 +73,7 @@ def get_access_token(
             raise
     scopes = conf.scopes_for(protocol)
     if not force_refresh:
-        token = msal_client.cached_access_token(
+        token = delegated.cached_access_token(
             account.read_token_cache(), account.home_account_id, scopes
         )
         if token is not None:
@@ -193,7 +193,7 @@ class _Refresh:
         When forced, not the token the server just refused: the cache may
         have changed meanwhile for the other resource only.
         """
-        token = msal_client.cached_access_token(
+        token = delegated.cached_access_token(
             row.read_token_cache(), row.home_account_id, self.scopes
         )
         if token is not None and self.force and token.value == self.refused:
@@ -203,7 +203,7 @@ class _Refresh:
     @sensitive_variables()
     def _refused(self) -> Secret[str] | None:
         """The token we started with, which a forced refresh replaces."""
-        token = msal_client.cached_access_token(
+        token = delegated.cached_access_token(
             self.account.read_token_cache(), self.account.home_account_id, self.scopes
         )
         return token.value if token is not None else None
@@ -211,7 +211,7 @@ class _Refresh:
     @sensitive_variables()
     def _redeem(self, row: MailAccount) -> AccessToken:
         try:
-            token = msal_client.acquire_token(
+            token = delegated.acquire_token(
                 Secret(row.read_token_cache()),
                 row.home_account_id,
                 scopes=self.scopes,

@@ -19,7 +19,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 
 from ..backends import EmailBackend
 from ..identity import accounts
-from ..identity.msal_client import PERSONAL_TENANT_ID, LinkedIdentity
+from ..identity.authority import PERSONAL_TENANT_ID
+from ..identity.linking import LinkedIdentity
 from ..models import MailAccount, normalize_email
 
 __all__ = ["RecordingEmailBackend", "link_mailbox"]

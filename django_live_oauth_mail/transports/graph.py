@@ -34,7 +34,7 @@ from django.utils.encoding import punycode
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import conf
-from ..identity import msal_client
+from ..http import http_session
 from ..identity.tokens import get_access_token
 from ..models import MailAccount
 from ..ownership.routing import sender_address
@@ -135,7 +135,7 @@ class GraphSession:
         token = get_access_token(self.account, force_refresh=refresh, protocol="graph")
         headers = {"Content-Type": "text/plain"} if "data" in options else {}
         with _explained_transport_errors(self.account.email, sends):
-            return msal_client.http_session().request(
+            return http_session().request(
                 method, url, headers=headers, auth=BearerAuth(token.value), **options
             )
 

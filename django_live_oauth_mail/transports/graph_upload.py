@@ -22,7 +22,7 @@ from django.core.mail import EmailMessage
 
 from ..conf import SETTINGS_NAME
 from ..exceptions import GraphError, MessageMayHaveBeenSent
-from ..identity import msal_client
+from ..http import http_session
 from ..models import MailAccount
 from ..secret import Secret
 from . import graph_replies
@@ -174,7 +174,7 @@ def _upload(
     # The upload URL authorizes itself (its ``authtoken`` query), so it is a
     # secret; Graph refuses a bearer token on it.
     upload_url = Secret(str(created.json()["uploadUrl"]))
-    http = msal_client.http_session()
+    http = http_session()
     mailbox = session.account.email
     for start in range(0, len(content), CHUNK_BYTES):
         chunk = content[start : start + CHUNK_BYTES]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from django_live_oauth_mail.identity import msal_client
+from django_live_oauth_mail.identity import applications, linking
 from django_live_oauth_mail.testing import (
     FakeGraphAPI,
     FakeIdentity,
@@ -110,12 +110,12 @@ def start() -> StandIns:
         # The CA is generated on every start, so its path can only be known
         # now. Nothing has read LIVE_OAUTH_MAIL yet: no request was served.
         settings.LIVE_OAUTH_MAIL = {**config, "CA_BUNDLE": identity.ca_bundle}
-        msal_client.reset()
+        applications.reset()
         _running = StandIns(identity, smtp, graph)
         return _running
 
 
-def sign_in(email: str, redirect_uri: str) -> msal_client.LinkedIdentity:
+def sign_in(email: str, redirect_uri: str) -> linking.LinkedIdentity:
     """Link ``email`` as a person would, without a browser.
 
     The real msal auth-code flow (PKCE, state, nonce, code redemption) runs
@@ -126,9 +126,9 @@ def sign_in(email: str, redirect_uri: str) -> msal_client.LinkedIdentity:
     running = _running
     if running is None:
         raise RuntimeError("the stand-ins are not running; call start() first")
-    flow = msal_client.start_link(redirect_uri, login_hint=email)
+    flow = linking.start_link(redirect_uri, login_hint=email)
     answer = running.identity.approve(flow["auth_uri"], email)
-    return msal_client.finish_link(flow, answer.params)
+    return linking.finish_link(flow, answer.params)
 
 
 def stop() -> None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from ... import key_rotation
 from ...diagnostics import Step, send_test_message
 from ...exceptions import ConfigurationError, LiveOAuthMailError
-from ...identity import msal_client
+from ...identity import authority, linking
 from ...identity.accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...identity.tokens import get_access_token
 from ...models import MailAccount, OutboundMessage
@@ -179,7 +179,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "The tenant must grant the app SMTP.SendAsApp (for SMTP) or Mail.Send "
             "(for Graph, TRANSPORT 'graph') with admin consent "
-            f"({msal_client.admin_consent_url(account.tenant_id)}), and Exchange "
+            f"({authority.admin_consent_url(account.tenant_id)}), and Exchange "
             "access to the mailbox; see the README. Check it with "
             f"`live_oauth_mail test {account.email} --to you@example.com`."
         )
@@ -238,12 +238,12 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"No user named {user!r}.") from None
         try:
-            flow = msal_client.start_device_link()
+            flow = linking.start_device_link()
             self.stdout.write(self.style.MIGRATE_HEADING(flow["message"]))
             self.stdout.write(
                 "Waiting for the sign-in to finish (Ctrl-C to give up)..."
             )
-            identity = msal_client.finish_device_link(flow)
+            identity = linking.finish_device_link(flow)
             account, created = link_mailbox(owner, identity)
         except LiveOAuthMailError as error:
             raise CommandError(str(error)) from None
