@@ -18,12 +18,8 @@ from .certs import (
 )
 from .consent import AuthorizationResponse, ConsentPageError
 from .graph import FakeGraphAPI
-from .identity import (
-    PERSONAL_TENANT_ID,
-    FakeIdentity,
-    FakeIdentityPlatform,
-    TokenRequest,
-)
+from .identity import FakeIdentityPlatform, TokenRequest
+from .tokens import PERSONAL_TENANT_ID, FakeIdentity
 
 if TYPE_CHECKING:
     from .smtp import AuthAttempt, XOAuth2SMTPServer

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 
 class _Shown(Protocol):
-    """What the page shows of a :class:`.identity.FakeIdentity`."""
+    """What the page shows of a :class:`.tokens.FakeIdentity`."""
 
     @property
     def email(self) -> str: ...

@@ -20,8 +20,9 @@ from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, 
 from .certs import TestCertificate
 
 if TYPE_CHECKING:
-    from .identity import FakeIdentityPlatform, IssuedToken
+    from .identity import FakeIdentityPlatform
     from .smtp import XOAuth2SMTPServer
+    from .tokens import IssuedToken
 
 _API = re.compile(r"/v1\.0/(?:me|users/(?P<user>[^/]+))/(?P<rest>.+)")
 #: The POSTs under a mailbox: the permission each needs, and its handler.

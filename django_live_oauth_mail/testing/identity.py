@@ -1,51 +1,53 @@
 """A local stand-in for the Microsoft identity platform's v2.0 endpoints: msal
 runs the auth code flow (PKCE), refresh, the device code flow and client
-credentials against it over HTTPS. Refusals are Entra's JSON; clients branch
-on their ``error_codes``, so the ``AADSTSnnnn:`` texts here are short. What it
-issued (:class:`IssuedToken`) is what the SMTP and Graph stand-ins accept."""
+credentials against it over HTTPS. This module is its HTTP side and its state
+(who consented to what, which app roles an admin granted, what was asked);
+the rules a grant must pass and Entra's refusals are in :mod:`.grants`, the
+tokens it mints in :mod:`.tokens`. What it issued (:class:`IssuedToken`) is
+what the SMTP and Graph stand-ins accept. The names tests imported from here
+before that split are re-exported, so their imports keep working."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import secrets
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ._http import HTTPSServer, Reply, Request
 from ._local_server import LocalServer, listen
 from .certs import TestCertificate
 from .consent import AuthorizationResponse, ConsentPageError, consent_page, form_post
+from .grants import AADError, Grant, describe, use
+from .tokens import (
+    OIDC_SCOPES,
+    OUTLOOK,
+    OUTLOOK_AUDIENCES,
+    PERSONAL_TENANT_ID,
+    FakeIdentity,
+    IssuedToken,
+    app_token,
+    resource_of,
+    resource_scopes,
+    user_tokens,
+)
 
-#: Tenant id Microsoft uses for every personal (Outlook.com, Hotmail) account.
-PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
-_NAMESPACE = uuid.UUID("5f0c3c1e-7f0e-4a43-9a1b-6c2b8f4e0d11")
+__all__ = [
+    "OUTLOOK",
+    "OUTLOOK_AUDIENCES",
+    "PERSONAL_TENANT_ID",
+    "AADError",
+    "FakeIdentity",
+    "FakeIdentityPlatform",
+    "IssuedToken",
+    "TokenRequest",
+]
+
 _DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
-_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-_JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').decode()
-#: The resource of SMTP.Send (and of a bare scope such as ``SMTP.Send``).
-OUTLOOK = "https://outlook.office.com"
-#: Audiences Exchange's SMTP accepts (the second is app-only's ``.default``).
-OUTLOOK_AUDIENCES = frozenset({OUTLOOK, "https://outlook.office365.com"})
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    """What the SMTP and Graph stand-ins learn from an access token they are shown."""
-
-    mailbox: str  # "" for an app-only token
-    audience: str  # the resource it is for, e.g. https://graph.microsoft.com
-    scopes: frozenset[str]  # short names, as in its scp (or an app's roles) claim
-    expires_at: float
-    app_id: str = ""
-    app: bool = False  # an app-only (client credentials) token
 
 
 @dataclass(frozen=True)
@@ -57,56 +59,6 @@ class TokenRequest:
     scope: str
     status: int
     tenant: str  # in the URL path: common, a tenant id...
-
-
-@dataclass(frozen=True)
-class FakeIdentity:
-    """A user who can sign in, with ids derived from the e-mail (personal
-    accounts share Microsoft's consumer tenant, work ones get one per domain).
-    ``email_claim=False``: ID tokens without ``email``, as Entra often sends."""
-
-    email: str
-    name: str = ""
-    kind: Literal["personal", "work"] = "work"
-    preferred_username: str = ""
-    email_claim: bool = True
-
-    @property
-    def tid(self) -> str:
-        domain = self.email.rpartition("@")[2].lower()
-        uid = str(uuid.uuid5(_NAMESPACE, f"tid:{domain}"))
-        return PERSONAL_TENANT_ID if self.kind == "personal" else uid
-
-    @property
-    def oid(self) -> str:
-        return str(uuid.uuid5(_NAMESPACE, f"oid:{self.email.lower()}"))
-
-
-@dataclass
-class _Grant:
-    """An authorization code, refresh token or device code: each works once."""
-
-    email: str  # "" while a device code waits for its user
-    scopes: tuple[str, ...]
-    redirect_uri: str = ""
-    challenge: str = ""  # PKCE's S256 code challenge (authorization codes)
-    nonce: str = ""
-    used: bool = False
-    revoked: int = 0  # the AADSTS code a revoked refresh token fails with
-
-
-class AADError(Exception):
-    """An OAuth error answer: raised while redeeming, sent by the endpoint."""
-
-    def __init__(
-        self, error: str, code: int, *details: str, status: int = 400, email: str = ""
-    ) -> None:
-        super().__init__(_describe(code, error, *details))
-        self.error, self.code, self.status, self.email = error, code, status, email
-
-    def reply(self) -> Reply:
-        body = {"error": self.error, "error_description": str(self)}
-        return Reply.json(self.status, body | {"error_codes": [self.code]})
 
 
 class FakeIdentityPlatform(LocalServer):
@@ -135,9 +87,9 @@ class FakeIdentityPlatform(LocalServer):
         self._pages_port = pages_port
         self._identities = {i.email.casefold(): i for i in identities}
         self._lock = threading.Lock()  # so that each grant works once
-        self._codes: dict[str, _Grant] = {}
-        self._refresh: dict[str, _Grant] = {}
-        self._devices: dict[str, _Grant] = {}
+        self._codes: dict[str, Grant] = {}
+        self._refresh: dict[str, Grant] = {}
+        self._devices: dict[str, Grant] = {}
         self._access: dict[str, IssuedToken] = {}
         self._consents: dict[str, set[str]] = {}  # by user: scopes consented to
         self._app_roles: dict[str, set[tuple[str, str]]] = {}  # by tenant
@@ -209,7 +161,7 @@ class FakeIdentityPlatform(LocalServer):
         ``https://outlook.office365.com/SMTP.SendAsApp`` (a bare one is
         Outlook's), creating the app's service principal there: without one,
         client credentials fail with AADSTS7000229."""
-        granted = {(_resource_of(role), role.rpartition("/")[2]) for role in roles}
+        granted = {(resource_of(role), role.rpartition("/")[2]) for role in roles}
         self._app_roles.setdefault(tenant.casefold(), set()).update(granted)
 
     def introspect(self, token: str) -> IssuedToken | None:
@@ -253,10 +205,10 @@ class FakeIdentityPlatform(LocalServer):
         """Refuse an authorization request from an unknown app, or without PKCE."""
         if params.get("client_id") != self.client_id:
             raise ConsentPageError(
-                _describe(700016, "unknown app", params.get("client_id", ""))
+                describe(700016, "unknown app", params.get("client_id", ""))
             )
         if params.get("code_challenge_method") != "S256":
-            raise ConsentPageError(_describe(9002325, "PKCE with S256 is required"))
+            raise ConsentPageError(describe(9002325, "PKCE with S256 is required"))
 
     def _answer(self, params: dict[str, str]) -> AuthorizationResponse:
         """What the consent page sends back: a code, or the refusal to consent."""
@@ -266,16 +218,16 @@ class FakeIdentityPlatform(LocalServer):
         if params.get("decision") == "decline":
             answer |= {
                 "error": "access_denied",
-                "error_description": _describe(65004, "the user declined consent"),
+                "error_description": describe(65004, "the user declined consent"),
             }
         elif identity is None:
             raise ConsentPageError(
-                _describe(50034, "no such user", params.get("identity", ""))
+                describe(50034, "no such user", params.get("identity", ""))
             )
         else:
             answer["code"] = code = secrets.token_urlsafe(64)
             scopes, nonce = tuple(params["scope"].split()), params.get("nonce", "")
-            grant = _Grant(identity.email, scopes, redirect_uri, nonce=nonce)
+            grant = Grant(identity.email, scopes, redirect_uri, nonce=nonce)
             grant.challenge = params["code_challenge"]
             self._codes[code] = grant
         mode = params.get("response_mode") or "query"
@@ -284,7 +236,7 @@ class FakeIdentityPlatform(LocalServer):
     def _device_code(self, tenant: str, request: Request) -> Reply:
         device_code, user_code = secrets.token_urlsafe(32), secrets.token_hex(4)
         scopes = tuple(request.form.get("scope", "").split())
-        self._devices[device_code] = _Grant("", scopes)
+        self._devices[device_code] = Grant("", scopes)
         message = f"To sign in, enter the code {user_code} (approve_device_code())."
         answer: dict[str, Any] = {"device_code": device_code, "user_code": user_code}
         answer |= {"message": message, "expires_in": 900}
@@ -323,41 +275,26 @@ class FakeIdentityPlatform(LocalServer):
         }.get(grant_type, ({}, ""))
         grant = self._use(store, form.get(key, ""), form)
         asked = asked or list(grant.scopes)
-        wanted = _resource_scopes(asked) or _resource_scopes(grant.scopes)
-        resources = {_resource_of(scope) for scope in wanted}
+        wanted = resource_scopes(asked) or resource_scopes(grant.scopes)
+        resources = {resource_of(scope) for scope in wanted}
         consented = self._consents.setdefault(grant.email.casefold(), set())
         if store is not self._refresh:
-            consented.update(_resource_scopes(grant.scopes))
+            consented.update(resource_scopes(grant.scopes))
         elif not set(wanted) <= consented:
             raise AADError("invalid_grant", 65001, email=grant.email)
         if len(resources) > 1:  # Entra issues a token for one resource only
             raise AADError("invalid_request", 28000, " ".join(asked), email=grant.email)
         # Like Entra: a token carries every scope consented for its resource.
-        scopes = {s for s in consented if _resource_of(s) in resources} | set(wanted)
+        scopes = {s for s in consented if resource_of(s) in resources} | set(wanted)
         identity = self._identities[grant.email.casefold()]
-        flags = {scope.lower() for scope in asked} & _OIDC_SCOPES
+        flags = {scope.lower() for scope in asked} & OIDC_SCOPES
         return identity.email, self._issue(identity, sorted(scopes), flags, grant.nonce)
 
-    def _use(self, store: dict[str, _Grant], key: str, form: dict[str, str]) -> _Grant:
+    def _use(self, store: dict[str, Grant], key: str, form: dict[str, str]) -> Grant:
         """Use up a code, refresh token or device code, after Entra's checks."""
-        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+        reused = 54005 if store is self._codes else 70000
         with self._lock:
-            grant = store.get(key)
-            if grant is None:
-                raise AADError("invalid_grant", 9002313)
-            if not grant.email:
-                raise AADError("authorization_pending", 70016)
-            reused = 54005 if store is self._codes else 70000
-            problem = grant.revoked or (reused if grant.used else 0)
-            if grant.challenge and not problem:  # PKCE, and the same redirect URI
-                if _b64(digest) != grant.challenge:
-                    problem = 501481
-                elif form.get("redirect_uri") != grant.redirect_uri:
-                    problem = 500112
-            if problem:
-                raise AADError("invalid_grant", problem, email=grant.email)
-            grant.used = True
-            return grant
+            return use(store.get(key), form, reused=reused)
 
     def _app_token(self, tenant: str, scopes: list[str]) -> dict[str, Any]:
         """The app's own token for ``{resource}/.default``, with its roles there."""
@@ -366,12 +303,11 @@ class FakeIdentityPlatform(LocalServer):
             raise AADError(
                 "invalid_client", 7000229, self.client_id, tenant, status=401
             )
-        resource = _resource_of("".join(scopes[:1]))
+        resource = resource_of("".join(scopes[:1]))
         roles = sorted(role for where, role in granted if where == resource)
-        claims = {"aud": resource, "tid": tenant, "appid": self.client_id}
-        # Like Entra: an app holding no role there gets a token without ``roles``.
-        token = _jwt(claims | {"idtyp": "app"} | ({"roles": roles} if roles else {}))
-        issued = IssuedToken("", resource, frozenset(roles), 0, self.client_id, True)
+        token, issued = app_token(
+            client_id=self.client_id, tenant=tenant, resource=resource, roles=roles
+        )
         return self._remember(token, issued)
 
     def _issue(
@@ -379,31 +315,13 @@ class FakeIdentityPlatform(LocalServer):
     ) -> dict[str, Any]:
         """A user's tokens, as Entra answers: a refresh token only for
         offline_access, an ID token only for openid."""
-        audience = _resource_of(scopes[0]) if scopes else OUTLOOK
-        permissions = [scope.rpartition("/")[2] for scope in scopes]
-        if identity.kind == "personal":  # Microsoft's are opaque, not JWTs
-            token = "EwB" + secrets.token_urlsafe(1200)
-        else:  # about Microsoft's size, which breaks naive SMTP line limits
-            claims = {"aud": audience, "tid": identity.tid, "upn": identity.email}
-            token = _jwt(claims | {"scp": " ".join(permissions), "aio": "A" * 900})
-        issued = IssuedToken(identity.email, audience, frozenset(permissions), 0)
-        # Entra names Graph's scopes by their short names in its answer.
-        named = scopes if audience == OUTLOOK else permissions
-        payload = self._remember(token, issued) | {"scope": " ".join(named)}
-        client_info = {"uid": identity.oid, "utid": identity.tid}
-        payload["client_info"] = _b64(json.dumps(client_info).encode())
+        token, issued, answer = user_tokens(
+            identity, scopes, client_id=self.client_id, flags=flags, nonce=nonce
+        )
+        payload = self._remember(token, issued) | answer
         if "offline_access" in flags:
             payload["refresh_token"] = refresh = secrets.token_urlsafe(400)
-            self._refresh[refresh] = _Grant(identity.email, (*scopes, *flags))
-        if "openid" in flags:
-            issuer = f"https://login.microsoftonline.com/{identity.tid}/v2.0"
-            claims = {"aud": self.client_id, "iss": issuer, "nonce": nonce}
-            claims |= {"sub": identity.oid, "oid": identity.oid, "tid": identity.tid}
-            claims["name"] = identity.name
-            claims["preferred_username"] = identity.preferred_username or identity.email
-            if identity.email_claim:
-                claims["email"] = identity.email
-            payload["id_token"] = _jwt(claims)
+            self._refresh[refresh] = Grant(identity.email, (*scopes, *flags))
         return payload
 
     def _remember(self, token: str, issued: IssuedToken) -> dict[str, Any]:
@@ -415,31 +333,3 @@ class FakeIdentityPlatform(LocalServer):
 
 def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
-
-
-def _describe(code: int, what: str, *details: str) -> str:
-    """Entra's ``AADSTS<code>: ...`` (clients branch on the code, not the text)."""
-    return f"AADSTS{code}: {what}" + (f" ({', '.join(details)})" if details else "")
-
-
-def _resource_scopes(scopes: Iterable[str]) -> list[str]:
-    """The scopes a token is for: all but OpenID Connect's."""
-    return [scope for scope in scopes if scope.lower() not in _OIDC_SCOPES]
-
-
-def _resource_of(scope: str) -> str:
-    """A scope's resource, all before its last '/'; a bare scope is Outlook's,
-    which answers to two names."""
-    resource = scope.rpartition("/")[0].rstrip("/").casefold() or OUTLOOK
-    return OUTLOOK if resource in OUTLOOK_AUDIENCES else resource
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _jwt(claims: dict[str, Any]) -> str:
-    """A JWT look-alike: its signature is random, as nobody checks it here."""
-    now = int(time.time())
-    payload = json.dumps({"iat": now, "nbf": now, "exp": now + 3600, **claims})
-    return f"{_JWT_HEADER}.{_b64(payload.encode())}.{secrets.token_urlsafe(256)}"

@@ -21,7 +21,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from ._local_server import LocalServer, ReceivedMessage, addresses, casefolded, granted
 from .certs import TestCertificate
-from .identity import OUTLOOK_AUDIENCES, FakeIdentityPlatform
+from .identity import FakeIdentityPlatform
+from .tokens import OUTLOOK_AUDIENCES
 
 _STOREDRV = "STOREDRV.Submission.Exception:{}; Cannot submit message."
 #: Exchange Online's replies: its codes, its texts shortened to what matters.
