@@ -1,4 +1,4 @@
-"""The package's shape: no module over 400 lines (the import contracts are lint-imports').
+"""The package's shape: no module over 400 lines (lint-imports holds the layers).
 
 Issue #24: a module that grows past this has grown a second job; split it.
 Migrations are generated, so they are left out.
