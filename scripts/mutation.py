@@ -52,37 +52,37 @@ MODULE_PATHS = {
 # Module -> the tests that exercise it, fastest useful subset first.
 MODULES: dict[str, list[str]] = {
     "routing": [
-        "tests/test_routing.py",
-        "tests/test_send_as_addresses.py",
+        "tests/ownership/test_routing.py",
+        "tests/ownership/test_send_as_addresses.py",
         "tests/test_mutation_survivors.py",
     ],
     "outbox": [
-        "tests/test_mutation_queue.py",
-        "tests/test_outbox_guards.py",
-        "tests/test_outbox_signals.py",
-        "tests/test_outbox_recipients.py",
-        "tests/test_outbox.py",
+        "tests/queue/test_mutation_queue.py",
+        "tests/queue/test_outbox_guards.py",
+        "tests/queue/test_outbox_signals.py",
+        "tests/queue/test_outbox_recipients.py",
+        "tests/queue/test_outbox.py",
         "tests/test_outbox_command.py",
     ],
     "worker": [
-        "tests/test_mutation_queue.py",
-        "tests/test_outbox_guards.py",
-        "tests/test_outbox_signals.py",
-        "tests/test_outbox_recipients.py",
-        "tests/test_outbox.py",
-        "tests/test_retry.py",
+        "tests/queue/test_mutation_queue.py",
+        "tests/queue/test_outbox_guards.py",
+        "tests/queue/test_outbox_signals.py",
+        "tests/queue/test_outbox_recipients.py",
+        "tests/queue/test_outbox.py",
+        "tests/sending/test_retry.py",
     ],
     "pacing": [
-        "tests/test_mutation_queue.py",
-        "tests/test_outbox_guards.py",
-        "tests/test_outbox.py",
-        "tests/test_rates.py",
+        "tests/queue/test_mutation_queue.py",
+        "tests/queue/test_outbox_guards.py",
+        "tests/queue/test_outbox.py",
+        "tests/queue/test_rates.py",
     ],
     "tokens": [
-        "tests/test_mutation_tokens.py",
-        "tests/test_tokens.py",
-        "tests/test_token_state.py",
-        "tests/test_token_errors.py",
+        "tests/identity/test_mutation_tokens.py",
+        "tests/identity/test_tokens.py",
+        "tests/identity/test_token_state.py",
+        "tests/identity/test_token_errors.py",
         "tests/test_mutation_survivors.py",
     ],
     "crypto": [
@@ -93,12 +93,12 @@ MODULES: dict[str, list[str]] = {
     "views": [
         "tests/test_mutation_views.py",
         "tests/test_connect_flow.py",
-        "tests/test_send_as_addresses.py",
+        "tests/ownership/test_send_as_addresses.py",
         "tests/test_mutation_survivors.py",
     ],
     "accounts": [
         "tests/test_connect_flow.py",
-        "tests/test_app_mailboxes.py",
+        "tests/identity/test_app_mailboxes.py",
         "tests/test_mutation_views.py",
     ],
 }
@@ -207,7 +207,7 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         # Django's error filter hides a frame's locals by the nearest
         # decorated caller's list; these run only below get_access_token's
         # @sensitive_variables(), which hides all of them (checked by
-        # tests/test_mutation_tokens.py).
+        # tests/identity/test_mutation_tokens.py).
         *(
             (f"def {name}(", "RemoveDecorator", "hidden by get_access_token's")
             for name in (

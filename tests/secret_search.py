@@ -16,7 +16,7 @@ from types import TracebackType
 from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter
 
-from .test_auth_frames import _as_shown
+from .identity.test_auth_frames import _as_shown
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 

@@ -22,8 +22,8 @@ from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.ownership.routing import normalize_email
 
+from .identity.test_mutation_tokens import Boom, boom, hidden_frames
 from .standins import IdentityPlatform
-from .test_mutation_tokens import Boom, boom, hidden_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

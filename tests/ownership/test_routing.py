@@ -30,8 +30,8 @@ from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.ownership.acting import acting_user_pk
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .conftest import Linker
-from .mailers import make_backend
+from ..conftest import Linker
+from ..mailers import make_backend
 
 pytestmark = pytest.mark.django_db
 

@@ -33,8 +33,8 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.secret import Secret
 from django_live_oauth_mail.testing.identity import FakeIdentity
 
-from .secret_search import exc_info, places_of
-from .standins import IdentityPlatform
+from ..secret_search import exc_info, places_of
+from ..standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -259,7 +259,7 @@ def test_discovery_happens_once_per_process_for_links_refreshes_and_device_codes
     other_user: Any,
     identity_platform: IdentityPlatform,
 ) -> None:
-    # tests/test_counts.py counts it for batches of sends; this adds linking,
+    # tests/sending/test_counts.py counts it for batches of sends; this adds linking,
     # several mailboxes and the public client, each building its own msal app.
     applications.reset()  # as in a new worker process
     identity_platform.reset()

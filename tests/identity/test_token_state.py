@@ -20,8 +20,8 @@ from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .helpers import refreshes, stored_refresh_token
-from .standins import IdentityPlatform
+from ..helpers import refreshes, stored_refresh_token
+from ..standins import IdentityPlatform
 from .test_concurrency import newest_refresh_token, require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)

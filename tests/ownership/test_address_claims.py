@@ -20,8 +20,8 @@ from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.ownership.claims import OPERATOR, send_as_problem
 
-from .conftest import Linker
-from .test_admin import CHANGELIST, SEND_AS_RIGHTS, change, staff_with
+from ..conftest import Linker
+from ..test_admin import CHANGELIST, SEND_AS_RIGHTS, change, staff_with
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -30,9 +30,9 @@ from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount, SendAsAddress
 from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
 
-from .conftest import Linker
-from .standins import IdentityPlatform
-from .test_concurrency import require_vendor
+from ..conftest import Linker
+from ..identity.test_concurrency import require_vendor
+from ..standins import IdentityPlatform
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -18,7 +18,7 @@ from django_live_oauth_mail.backends import EmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .test_django_contract import parser_breaks_on_a_bare_at
+from ..test_django_contract import parser_breaks_on_a_bare_at
 from .test_outbox import message, queue, run_tasks
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 

@@ -17,8 +17,8 @@ from django_live_oauth_mail.exceptions import (
 from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 
-from .helpers import refreshes
-from .standins import IdentityPlatform
+from ..helpers import refreshes
+from ..standins import IdentityPlatform
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

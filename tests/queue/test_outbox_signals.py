@@ -23,7 +23,7 @@ from django_live_oauth_mail.queue import outbox
 from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .test_concurrency import require_vendor
+from ..identity.test_concurrency import require_vendor
 from .test_outbox import message, queue, run_tasks
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 

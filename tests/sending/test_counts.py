@@ -13,7 +13,7 @@ cost no session, no AUTH and no token at all.
 
 Already covered elsewhere and not repeated: two mailboxes at N = 2 and 20
 (tests/test_backend.py), and the same rules for a single ``get_access_token``
-call (tests/test_tokens.py).
+call (tests/identity/test_tokens.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from django.test.utils import CaptureQueriesContext
 from django_live_oauth_mail.identity import applications
 from django_live_oauth_mail.testing import FakeIdentity, XOAuth2SMTPServer
 
-from .mailers import make_backend
-from .standins import IdentityPlatform
+from ..mailers import make_backend
+from ..standins import IdentityPlatform
 
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]

@@ -13,7 +13,7 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.sending import engine, retry
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .mailers import make_backend
+from ..mailers import make_backend
 
 # These tests are about transport, tokens and retries: they send as the owner.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]

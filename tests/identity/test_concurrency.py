@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.db import connection
 
-from .helpers import refreshes, stored_refresh_token
-from .standins import IdentityPlatform
+from ..helpers import refreshes, stored_refresh_token
+from ..standins import IdentityPlatform
 
 if TYPE_CHECKING:
     from django_live_oauth_mail.models import MailAccount
@@ -86,7 +86,7 @@ def require_vendor(vendor: str) -> None:
     if actual == vendor:
         return
     if vendor == "postgresql":
-        from .conftest import postgres_required
+        from ..conftest import postgres_required
 
         if os.environ.get("LIVE_OAUTH_MAIL_TEST_DATABASE") == "postgres":
             pytest.fail(

@@ -22,7 +22,7 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.transports import smtp_replies as exchange
 
-from .helpers import assert_says
+from ..helpers import assert_says
 
 pytestmark = pytest.mark.offline
 

@@ -26,8 +26,8 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.testing.recording import RecordingEmailBackend, link_mailbox
 
-from .mailers import USES_MAILERS, make_backend
-from .standins import IdentityPlatform
+from ..mailers import USES_MAILERS, make_backend
+from ..standins import IdentityPlatform
 
 RECORDING = "django_live_oauth_mail.testing.recording.RecordingEmailBackend"
 

@@ -18,8 +18,8 @@ from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.sending import engine
 
-from .mailers import make_backend
-from .standins import SMTPStandIn
+from ..mailers import make_backend
+from ..standins import SMTPStandIn
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]
 

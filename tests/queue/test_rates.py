@@ -21,7 +21,7 @@ from django_live_oauth_mail.queue import pacing
 from django_live_oauth_mail.queue.worker import deliver
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .test_admin import change
+from ..test_admin import change
 
 UNREADABLE = [
     "²/minute",  # str.isdigit() says yes, int() says no

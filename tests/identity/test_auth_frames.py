@@ -29,8 +29,8 @@ from django_live_oauth_mail.models import MailAccount
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 from django_live_oauth_mail.transports.xoauth2 import sign_in, xoauth2_response
 
-from .mailers import make_backend
-from .standins import IdentityPlatform
+from ..mailers import make_backend
+from ..standins import IdentityPlatform
 
 # Sends run as the owner of the linked mailbox, as a view behind the middleware.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("acting_user")]

@@ -32,7 +32,7 @@ from django_live_oauth_mail.models import OutboundMessage
 from django_live_oauth_mail.queue import outbox
 from django_live_oauth_mail.testing import FakeGraphAPI, XOAuth2SMTPServer
 
-from .test_concurrency import require_vendor
+from ..identity.test_concurrency import require_vendor
 
 pytestmark = [
     pytest.mark.postgres,
@@ -143,7 +143,7 @@ def engine(request: Any, settings: Any, live_settings: dict[str, Any]) -> Engine
     settings.RQ_QUEUES = {"default": {"HOST": REDIS[0], "PORT": REDIS[1], "DB": RQ_DB}}
     live_settings.update(chosen.live_settings)
     if chosen.name == "celery":
-        from . import celery_app  # the Celery app this process enqueues with
+        from .. import celery_app  # the Celery app this process enqueues with
 
         celery_app.app.set_current()
     return chosen

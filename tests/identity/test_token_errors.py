@@ -30,7 +30,7 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.identity import errors, linking, wording
 
-from .helpers import (
+from ..helpers import (
     ACCESS_TOKEN,
     AUTH_CODE,
     DEVICE_CODE,

@@ -23,8 +23,8 @@ from django_live_oauth_mail.sending import engine, sessions
 from django_live_oauth_mail.sending.sessions import POOL
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .conftest import Linker
-from .mailers import make_backend
+from ..conftest import Linker
+from ..mailers import make_backend
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),  # threads see the mailbox rows

@@ -25,8 +25,8 @@ from django_live_oauth_mail.identity.accounts import add_app_mailbox
 from django_live_oauth_mail.identity.tokens import AccountCredentials, get_access_token
 from django_live_oauth_mail.models import MailAccount
 
-from .helpers import refreshes
-from .standins import IdentityPlatform
+from ..helpers import refreshes
+from ..standins import IdentityPlatform
 from .test_concurrency import require_vendor
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ from django_live_oauth_mail.testing import (
     make_client_certificate,
 )
 
-from .standins import IdentityPlatform
+from ..standins import IdentityPlatform
 
 OUTLOOK = "https://outlook.office365.com"
 BOB = "bob@contoso.com"

@@ -17,8 +17,8 @@ from django_live_oauth_mail.exceptions import ConsentRequired
 from django_live_oauth_mail.identity.tokens import get_access_token
 from django_live_oauth_mail.models import MailAccount
 
-from .conftest import Linker
-from .standins import IdentityPlatform
+from ..conftest import Linker
+from ..standins import IdentityPlatform
 
 OUTLOOK_SCOPE = "https://outlook.office.com/SMTP.Send"
 

@@ -33,7 +33,7 @@ from django_live_oauth_mail.transports.graph import (
 )
 from django_live_oauth_mail.transports.graph_upload import _needs_read_write
 
-from .helpers import (
+from ..helpers import (
     ACCESS_TOKEN,
     UPLOAD_SECRET,
     assert_says,
