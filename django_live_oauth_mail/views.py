@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import IntegrityError, router, transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -31,7 +31,7 @@ from .exceptions import (
     LiveOAuthMailError,
 )
 from .forms import SendAsAddressForm
-from .identity import flows, linking
+from .identity import flows, providers
 from .identity.accounts import link_mailbox, unlink_mailbox
 from .models import MailAccount, OutboundMessage, SendAsAddress
 
@@ -85,7 +85,18 @@ def accounts(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def connect(request: HttpRequest) -> HttpResponse:
-    """GET: a page with a button. POST: start the flow and go to Microsoft."""
+    """GET: a page with a button. POST: start the flow and go to the provider.
+
+    ``?provider=`` names the sign-in provider (Microsoft when absent); a name
+    no provider is registered under is a 404, as a page that does not exist.
+    """
+    provider = (
+        request.POST.get("provider")
+        or request.GET.get("provider")
+        or providers.MICROSOFT
+    )
+    if not providers.is_registered(provider):
+        raise Http404("No sign-in provider is registered under that name.")
     login_hint = (
         request.POST.get("login_hint") or request.GET.get("login_hint") or ""
     )[:254]
@@ -94,23 +105,29 @@ def connect(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "live_oauth_mail/connect.html",
-            {"login_hint": login_hint, "next": next_url or ""},
+            {
+                "login_hint": login_hint,
+                "next": next_url or "",
+                "provider": "" if provider == providers.MICROSOFT else provider,
+            },
         )
     redirect_uri = conf.REDIRECT_URI or request.build_absolute_uri(
         reverse("live_oauth_mail:callback")
     )
     try:
-        flow = linking.start_link(redirect_uri, login_hint=login_hint or None)
+        flow = providers.get(provider).start_link(
+            redirect_uri, login_hint=login_hint or None
+        )
     except IdentityPlatformUnavailable as error:
         return _unavailable(request, error)
-    flows.remember(request, flow, next_url=next_url)
+    flows.remember(request, flow, next_url=next_url, provider=provider)
     return HttpResponseRedirect(flow["auth_uri"])
 
 
 @csrf_exempt  # The single-use state bound to this session protects it instead.
 @require_http_methods(["GET", "POST"])
 def callback(request: HttpRequest) -> HttpResponse:
-    """Finish the flow Microsoft redirected back from, then link the mailbox."""
+    """Finish the flow the provider redirected back from, then link the mailbox."""
     try:
         source = request.POST if request.method == "POST" else request.GET
     except (TooManyFieldsSent, RequestDataTooBig):
@@ -177,8 +194,10 @@ def callback(request: HttpRequest) -> HttpResponse:
             )
             % {"minutes": flows.MAX_AGE_SECONDS // 60},
         )
+    # A flow kept before providers were named is Microsoft's.
+    provider = providers.get(entry.get("provider") or providers.MICROSOFT)
     try:
-        identity = linking.finish_link(entry["flow"], params)
+        identity = provider.finish_link(entry["flow"], params)
     except AuthorizationDeclined:
         return _failure(
             request,

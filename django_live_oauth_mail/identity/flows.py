@@ -2,7 +2,8 @@
 
 Each flow is stored under its ``state``, bound to the user who started it, and
 removed on first use, so a state cannot be replayed, shared between sessions,
-or completed by another user. Old and surplus flows are pruned.
+or completed by another user. Old and surplus flows are pruned. Each remembers
+the sign-in provider that started it, which alone can finish it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ MAX_AGE_SECONDS = 15 * 60
 
 
 def remember(
-    request: HttpRequest, flow: dict[str, Any], *, next_url: str | None
+    request: HttpRequest,
+    flow: dict[str, Any],
+    *,
+    next_url: str | None,
+    provider: str,
 ) -> None:
-    """Store a freshly started flow for this session and user."""
+    """Store a flow ``provider`` just started, for this session and user."""
     pending = _pending(request)
     pending[flow["state"]] = {
         "flow": flow,
+        "provider": provider,
         "user": str(request.user.pk),
         "started": time.time(),
         "next": next_url,

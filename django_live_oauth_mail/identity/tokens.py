@@ -11,7 +11,9 @@ for the lease to end and use the token it stored.
 
 Everything written here (cache, status, ``last_error``, health fields, the
 lease) is committed independently of the caller's transaction, see
-:mod:`.durable`; the signals fire once it is durable.
+:mod:`.durable`; the signals fire once it is durable. The tokens themselves
+come from the mailbox's sign-in provider (:mod:`.providers`), which knows
+nothing of the lease and stores nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..conf import Protocol, conf
 from ..exceptions import AccountNotFound, ReconnectRequired, TokenError
 from ..models import MailAccount
 from ..secret import Secret
-from . import app_only, delegated
+from . import providers
 from .issued import AccessToken
 
 logger = logging.getLogger(__name__)
@@ -58,24 +60,15 @@ def get_access_token(
     """
     if not account.is_active:
         raise needs_linking(account)
+    provider = providers.for_account(account)
     if account.is_app:  # the app's own token: nothing stored, nothing to lock
-        scope, role = conf.app_scope_for(protocol)
         try:
-            return app_only.acquire_app_token(
-                account.tenant_id,
-                scope,
-                role,
-                mailbox=account.email,
-                force_refresh=force_refresh,
-            )
+            return provider.app_token(account, protocol, force_refresh=force_refresh)
         except TokenError as error:
             logger.error("%s", error)
             raise
-    scopes = conf.scopes_for(protocol)
     if not force_refresh:
-        token = delegated.cached_access_token(
-            account.read_token_cache(), account.home_account_id, scopes
-        )
+        token = provider.cached_token(account, protocol)
         if token is not None:
             return token
     alias = router.db_for_write(MailAccount, instance=account)
@@ -127,7 +120,7 @@ class _Refresh:
         self.using = using
         self.force = force
         self.protocol = protocol
-        self.scopes = conf.scopes_for(protocol)
+        self.provider = providers.for_account(account)
         self.rows = MailAccount.objects.using(using).filter(pk=account.pk)
         # Read before the caller's copy is updated as we learn; once, not per
         # poll while waiting.
@@ -193,9 +186,7 @@ class _Refresh:
         When forced, not the token the server just refused: the cache may
         have changed meanwhile for the other resource only.
         """
-        token = delegated.cached_access_token(
-            row.read_token_cache(), row.home_account_id, self.scopes
-        )
+        token = self.provider.cached_token(row, self.protocol)
         if token is not None and self.force and token.value == self.refused:
             return None
         return token
@@ -203,23 +194,14 @@ class _Refresh:
     @sensitive_variables()
     def _refused(self) -> Secret[str] | None:
         """The token we started with, which a forced refresh replaces."""
-        token = delegated.cached_access_token(
-            self.account.read_token_cache(), self.account.home_account_id, self.scopes
-        )
+        token = self.provider.cached_token(self.account, self.protocol)
         return token.value if token is not None else None
 
     @sensitive_variables()
     def _redeem(self, row: MailAccount) -> AccessToken:
         try:
-            token = delegated.acquire_token(
-                Secret(row.read_token_cache()),
-                row.home_account_id,
-                scopes=self.scopes,
-                mailbox=row.email,
-                # Any fresh token but the refused one was taken above.
-                force_refresh=self.force,
-                public_client=row.public_client,
-            )
+            # Any fresh token but the refused one was taken above.
+            token = self.provider.redeem(row, self.protocol, force_refresh=self.force)
         except TokenError as error:
             self._record_failure(row, error)
             raise
