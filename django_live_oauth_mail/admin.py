@@ -34,7 +34,7 @@ from .forms import AppMailboxForm, MailAccountForm, SendAsAddressForm
 from .identity.accounts import add_app_mailbox, unlink_mailbox
 from .identity.tokens import get_access_token
 from .models import MailAccount, OutboundMessage, SendAsAddress
-from .queue import outbox
+from .queue import outbox, service
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description=_("Retry (queue again)"), permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
         selected = list(queryset.values_list("pk", flat=True))
-        retried = outbox.retry(selected)
+        retried = service.retry(selected)
         self._report(
             request,
             retried,

@@ -29,7 +29,7 @@ from .exceptions import LiveOAuthMailError
 from .models import MailAccount
 from .ownership import routing
 from .ownership.acting import acting_user_pk, user_pk
-from .queue import outbox, tasks
+from .queue import service
 from .sending.delivery import Delivery
 from .sending.engine import Sender, TransportsFor
 from .sending.options import smtp_options
@@ -244,7 +244,7 @@ class QueuedEmailBackend(BaseEmailBackend):
         smtp_options(password=password, others=kwargs)
         super().__init__(**kwargs)  # Django 6.1's alias
         self.fail_silently = fail_silently
-        tasks.require_engine()
+        service.require_engine()
         self.account_selector = account if account is not None else (username or None)
         self.user_selector = user
 
@@ -264,6 +264,6 @@ class QueuedEmailBackend(BaseEmailBackend):
             if self.user_selector is not None
             else acting_user_pk()
         )
-        return outbox.queue(
+        return service.queue(
             batches, acting_user=acting, explicit=self.account_selector is not None
         )

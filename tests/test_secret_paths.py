@@ -200,12 +200,12 @@ def worker_delivering_to_unreachable_graph(world: World) -> None:
     (row,) = OutboundMessage.objects.all()
     record_failure = worker._record_failure
 
-    def recorded(*args: Any, **kwargs: Any) -> None:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
         world.caught.append(exc_info())  # the error the worker handles
-        record_failure(*args, **kwargs)
+        return record_failure(*args, **kwargs)
 
     world.monkeypatch.setattr(worker, "_record_failure", recorded)
-    worker.deliver(row.pk)
+    worker.deliver(row.pk, paced=True)
     row.refresh_from_db()
     assert row.last_error  # the failure was recorded
     if world.caught:

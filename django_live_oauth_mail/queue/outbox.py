@@ -2,7 +2,9 @@
 
 Every status change is one conditional ``UPDATE``, so two workers (or a
 worker and the admin) can never both move the same message on: whoever
-changes it first wins, the other sees nothing to do.
+changes it first wins, the other sees nothing to do. Nothing here schedules
+a task: :mod:`.service` does, for code above the queue, and the sending task
+(:mod:`.tasks`) for what the worker deferred.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from ..conf import conf
 from ..exceptions import AccountNotFound, LiveOAuthMailError
 from ..models import MailAccount, OutboundMessage
 from ..transports.rendering import render
-from . import tasks
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +40,10 @@ def queue(
     *,
     acting_user: Any,
     explicit: bool,
-) -> int:
-    """Store the messages, and have them sent once the caller's transaction commits.
+) -> list[int]:
+    """Store the messages; the new rows' primary keys, for scheduling.
 
     A message with no recipients is skipped, as Django's backends skip it.
-    Returns how many were queued.
     """
     rows = []
     for account, messages in batches:
@@ -66,7 +66,7 @@ def queue(
                 )
             )
     if not rows:
-        return 0
+        return []
     using = router.db_for_write(OutboundMessage)
     with transaction.atomic(using=using):
         if connections[using].features.can_return_rows_from_bulk_insert:
@@ -74,9 +74,7 @@ def queue(
         else:  # MySQL: no keys back from a bulk insert
             for row in rows:
                 row.save(using=using)
-        pks = [row.pk for row in rows]
-        transaction.on_commit(lambda: tasks.schedule(pks), using=using)
-    return len(rows)
+    return [row.pk for row in rows]
 
 
 def _move(message: OutboundMessage, **fields: Any) -> bool:
@@ -121,9 +119,10 @@ def defer(
     *,
     attempts: int | None = None,
 ) -> bool:
-    """Put a message back to wait until ``until``, and schedule it then.
+    """Put a message back to wait until ``until``; False if it was not ours to move.
 
-    ``attempts``: the attempts made so far, when this deferral ends one.
+    ``attempts``: the attempts made so far, when this deferral ends one. The
+    caller has it run again then (the worker returns ``until`` to its task).
     """
     fields: dict[str, Any] = {"send_after": until, "last_error": reason}
     if attempts is not None:
@@ -131,10 +130,6 @@ def defer(
     moved = _move(message, status=Status.DEFERRED, **fields)
     if moved:
         message.status, message.send_after = Status.DEFERRED, until
-        transaction.on_commit(
-            lambda: tasks.schedule([message.pk], run_after=until),
-            using=router.db_for_write(OutboundMessage),
-        )
     return moved
 
 
@@ -265,8 +260,11 @@ def mark_stuck(now: datetime.datetime | None = None) -> int:
     )
 
 
-def retry(pks: Sequence[int]) -> int:
-    """Queue failed, unknown or cancelled messages again; how many."""
+def retry(pks: Sequence[int]) -> tuple[int, list[int]]:
+    """Queue failed, unknown or cancelled messages again.
+
+    Returns how many moved, and the primary keys to schedule.
+    """
     retriable = OutboundMessage.objects.retriable()
     retried = list(retriable.filter(pk__in=pks).values_list("pk", flat=True))
     moved = retriable.filter(pk__in=retried).update(
@@ -276,29 +274,24 @@ def retry(pks: Sequence[int]) -> int:
         last_error="",
         updated_at=timezone.now(),
     )
-    transaction.on_commit(
-        lambda: tasks.schedule(retried), using=router.db_for_write(OutboundMessage)
-    )
-    return moved
+    return moved, retried
 
 
-def resume(grace: float = 300.0) -> int:
-    """Schedule again every waiting message overdue by ``grace`` seconds.
+def overdue(grace: float = 300.0) -> list[int]:
+    """Every waiting message overdue by ``grace`` seconds, to schedule again.
 
     For after the task engine lost tasks or could not take them (a broker
     that was down, a flushed queue): such rows wait with no task. A message
     that still has one gets a second, which finds it handled and does nothing.
     """
     cutoff = timezone.now() - datetime.timedelta(seconds=grace)
-    overdue = list(
+    return list(
         OutboundMessage.objects.filter(status__in=OutboundMessage.WAITING)
         .filter(
             Q(send_after__lt=cutoff) | Q(send_after__isnull=True, updated_at__lt=cutoff)
         )
         .values_list("pk", flat=True)
     )
-    tasks.schedule(overdue)
-    return len(overdue)
 
 
 def cancel(pks: Sequence[int]) -> int:

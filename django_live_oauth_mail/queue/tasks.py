@@ -1,4 +1,8 @@
-"""The sending task, on Django's tasks framework or Celery (``QUEUE``).
+"""The sending task on Django's tasks framework or Celery (``QUEUE``); scheduling it.
+
+The task runs :func:`.worker.deliver` and schedules what it says to run
+again (a deferred message, at the time it may go): the worker and the
+outbox never schedule, so nothing below imports this module.
 
 ``django.tasks`` on Django 6, the ``django-tasks`` backport on 5.2; the
 site's ``TASKS`` setting picks the engine, ``TASK_BACKEND`` and
@@ -19,10 +23,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 
 from ..conf import conf
 from ..exceptions import ConfigurationError
+from ..models import OutboundMessage
+from .worker import deliver
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +41,35 @@ except ImportError:  # pragma: no cover - depends on the Django version
         _task = None  # type: ignore[assignment]
 
 
-def _send_queued_message(pk: int) -> None:
-    """Send one queued message (or defer it, or record why it failed)."""
-    from .worker import deliver
+try:
+    from celery import current_app as celery_app  # a proxy: the site's app when used
+except ImportError:  # pragma: no cover - Celery is optional
+    celery_app = None
 
-    deliver(pk)
+#: The Celery task's name (:mod:`.celery_tasks` registers it; scheduling
+#: finds it by name, so this module need not import that one).
+CELERY_TASK_NAME = "django_live_oauth_mail.send_queued_message"
+
+
+def send_queued_message(pk: int) -> None:
+    """Send one queued message (or defer it, or record why it failed).
+
+    A deferred message is scheduled again, for when it may go, once the
+    worker's writes are committed (as the rows of :mod:`.service` are).
+    """
+    run_after = deliver(pk, paced=can_defer())
+    if run_after is not None:
+        transaction.on_commit(
+            lambda: schedule([pk], run_after=run_after),
+            using=router.db_for_write(OutboundMessage),
+        )
 
 
 # Task rows and RQ jobs store the task's import path, and workers import it.
 # It stays ``django_live_oauth_mail.tasks.send_queued_message`` whatever module
 # holds the code, so rows queued by one release are run by the next (and back):
 # that module's attribute is the task made here.
-_send_queued_message.__name__ = _send_queued_message.__qualname__ = (
-    "send_queued_message"
-)
-_send_queued_message.__module__ = "django_live_oauth_mail.tasks"
+send_queued_message.__module__ = "django_live_oauth_mail.tasks"
 
 
 def _make_task(backend: str, queue: str) -> Any:
@@ -59,7 +79,7 @@ def _make_task(backend: str, queue: str) -> Any:
             "install the backport (pip install django-tasks) and give it a TASKS "
             "setting, as its documentation says."
         )
-    return _task(backend=backend, queue_name=queue)(_send_queued_message)
+    return _task(backend=backend, queue_name=queue)(send_queued_message)
 
 
 def sending_task() -> Any:
@@ -108,10 +128,16 @@ def schedule(pks: Sequence[int], run_after: datetime.datetime | None = None) -> 
     """
     try:
         if conf.QUEUE == "celery":
-            from .celery_tasks import send_queued_message as celery_task
-
+            # By name, so this module need not import the task's. Where the
+            # app registered it (apps.ready() does, for QUEUE = "celery"), its
+            # own apply_async(), which keeps routing and eager mode; else sent
+            # to the broker by name, for the workers that registered it.
+            registered = celery_app.tasks.get(CELERY_TASK_NAME)
             for pk in pks:
-                celery_task.apply_async((pk,), eta=run_after)
+                if registered is not None:
+                    registered.apply_async((pk,), eta=run_after)
+                else:
+                    celery_app.send_task(CELERY_TASK_NAME, (pk,), eta=run_after)
             return
         task = sending_task()
         if run_after is not None and can_defer():

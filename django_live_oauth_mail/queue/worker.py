@@ -7,7 +7,9 @@
    mailbox, still active, or the message fails saying why. A deactivated
    acting user is routed as no one: their own mailbox no longer sends for them.
 3. Holding the mailbox's row lock, :mod:`.pacing` says whether it may go now;
-   if not, it is deferred (never slept on) and scheduled for later.
+   if not, it is deferred (never slept on), and :func:`deliver` returns when
+   to run again: the sending task (:mod:`.tasks`) schedules it, so the worker
+   never imports the task that runs it.
 4. It is sent through the sending engine (:mod:`..sending.engine`), which
    keeps sessions warm and retries on a new connection as an inline send
    does; a throttled or temporary failure defers it with backoff and jitter,
@@ -50,7 +52,7 @@ from ..sending import retry
 from ..sending.delivery import Delivery
 from ..sending.engine import Sender, transports_from_settings
 from ..transports.rendering import RenderedMessage
-from . import outbox, pacing, session_leases, tasks
+from . import outbox, pacing, session_leases
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,13 @@ Status = OutboundMessage.Status
 MAX_BACKOFF = 3600.0
 
 
-def deliver(pk: int) -> None:
-    """Send (or defer, or fail) the queued message ``pk``."""
+def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
+    """Send (or defer, or fail) the queued message ``pk``; when to run again.
+
+    ``paced``: the task engine can run a task later, which pacing, session
+    slots and retries need. Returns the time a deferred message may go, for
+    the caller to schedule, or None when nothing is left to run.
+    """
     outbox.mark_stuck()
     message = (
         OutboundMessage.objects.select_related("account", "acting_user")
@@ -69,16 +76,16 @@ def deliver(pk: int) -> None:
         .first()
     )
     if message is None or message.status not in OutboundMessage.WAITING:
-        return
+        return None
     try:
         account = _still_routes(message)
     except LiveOAuthMailError as error:
         outbox.failed(message, error)
-        return
-    # Pacing, slots and retries need an engine that can run a task later.
-    paced = tasks.can_defer()
-    if paced and _no_session_slot(message, account):
-        return
+        return None
+    if paced:
+        held, run_after = _session_slot(message, account)
+        if not held:
+            return run_after
     # A throttled server is never waited out here: the message is deferred.
     sender = Sender(transports_from_settings(), max_throttle_wait=0.0)
     rendered = _rendered(message)
@@ -87,17 +94,18 @@ def deliver(pk: int) -> None:
         # Signed in before the pace is checked, so that what the pace counts
         # reaches Exchange at once, not after a connection and a sign-in.
         sender.session(account)
-        if not _claim(message, account, paced):
-            return
+        started, run_after = _claim(message, account, paced)
+        if not started:
+            return run_after
         if sender.send(account, rendered):
             delivery.accepted(account, rendered)
     except Exception as error:
-        _record_failure(message, account, error, paced)
-        return
+        return _record_failure(message, account, error, paced)
     finally:
         sender.release_all()
     delivery.record_use()
     _record_sent(message)
+    return None
 
 
 def _still_routes(message: OutboundMessage) -> MailAccount:
@@ -148,32 +156,52 @@ def _still_routes(message: OutboundMessage) -> MailAccount:
     return account
 
 
-def _no_session_slot(message: OutboundMessage, account: MailAccount) -> bool:
-    """Defer the message if other workers hold every SMTP session slot."""
+def _session_slot(
+    message: OutboundMessage, account: MailAccount
+) -> tuple[bool, datetime.datetime | None]:
+    """Take an SMTP session slot, or defer the message while others hold them all.
+
+    Returns whether it may go on, and else when to run again.
+    """
     if account.protocol != "smtp":
-        return False
+        return True, None
     try:
         free_at = session_leases.take(account)
     except DatabaseError as error:
-        _record_failure(message, account, error, paced=True)
-        return True
+        return False, _record_failure(message, account, error, paced=True)
     if free_at is None:
-        return False
+        return True, None
     now = timezone.now()
     # Soon: a worker that holds a slot may take the task next time.
     soon = now + datetime.timedelta(seconds=max(conf.QUEUE_BACKOFF, 1.0))
-    outbox.defer(
+    return False, _defer(
         message,
         _jittered(min(free_at, soon), now),
         f"{conf.SESSIONS_PER_MAILBOX} other worker(s) hold SMTP sessions to "
         f"{account.email} (SESSIONS_PER_MAILBOX; Exchange allows 3): waiting "
         "for one of them.",
     )
-    return True
 
 
-def _claim(message: OutboundMessage, account: MailAccount, paced: bool) -> bool:
-    """Pace, then mark it ``sending``; False when it waits or is someone else's."""
+def _defer(
+    message: OutboundMessage,
+    until: datetime.datetime,
+    reason: str,
+    *,
+    attempts: int | None = None,
+) -> datetime.datetime | None:
+    """Defer the message; ``until``, to run again then, unless it was not ours."""
+    moved = outbox.defer(message, until, reason, attempts=attempts)
+    return until if moved else None
+
+
+def _claim(
+    message: OutboundMessage, account: MailAccount, paced: bool
+) -> tuple[bool, datetime.datetime | None]:
+    """Pace, then mark it ``sending``: whether it started, else when to run again.
+
+    Neither, when it failed or someone else moved it first.
+    """
     using = router.db_for_write(OutboundMessage)
     with transaction.atomic(using=using):
         if paced:
@@ -194,12 +222,11 @@ def _claim(message: OutboundMessage, account: MailAccount, paced: bool) -> bool:
                     mailbox=account.email,
                 ),
             )
-            return False
+            return False, None
         wait = pacing.wait_for(account, message, now) if paced else None
         if wait is not None:
-            outbox.defer(message, wait.until, wait.reason)
-            return False
-        return outbox.start(message, now)
+            return False, _defer(message, wait.until, wait.reason)
+        return outbox.start(message, now), None
 
 
 @sensitive_variables()
@@ -230,8 +257,11 @@ def _record_sent(message: OutboundMessage) -> None:
 
 def _record_failure(
     message: OutboundMessage, account: MailAccount, error: Exception, paced: bool
-) -> None:
-    """Defer, fail, or mark unknown, by what failed; bugs are raised too."""
+) -> datetime.datetime | None:
+    """Defer, fail, or mark unknown, by what failed; bugs are raised too.
+
+    Returns when to run again, if it was deferred.
+    """
     started = message.status == Status.SENDING  # else before the attempt began
     if isinstance(error, MessageMayHaveBeenSent):
         outbox.failed(message, error, status=Status.UNKNOWN)
@@ -239,11 +269,12 @@ def _record_failure(
         outbox.failed(message, error)
         outbox.fail_waiting(account, error)
     elif _temporary(error, started) and paced:
-        _retry_later(message, error, attempt=message.attempts + (not started))
+        return _retry_later(message, error, attempt=message.attempts + (not started))
     else:
         outbox.failed(message, error)
         if not isinstance(error, (OSError, LiveOAuthMailError)):
             raise error
+    return None
 
 
 def _temporary(error: Exception, started: bool) -> bool:
@@ -256,8 +287,13 @@ def _temporary(error: Exception, started: bool) -> bool:
     return not started and isinstance(error, DatabaseError)
 
 
-def _retry_later(message: OutboundMessage, error: Exception, attempt: int) -> None:
-    """Defer after a temporary failure, with backoff; fail after the last attempt."""
+def _retry_later(
+    message: OutboundMessage, error: Exception, attempt: int
+) -> datetime.datetime | None:
+    """Defer after a temporary failure, with backoff; fail after the last attempt.
+
+    Returns when to run again, if it was deferred.
+    """
     if attempt >= conf.QUEUE_ATTEMPTS:
         outbox.failed(
             message,
@@ -265,13 +301,13 @@ def _retry_later(message: OutboundMessage, error: Exception, attempt: int) -> No
                 f"Gave up after {attempt} attempts: {error}", mailbox=message.mailbox
             ),
         )
-        return
+        return None
     backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (attempt - 1))
     after = getattr(error, "retry_after", None) or 0.0
     now = timezone.now()
     until = now + datetime.timedelta(seconds=max(backoff, float(after)))
     kind = "Throttled" if isinstance(error, Throttled) else "Temporary failure"
-    outbox.defer(
+    return _defer(
         message,
         _jittered(until, now),
         f"{kind} (attempt {attempt} of {conf.QUEUE_ATTEMPTS}): {error}",

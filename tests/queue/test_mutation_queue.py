@@ -27,7 +27,7 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
 )
 from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
-from django_live_oauth_mail.queue import outbox, pacing, session_leases, worker
+from django_live_oauth_mail.queue import outbox, pacing, service, session_leases, worker
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .test_outbox import message, queue, run_tasks
@@ -182,7 +182,7 @@ def test_a_message_with_no_recipients_is_skipped_and_the_next_one_queued(
     nobody = EmailMessage("nobody", "Body", alice_account.email, [])
     somebody = EmailMessage("somebody", "Body", alice_account.email, ["to@example.org"])
     with django_capture_on_commit_callbacks():
-        queued = outbox.queue(
+        queued = service.queue(
             [(alice_account, [nobody, somebody])], acting_user=None, explicit=True
         )
     assert queued == 1
@@ -201,7 +201,7 @@ def test_queued_messages_are_stored_in_one_insert(
         for n in range(3)
     ]
     with django_capture_on_commit_callbacks(), CaptureQueriesContext(connection) as q:
-        outbox.queue([(alice_account, messages)], acting_user=None, explicit=True)
+        service.queue([(alice_account, messages)], acting_user=None, explicit=True)
     inserts = [s for s in q.captured_queries if s["sql"].startswith("INSERT")]
     assert len(inserts) == 1
     assert OutboundMessage.objects.count() == 3
@@ -288,7 +288,7 @@ def test_resume_by_default_takes_messages_waiting_five_minutes(
     OutboundMessage.objects.filter(pk=row.pk).update(
         updated_at=timezone.now() - datetime.timedelta(seconds=seconds_ago)
     )
-    assert outbox.resume() == resumed
+    assert service.resume() == resumed
 
 
 def test_a_message_deferred_long_ago_is_resumed(
@@ -298,7 +298,7 @@ def test_a_message_deferred_long_ago_is_resumed(
     OutboundMessage.objects.filter(pk=row.pk).update(
         send_after=timezone.now() - 10 * datetime.timedelta(minutes=1)
     )
-    assert outbox.resume() == 1
+    assert service.resume() == 1
     assert [r.args for r in tasks.results] == [[row.pk]]
 
 
@@ -335,7 +335,7 @@ def test_a_retried_message_starts_over(alice_account: MailAccount) -> None:
         last_error="Gave up",
         send_after=timezone.now(),
     )
-    assert outbox.retry([row.pk]) == 1
+    assert service.retry([row.pk]) == 1
     assert _stored(row) == (Status.QUEUED, 0, "")
     assert row.send_after is None
 

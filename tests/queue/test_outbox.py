@@ -21,9 +21,8 @@ from django_live_oauth_mail import signals
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.queue import outbox
-from django_live_oauth_mail.queue.tasks import sending_task
-from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.queue import outbox, service
+from django_live_oauth_mail.queue.tasks import send_queued_message, sending_task
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 Status = OutboundMessage.Status
@@ -57,7 +56,7 @@ def run_tasks(*, due_by: datetime.datetime | None = None) -> list[int]:
             backend.results.remove(result)
             # What the worker schedules, it schedules on commit.
             with TestCase.captureOnCommitCallbacks(execute=True):
-                deliver(*result.args)
+                send_queued_message(*result.args)
             ran.append(result.args[0])
     pytest.fail(f"Tasks kept scheduling themselves for messages {sorted(set(ran))}")
 
@@ -116,7 +115,7 @@ def test_a_queued_message_is_sent_once_as_rendered(
             queue(email)
         row = OutboundMessage.objects.get()
         run_tasks()
-        deliver(row.pk)  # a task delivered twice sends once
+        send_queued_message(row.pk)  # a task delivered twice sends once
     finally:
         signals.message_sent.disconnect(dispatch_uid="t")
     (sent,) = smtp_server.messages
@@ -322,7 +321,7 @@ def test_a_revoked_mailbox_fails_its_queued_messages_with_the_reconnect_message(
     identity_platform.expire_access_tokens(ALICE)
     identity_platform.revoke(ALICE)
     first = OutboundMessage.objects.get(subject="1")
-    deliver(first.pk)
+    send_queued_message(first.pk)
     rows = {r.subject: r for r in OutboundMessage.objects.all()}
     assert {r.status for r in rows.values()} == {Status.FAILED}
     assert "Link the mailbox again" in rows["1"].last_error
@@ -443,7 +442,7 @@ def test_retry_and_cancel(
     assert one.status == Status.CANCELLED
     assert outbox.cancel([two.pk]) == 0  # already sent
     with django_capture_on_commit_callbacks(execute=True):
-        assert outbox.retry([one.pk, two.pk]) == 1
+        assert service.retry([one.pk, two.pk]) == 1
     run_tasks()
     one.refresh_from_db()
     assert one.status == Status.SENT
@@ -584,7 +583,7 @@ def test_a_slow_worker_records_the_truth_unless_someone_retried_meanwhile(
     slow = OutboundMessage.objects.get(pk=row.pk)
     assert outbox.start(slow, timezone.now() - datetime.timedelta(seconds=700))
     outbox.mark_stuck()
-    assert outbox.retry([row.pk]) == 1  # a person decided to send it again
+    assert service.retry([row.pk]) == 1  # a person decided to send it again
     again = OutboundMessage.objects.get(pk=row.pk)
     assert outbox.start(again, timezone.now())
     outbox.failed(slow, RuntimeError("the old attempt's late answer"))
@@ -620,11 +619,11 @@ def test_resume_schedules_waiting_messages_that_have_no_task(
 ) -> None:
     row = _queued_row()  # queued outside on_commit capture: no task was made
     assert tasks.results == []
-    assert outbox.resume(grace=300) == 0  # not overdue yet
+    assert service.resume(grace=300) == 0  # not overdue yet
     OutboundMessage.objects.update(
         updated_at=timezone.now() - datetime.timedelta(minutes=10)
     )
-    assert outbox.resume(grace=300) == 1
+    assert service.resume(grace=300) == 1
     assert [r.args for r in tasks.results] == [[row.pk]]
 
 

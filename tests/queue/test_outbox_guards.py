@@ -14,8 +14,8 @@ from django.utils import timezone
 from django_live_oauth_mail import sending_as
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.queue import outbox
-from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.queue import outbox, service
+from django_live_oauth_mail.queue.tasks import send_queued_message
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .test_outbox import message, queue, run_tasks
@@ -54,7 +54,7 @@ def test_a_second_task_for_a_message_being_sent_sends_nothing(
 ) -> None:
     row = _queued(message(), capture=django_capture_on_commit_callbacks)["Hi"]
     assert outbox.start(row, timezone.now())  # a worker is sending it now
-    deliver(row.pk)  # the task, delivered a second time
+    send_queued_message(row.pk)  # the task, delivered a second time
     assert smtp_server.messages == []
     assert smtp_server.auth_attempts == []
     assert _status(row)[:2] == (Status.SENDING, 1)
@@ -70,7 +70,7 @@ def test_retry_and_cancel_leave_a_message_being_sent_alone(
     assert outbox.start(row, timezone.now())
     tasks.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        assert outbox.retry([row.pk]) == 0
+        assert service.retry([row.pk]) == 0
         assert outbox.cancel([row.pk]) == 0
     assert tasks.results == []  # not scheduled again either
     assert _status(row) == (Status.SENDING, 1, "")

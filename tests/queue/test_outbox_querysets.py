@@ -6,7 +6,7 @@ import pytest
 from django.db.models import QuerySet
 
 from django_live_oauth_mail.models import OutboundMessage
-from django_live_oauth_mail.queue import outbox
+from django_live_oauth_mail.queue import service
 
 pytestmark = [pytest.mark.offline, pytest.mark.django_db]
 
@@ -81,7 +81,7 @@ def test_retrying_the_choice_queues_exactly_those_rows_again(
     OutboundMessage.objects.update(attempts=3, last_error="550")
     chosen = pks(OutboundMessage.objects.chosen_for_retry())
 
-    assert outbox.retry(chosen) == 1
+    assert service.retry(chosen) == 1
 
     stored = {
         row.pk: (row.status, row.attempts, row.last_error)

@@ -20,7 +20,7 @@ from django_live_oauth_mail.exceptions import AccountNotFound
 from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.queue import outbox
-from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.queue.tasks import send_queued_message
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from ..identity.test_concurrency import require_vendor
@@ -220,7 +220,7 @@ def test_the_worker_announces_a_failure_once(
         queue(message())
     row = OutboundMessage.objects.get()
     run_tasks()
-    deliver(row.pk)  # the task delivered again: nothing more to say
+    send_queued_message(row.pk)  # the task delivered again: nothing more to say
     assert [(pk, status) for pk, status, _, _ in announced] == [(row.pk, Status.FAILED)]
 
 

@@ -18,7 +18,7 @@ from django_live_oauth_mail.conf import MAX_RATE_COUNT, parse_rate
 from django_live_oauth_mail.exceptions import ConfigurationError
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
 from django_live_oauth_mail.queue import pacing
-from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.queue.tasks import send_queued_message
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from ..test_admin import change
@@ -145,7 +145,7 @@ def test_a_queued_message_from_a_mailbox_with_an_unreadable_rate_fails_saying_wh
 
     # Not a mail error: the worker lets the task show it too.
     with contextlib.suppress(ConfigurationError):
-        deliver(queued.pk)
+        send_queued_message(queued.pk)
 
     queued.refresh_from_db()
     assert queued.status == OutboundMessage.Status.FAILED

@@ -15,7 +15,7 @@ from django.core.mail import EmailMessage
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.exceptions import MessageMayHaveBeenSent
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.queue.worker import deliver
+from django_live_oauth_mail.queue.tasks import send_queued_message
 from django_live_oauth_mail.sending import engine
 
 from ..mailers import make_backend
@@ -126,8 +126,8 @@ def test_a_queued_message_whose_answer_was_lost_is_unknown_and_sent_once(
     row = queue_one(django_capture_on_commit_callbacks)
     smtp_server.lose_next_answer()
 
-    deliver(row.pk)
-    deliver(row.pk)  # a task delivered twice, or a stale one, sends nothing
+    send_queued_message(row.pk)
+    send_queued_message(row.pk)  # a task delivered twice, or a stale one, sends nothing
 
     row.refresh_from_db()
     assert row.status == Status.UNKNOWN
@@ -145,7 +145,7 @@ def test_a_queued_message_dropped_before_the_end_of_data_is_sent_once(
     row = queue_one(django_capture_on_commit_callbacks)
     smtp_server.fail_next(stage="mail", disconnect=True)
 
-    deliver(row.pk)
+    send_queued_message(row.pk)
 
     row.refresh_from_db()
     assert (row.status, row.last_error) == (Status.SENT, "")

@@ -21,7 +21,7 @@ from ...identity import authority, linking
 from ...identity.accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...identity.tokens import get_access_token
 from ...models import MailAccount, OutboundMessage
-from ...queue import outbox, tasks
+from ...queue import outbox, service
 
 
 class Command(BaseCommand):
@@ -335,7 +335,7 @@ class Command(BaseCommand):
         _require_engine()
         chosen = OutboundMessage.objects.chosen_for_retry(pks, statuses or (), mailbox)
         found = list(chosen.order_by("pk").values_list("pk", flat=True))
-        queued = outbox.retry(found)
+        queued = service.retry(found)
         self.stdout.write(self.style.SUCCESS(f"Queued {queued} message(s) again."))
         skipped = sorted(set(pks) - set(found))
         if skipped:
@@ -348,7 +348,7 @@ class Command(BaseCommand):
 
     def outbox_resume(self, *, grace: float, **options: Any) -> None:
         _require_engine()
-        resumed = outbox.resume(grace)
+        resumed = service.resume(grace)
         self.stdout.write(f"Scheduled {resumed} waiting message(s) again.")
 
     def outbox_purge(self, *, days: float, **options: Any) -> None:
@@ -364,7 +364,7 @@ class Command(BaseCommand):
 def _require_engine() -> None:
     """Stop before scheduling messages no task engine could run, saying why."""
     try:
-        tasks.require_engine()
+        service.require_engine()
     except ConfigurationError as error:
         raise CommandError(str(error)) from None
 
