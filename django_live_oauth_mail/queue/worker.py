@@ -13,7 +13,8 @@
 4. It is sent through the sending engine (:mod:`..sending.engine`), which
    keeps sessions warm and retries on a new connection as an inline send
    does; a throttled or temporary failure defers it with backoff and jitter,
-   a lasting one fails it with the transport's actionable message.
+   a lasting one fails it with the transport's actionable message. What is
+   temporary, and for how long, :mod:`..sending.retry` decides.
 
 Delivery is at least once: a message Microsoft accepted just before the
 worker died shows as ``unknown``, for a person to decide. Every attempt sends
@@ -24,8 +25,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import random
-import time
 
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, router, transaction
@@ -36,8 +35,6 @@ from django.views.decorators.debug import sensitive_variables
 from ..conf import conf
 from ..exceptions import (
     AccountNotFound,
-    GraphError,
-    IdentityPlatformUnavailable,
     LiveOAuthMailError,
     MessageMayHaveBeenSent,
     ReconnectRequired,
@@ -57,9 +54,6 @@ from . import outbox, pacing, session_leases
 logger = logging.getLogger(__name__)
 
 Status = OutboundMessage.Status
-
-#: The longest a temporary failure defers a message, in seconds.
-MAX_BACKOFF = 3600.0
 
 
 def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
@@ -176,7 +170,7 @@ def _session_slot(
     soon = now + datetime.timedelta(seconds=max(conf.QUEUE_BACKOFF, 1.0))
     return False, _defer(
         message,
-        _jittered(min(free_at, soon), now),
+        retry.jittered(min(free_at, soon), now),
         f"{conf.SESSIONS_PER_MAILBOX} other worker(s) hold SMTP sessions to "
         f"{account.email} (SESSIONS_PER_MAILBOX; Exchange allows 3): waiting "
         "for one of them.",
@@ -241,18 +235,17 @@ def _rendered(message: OutboundMessage) -> RenderedMessage:
 
 def _record_sent(message: OutboundMessage) -> None:
     """Record an accepted message; it must never look unsent (or be retried)."""
-    for attempt in range(3):
-        try:
-            outbox.sent(message)
-            return
-        except DatabaseError as error:
-            # Left as it is, it becomes unknown after SENDING_TIMEOUT, never failed.
-            logger.warning("Could not record message %s as sent: %s", message.pk, error)
-            time.sleep(0.5 * (attempt + 1))
-    logger.error(
-        "Message %s was sent, but could not be recorded so; it will show as unknown.",
-        message.pk,
-    )
+    try:
+        retry.write_with_retries(
+            lambda: outbox.sent(message), f"record message {message.pk} as sent"
+        )
+    except DatabaseError:
+        # Left as it is, it becomes unknown after SENDING_TIMEOUT, never failed.
+        logger.error(
+            "Message %s was sent, but could not be recorded so; it will show as "
+            "unknown.",
+            message.pk,
+        )
 
 
 def _record_failure(
@@ -268,7 +261,7 @@ def _record_failure(
     elif isinstance(error, ReconnectRequired):
         outbox.failed(message, error)
         outbox.fail_waiting(account, error)
-    elif _temporary(error, started) and paced:
+    elif retry.worth_requeueing(error, started) and paced:
         return _retry_later(message, error, attempt=message.attempts + (not started))
     else:
         outbox.failed(message, error)
@@ -277,24 +270,15 @@ def _record_failure(
     return None
 
 
-def _temporary(error: Exception, started: bool) -> bool:
-    """Worth another attempt later: what retry.py says, and outages of ours."""
-    if retry.is_transient(error) or isinstance(error, IdentityPlatformUnavailable):
-        return True
-    if isinstance(error, GraphError) and error.status >= 500:
-        return True  # MessageMayHaveBeenSent is handled before: nothing was sent
-    # The database hiccuped before the attempt began (a lock, a restart).
-    return not started and isinstance(error, DatabaseError)
-
-
 def _retry_later(
     message: OutboundMessage, error: Exception, attempt: int
 ) -> datetime.datetime | None:
-    """Defer after a temporary failure, with backoff; fail after the last attempt.
+    """Defer after a temporary failure as :mod:`.retry` says, or give up.
 
     Returns when to run again, if it was deferred.
     """
-    if attempt >= conf.QUEUE_ATTEMPTS:
+    until = retry.requeue_at(error, attempt, timezone.now())
+    if until is None:
         outbox.failed(
             message,
             LiveOAuthMailError(
@@ -302,20 +286,10 @@ def _retry_later(
             ),
         )
         return None
-    backoff = min(MAX_BACKOFF, conf.QUEUE_BACKOFF * 2 ** (attempt - 1))
-    after = getattr(error, "retry_after", None) or 0.0
-    now = timezone.now()
-    until = now + datetime.timedelta(seconds=max(backoff, float(after)))
     kind = "Throttled" if isinstance(error, Throttled) else "Temporary failure"
     return _defer(
         message,
-        _jittered(until, now),
+        until,
         f"{kind} (attempt {attempt} of {conf.QUEUE_ATTEMPTS}): {error}",
         attempts=attempt,
     )
-
-
-def _jittered(until: datetime.datetime, now: datetime.datetime) -> datetime.datetime:
-    """Up to a tenth later, so deferred messages do not all wake at once."""
-    spread = max(0.0, (until - now).total_seconds()) * 0.1
-    return until + datetime.timedelta(seconds=random.uniform(0.0, spread))

@@ -28,6 +28,7 @@ from django_live_oauth_mail.exceptions import (
 )
 from django_live_oauth_mail.models import MailAccount, OutboundMessage, SendAsAddress
 from django_live_oauth_mail.queue import outbox, pacing, service, session_leases, worker
+from django_live_oauth_mail.sending import retry
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
 from .test_outbox import message, queue, run_tasks
@@ -500,8 +501,8 @@ def test_a_retry_waits_the_backoff_plus_at_most_a_tenth(
 
 def test_jitter_never_moves_a_due_time_that_is_now() -> None:
     now = timezone.now()
-    assert worker._jittered(now, now) == now
-    assert worker._jittered(now - HOUR, now) == now - HOUR
+    assert retry.jittered(now, now) == now
+    assert retry.jittered(now - HOUR, now) == now - HOUR
 
 
 def test_recording_a_sent_message_is_tried_again_after_a_database_error(
@@ -521,12 +522,14 @@ def test_recording_a_sent_message_is_tried_again_after_a_database_error(
         record(message)
 
     monkeypatch.setattr(outbox, "sent", flaky)
-    with caplog.at_level("WARNING", logger="django_live_oauth_mail.queue.worker"):
+    with caplog.at_level("WARNING"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENT
     assert len(pauses) == 1
     assert all(pause > 0 for pause in pauses)
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"Could not record message {row.pk} as sent: restarting")
+    ]
 
 
 def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
@@ -542,10 +545,10 @@ def test_a_sent_message_that_cannot_be_recorded_is_left_sending_and_logged(
         raise DatabaseError("gone")
 
     monkeypatch.setattr(outbox, "sent", broken)
-    with caplog.at_level("WARNING", logger="django_live_oauth_mail.queue.worker"):
+    with caplog.at_level("WARNING"):
         worker._record_sent(row)
     assert _stored(row)[0] == Status.SENDING
-    assert len(pauses) == 3
+    assert len(pauses) == 2  # between the three attempts, none after the last
     assert all(pause > 0 for pause in pauses)
     assert [r.levelname for r in caplog.records] == ["WARNING"] * 3 + ["ERROR"]
 

@@ -599,13 +599,13 @@ def test_a_sent_message_is_never_recorded_as_failed_when_the_database_hiccups(
 ) -> None:
     from django.db import OperationalError
 
-    from django_live_oauth_mail.queue import worker
+    from django_live_oauth_mail.sending import retry
 
     def locked(message: Any) -> None:
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(worker.outbox, "sent", locked)
-    monkeypatch.setattr(worker.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(outbox, "sent", locked)
+    monkeypatch.setattr(retry.time, "sleep", lambda seconds: None)
     with django_capture_on_commit_callbacks(execute=True):
         queue(message())
     run_tasks()

@@ -27,7 +27,6 @@ from django_live_oauth_mail.exceptions import (
     Throttled,
     TokenRejected,
 )
-from django_live_oauth_mail.queue import worker
 from django_live_oauth_mail.sending import retry
 
 pytestmark = pytest.mark.offline
@@ -286,4 +285,4 @@ def test_delays_double_from_the_backoff_setting(
 def test_the_queue_defers_only_what_may_pass(
     error: Exception, started: bool, temporary: bool
 ) -> None:
-    assert worker._temporary(error, started) is temporary
+    assert retry.worth_requeueing(error, started) is temporary
