@@ -19,9 +19,10 @@ from django.utils.translation import gettext_lazy as _
 from . import crypto
 from .conf import conf, parse_rate
 from .exceptions import ConfigurationError, TokenCacheUnreadable
+from .row_locks import SendingLocks
 
 
-class MailAccountQuerySet(models.QuerySet["MailAccount"]):
+class MailAccountQuerySet(SendingLocks["MailAccount"]):
     def active(self) -> MailAccountQuerySet:
         return self.filter(status=MailAccount.Status.ACTIVE)
 

@@ -223,8 +223,7 @@ def fail_waiting(account: MailAccount, error: BaseException) -> int:
     """
     using = router.db_for_write(OutboundMessage)
     with transaction.atomic(using=using):
-        locked = MailAccount.objects.using(using).select_for_update()
-        list(locked.filter(pk=account.pk).values_list("pk", flat=True))
+        MailAccount.objects.using(using).lock_for_sending(account.pk)
         moved = _fail_all(
             OutboundMessage.objects.filter(
                 account=account, status__in=OutboundMessage.WAITING

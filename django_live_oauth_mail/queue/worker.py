@@ -6,11 +6,15 @@
 2. Routing runs again for the stored acting user: it must still pick the same
    mailbox, still active, or the message fails saying why. A deactivated
    acting user is routed as no one: their own mailbox no longer sends for them.
-3. Holding the mailbox's row lock, :mod:`.pacing` says whether it may go now;
-   if not, it is deferred (never slept on), and :func:`deliver` returns when
-   to run again: the sending task (:mod:`.tasks`) schedules it, so the worker
-   never imports the task that runs it.
-4. It is sent through the sending engine (:mod:`..sending.engine`), which
+3. An SMTP mailbox lends each worker process one of its session slots
+   (:mod:`.session_leases`). A worker with no warm session takes one before
+   it connects; one with a warm session holds one and renews it in step 4.
+4. Signed in, and holding the mailbox's row lock (``lock_for_sending``), one
+   transaction renews the slot, asks :mod:`.pacing` whether it may go now,
+   and marks it ``sending``. If not now, it is deferred (never slept on),
+   and :func:`deliver` returns when to run again: the sending task
+   (:mod:`.tasks`) schedules it, so the worker never imports that task.
+5. It is sent through the sending engine (:mod:`..sending.engine`), which
    keeps sessions warm and retries on a new connection as an inline send
    does; a throttled or temporary failure defers it with backoff and jitter,
    a lasting one fails it with the transport's actionable message. What is
@@ -28,7 +32,6 @@ import logging
 
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, router, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -48,6 +51,7 @@ from ..ownership.acting import sending_as
 from ..sending import retry
 from ..sending.delivery import Delivery
 from ..sending.engine import Sender, transports_from_settings
+from ..sending.sessions import POOL
 from ..transports.rendering import RenderedMessage
 from . import outbox, pacing, session_leases
 
@@ -76,19 +80,23 @@ def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
     except LiveOAuthMailError as error:
         outbox.failed(message, error)
         return None
-    if paced:
-        held, run_after = _session_slot(message, account)
-        if not held:
-            return run_after
     # A throttled server is never waited out here: the message is deferred.
     sender = Sender(transports_from_settings(), max_throttle_wait=0.0)
     rendered = _rendered(message)
     delivery = Delivery([rendered])
     try:
+        # An SMTP session slot is taken before connecting. A worker whose
+        # session is warm holds one already: it renews it as it paces.
+        slot = paced and account.protocol == "smtp"
+        if slot and not _warm(sender, account):
+            free_at = session_leases.take(account)
+            if free_at is not None:
+                return _wait_for_slot(message, account, free_at)
+            slot = False  # just taken: nothing to renew
         # Signed in before the pace is checked, so that what the pace counts
         # reaches Exchange at once, not after a connection and a sign-in.
         sender.session(account)
-        started, run_after = _claim(message, account, paced)
+        started, run_after = _claim(message, account, paced, renew_slot=slot)
         if not started:
             return run_after
         if sender.send(account, rendered):
@@ -150,25 +158,20 @@ def _still_routes(message: OutboundMessage) -> MailAccount:
     return account
 
 
-def _session_slot(
-    message: OutboundMessage, account: MailAccount
-) -> tuple[bool, datetime.datetime | None]:
-    """Take an SMTP session slot, or defer the message while others hold them all.
+def _warm(sender: Sender, account: MailAccount) -> bool:
+    """Would signing in reuse an idle session (so open no new connection)?"""
+    transport = sender.transport_for(account)
+    return conf.SESSION_REUSE and POOL.has_idle(transport, account)
 
-    Returns whether it may go on, and else when to run again.
-    """
-    if account.protocol != "smtp":
-        return True, None
-    try:
-        free_at = session_leases.take(account)
-    except DatabaseError as error:
-        return False, _record_failure(message, account, error, paced=True)
-    if free_at is None:
-        return True, None
+
+def _wait_for_slot(
+    message: OutboundMessage, account: MailAccount, free_at: datetime.datetime
+) -> datetime.datetime | None:
+    """Defer the message while other workers hold every SMTP session slot."""
     now = timezone.now()
     # Soon: a worker that holds a slot may take the task next time.
     soon = now + datetime.timedelta(seconds=max(conf.QUEUE_BACKOFF, 1.0))
-    return False, _defer(
+    return _defer(
         message,
         retry.jittered(min(free_at, soon), now),
         f"{conf.SESSIONS_PER_MAILBOX} other worker(s) hold SMTP sessions to "
@@ -190,20 +193,22 @@ def _defer(
 
 
 def _claim(
-    message: OutboundMessage, account: MailAccount, paced: bool
+    message: OutboundMessage, account: MailAccount, paced: bool, renew_slot: bool
 ) -> tuple[bool, datetime.datetime | None]:
-    """Pace, then mark it ``sending``: whether it started, else when to run again.
+    """Renew the session slot, pace, and mark it ``sending``, in one transaction.
 
-    Neither, when it failed or someone else moved it first.
+    Returns whether it started, else when to run again (neither, when it
+    failed or someone else moved it first).
     """
     using = router.db_for_write(OutboundMessage)
     with transaction.atomic(using=using):
         if paced:
-            # A no-op UPDATE locks the mailbox's row (a write lock on SQLite):
-            # workers pace one mailbox one at a time.
-            MailAccount.objects.using(using).filter(pk=account.pk).update(
-                send_rate=F("send_rate")
-            )
+            # Workers pace one mailbox one at a time, under its row lock.
+            MailAccount.objects.using(using).lock_for_sending(account.pk)
+        if renew_slot:
+            free_at = session_leases.take_locked(account, using)
+            if free_at is not None:
+                return False, _wait_for_slot(message, account, free_at)
         now = timezone.now()
         budget = pacing.daily_budget(account)
         if message.recipient_count > budget:

@@ -66,6 +66,18 @@ class SessionPool:
         _close(stale)
         return found
 
+    def has_idle(self, transport: Hashable, account: MailAccount) -> bool:
+        """Is a session for ``account`` over ``transport`` idle here, unexpired?
+
+        Then signing in opens no connection (or replaces one): the queue's
+        worker asks, to know whether it must take a session slot first.
+        """
+        with self._lock:
+            self._forget_after_fork()
+            deadline = time.monotonic() - conf.SESSION_IDLE_TIMEOUT
+            idle = self._idle.get(account.pk, [])
+            return any(t == transport and since >= deadline for since, t, _ in idle)
+
     def give_back(self, transport: Hashable, session: Session) -> None:
         if session.pid != os.getpid():
             return  # a parent's: dropped unclosed (see _forget_after_fork)

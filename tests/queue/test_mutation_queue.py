@@ -31,7 +31,7 @@ from django_live_oauth_mail.queue import outbox, pacing, service, session_leases
 from django_live_oauth_mail.sending import retry
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
-from .test_outbox import message, queue, run_tasks
+from .test_outbox import message, queue, run_tasks, send_queued_message
 from .test_outbox import tasks as tasks  # autouse: clears the recorded tasks
 
 Status = OutboundMessage.Status
@@ -584,25 +584,64 @@ def test_a_deactivated_users_mail_fails_as_theirs_when_a_later_link_is_shared(
     assert smtp_server.auth_attempts == []
 
 
-def test_a_paced_worker_locks_the_mailbox_for_its_session_slot_and_its_pace(
+def _mailbox_locks(queries: list[dict[str, Any]]) -> int:
+    table = MailAccount._meta.db_table
+    return sum(
+        q["sql"].startswith(f'UPDATE "{table}" SET "send_rate"')  # SQLite's lock
+        or (f'FROM "{table}"' in q["sql"] and "FOR UPDATE" in q["sql"])
+        for q in queries
+    )
+
+
+def test_a_warm_worker_renews_its_session_slot_and_paces_under_one_lock(
     alice_account: MailAccount,
     acting_user: Any,
     smtp_server: XOAuth2SMTPServer,
+    tasks: Any,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        queue(message())
-    table = MailAccount._meta.db_table
+        queue(message("one"), message("two"))
+    first, second = tasks.results
+    tasks.clear()
+    # No warm session: the slot is taken before connecting, then the pace.
     with CaptureQueriesContext(connection) as captured:
-        run_tasks()
-    locks = [
-        q["sql"]
-        for q in captured.captured_queries
-        if q["sql"].startswith(f'UPDATE "{table}" SET "send_rate"')
-    ]
-    # One lock to take an SMTP session slot (session_leases), one to pace.
-    assert len(locks) == 2
-    assert OutboundMessage.objects.get().status == Status.SENT
+        send_queued_message(*first.args)
+    assert _mailbox_locks(captured.captured_queries) == 2
+    # Its session is warm: one transaction renews the slot and paces.
+    with CaptureQueriesContext(connection) as captured:
+        send_queued_message(*second.args)
+    assert _mailbox_locks(captured.captured_queries) == 1
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {
+        Status.SENT
+    }
+    assert len({m.session_id for m in smtp_server.messages}) == 1
+    leases = MailAccount.objects.get(pk=alice_account.pk).session_leases
+    assert list(leases) == [session_leases.holder()]
+
+
+def test_a_warm_worker_defers_when_its_lease_was_lost_and_every_slot_is_taken(
+    live_settings: dict[str, Any],
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    tasks: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    live_settings["SESSIONS_PER_MAILBOX"] = 1
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message("one"), message("two"))
+    first, second = tasks.results
+    tasks.clear()
+    send_queued_message(*first.args)  # leaves its session warm
+    held = (timezone.now() + HOUR).isoformat()
+    MailAccount.objects.filter(pk=alice_account.pk).update(
+        session_leases={"other-host:1": held}
+    )
+    send_queued_message(*second.args)
+    row = OutboundMessage.objects.get(subject="two")
+    assert (row.status, row.attempts) == (Status.DEFERRED, 0)
+    assert "hold SMTP sessions" in row.last_error
     assert len(smtp_server.messages) == 1
 
 

@@ -243,7 +243,7 @@ def test_a_disconnect_locks_the_mailbox_before_its_messages_as_a_worker_does(
     def worker() -> None:
         try:
             with transaction.atomic():
-                MailAccount.objects.select_for_update().get(pk=alice_account.pk)
+                MailAccount.objects.lock_for_sending(alice_account.pk)  # as a worker
                 pacing.set()
                 assert release.wait(timeout=30)
         finally:
