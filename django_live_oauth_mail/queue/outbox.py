@@ -242,7 +242,9 @@ def mark_stuck(now: datetime.datetime | None = None) -> int:
 
     The worker began sending and never said how it ended (it was killed, or
     lost its database): Microsoft may have accepted the message. A person
-    decides; sending it again could send it twice.
+    decides; sending it again could send it twice. Workers call it now and
+    then, not per message (:func:`.worker.mark_stuck_now_and_then`);
+    ``outbox status`` and ``outbox resume`` call it each time.
     """
     now = now or timezone.now()
     cutoff = now - datetime.timedelta(seconds=conf.SENDING_TIMEOUT)

@@ -57,8 +57,11 @@ def retry(pks: Sequence[int]) -> int:
 def resume(grace: float = 300.0) -> int:
     """Schedule again every waiting message overdue by ``grace`` seconds; how many.
 
-    See :func:`.outbox.overdue`. Scheduled at once: nothing is written.
+    See :func:`.outbox.overdue`. Messages stuck in ``sending`` become
+    ``unknown`` first (:func:`.outbox.mark_stuck`): the workers check only
+    now and then, and none may be running.
     """
+    outbox.mark_stuck()
     overdue = outbox.overdue(grace)
     schedule(overdue)
     return len(overdue)

@@ -1,8 +1,10 @@
 """What a worker does with one queued message: check, pace, send, record.
 
 1. A message no longer waiting is left alone, so a task delivered twice sends
-   once. One stuck in ``sending`` past ``SENDING_TIMEOUT`` becomes
-   ``unknown`` (:func:`.outbox.mark_stuck`).
+   once. Messages stuck in ``sending`` past ``SENDING_TIMEOUT`` become
+   ``unknown`` (:func:`.outbox.mark_stuck`), checked at most once every
+   :data:`STUCK_CHECK_INTERVAL` seconds by each worker process, not per
+   message (see :func:`mark_stuck_now_and_then`).
 2. Routing runs again for the stored acting user: it must still pick the same
    mailbox, still active, or the message fails saying why. A deactivated
    acting user is routed as no one: their own mailbox no longer sends for them.
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
+import time
 
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, router, transaction
@@ -57,6 +61,12 @@ from . import outbox, pacing, session_leases
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between one worker process's checks for stuck messages.
+STUCK_CHECK_INTERVAL = 60.0
+
+_stuck_check = threading.Lock()
+_next_stuck_check = 0.0  # time.monotonic() of this process's next check
+
 Status = OutboundMessage.Status
 
 
@@ -67,7 +77,7 @@ def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
     slots and retries need. Returns the time a deferred message may go, for
     the caller to schedule, or None when nothing is left to run.
     """
-    outbox.mark_stuck()
+    mark_stuck_now_and_then()
     message = (
         OutboundMessage.objects.select_related("account", "acting_user")
         .filter(pk=pk)
@@ -108,6 +118,25 @@ def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
     delivery.record_use()
     _record_sent(message)
     return None
+
+
+def mark_stuck_now_and_then() -> None:
+    """Have stuck messages become ``unknown``, if this process has not lately.
+
+    :func:`.outbox.mark_stuck` reads every mailbox's ``sending`` rows, a state
+    only a killed worker leaves for long: run per delivery, it would cost as
+    much as the deliveries. Once every :data:`STUCK_CHECK_INTERVAL` seconds
+    per process, a stuck message becomes ``unknown`` at most that long after
+    ``SENDING_TIMEOUT`` while workers run; ``outbox status`` and ``outbox
+    resume`` check at once.
+    """
+    global _next_stuck_check
+    now = time.monotonic()
+    with _stuck_check:
+        if now < _next_stuck_check:
+            return
+        _next_stuck_check = now + STUCK_CHECK_INTERVAL
+    outbox.mark_stuck()
 
 
 def _still_routes(message: OutboundMessage) -> MailAccount:

@@ -348,6 +348,44 @@ def test_counts_name_every_status(alice_account: MailAccount) -> None:
     assert outbox.counts() == expected
 
 
+def _stuck(account: MailAccount) -> OutboundMessage:
+    started = timezone.now() - datetime.timedelta(seconds=700)
+    return _row(account, 1, started, status=Status.SENDING, attempts=1)
+
+
+def test_a_worker_looks_for_stuck_messages_at_most_once_a_minute(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    tasks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    monkeypatch.setattr(worker, "_next_stuck_check", 0.0)  # none lately
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message("one"), message("two"), message("three"))
+    one, two, three = tasks.results
+    first = _stuck(alice_account)
+    send_queued_message(*one.args)
+    assert _stored(first)[0] == Status.UNKNOWN
+    second = _stuck(alice_account)
+    send_queued_message(*two.args)  # within the minute: not looked for
+    assert _stored(second)[0] == Status.SENDING
+    monkeypatch.setattr(worker, "_next_stuck_check", time.monotonic())  # a minute on
+    send_queued_message(*three.args)
+    assert _stored(second)[0] == Status.UNKNOWN
+    assert len(smtp_server.messages) == 3
+
+
+def test_resume_turns_stuck_messages_unknown_before_it_schedules(
+    alice_account: MailAccount, tasks: Any
+) -> None:
+    stuck = _stuck(alice_account)
+    assert service.resume() == 0
+    assert _stored(stuck)[0] == Status.UNKNOWN
+    assert tasks.results == []
+
+
 # -- the worker: what a failure leaves behind ---------------------------------------
 
 

@@ -21,7 +21,7 @@ from django_live_oauth_mail import signals
 from django_live_oauth_mail.backends import QueuedEmailBackend
 from django_live_oauth_mail.identity.accounts import unlink_mailbox
 from django_live_oauth_mail.models import MailAccount, OutboundMessage
-from django_live_oauth_mail.queue import outbox, service
+from django_live_oauth_mail.queue import outbox, service, worker
 from django_live_oauth_mail.queue.tasks import send_queued_message, sending_task
 from django_live_oauth_mail.testing import XOAuth2SMTPServer
 
@@ -409,8 +409,10 @@ def test_a_message_stuck_in_sending_becomes_unknown(
     alice_account: MailAccount,
     acting_user: Any,
     smtp_server: XOAuth2SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
+    monkeypatch.setattr(worker, "_next_stuck_check", 0.0)  # not looked lately
     with django_capture_on_commit_callbacks(execute=True):
         queue(message())
     row = OutboundMessage.objects.get()
