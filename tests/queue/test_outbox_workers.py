@@ -45,7 +45,8 @@ pytestmark = [
 Status = OutboundMessage.Status
 ALICE = "alice@outlook.com"
 # Where `tests` is importable from (tox: a directory with only a link to it).
-ROOT = Path(__file__).absolute().parent.parent
+# Not tests/ itself: its queue/ would shadow the standard library's queue.
+ROOT = Path(__file__).absolute().parents[2]
 REDIS = ("127.0.0.1", 6379)
 RQ_DB, CELERY_DB = 13, 12
 REDIS_URL = f"redis://{REDIS[0]}:{REDIS[1]}"
