@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import io
 import threading
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, call_command, load_command_class
 from django.utils import timezone
 
 from django_live_oauth_mail.models import MailAccount
@@ -265,3 +266,35 @@ def test_test_subcommand_tries_a_graph_mailbox_through_graph(
     assert "ok   graph" in output and "Microsoft Graph accepted it" in output
     assert [m.rcpt_tos for m in graph_server.messages] == [["me@example.org"]]
     assert smtp_server.sessions == 0
+
+
+def test_every_subcommand_and_option_has_a_help_line() -> None:
+    command = load_command_class("django_live_oauth_mail", "live_oauth_mail")
+    parser = command.create_parser("manage.py", "live_oauth_mail")
+    missing: list[str] = []
+
+    def walk(current: argparse.ArgumentParser, path: str) -> None:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, subparser in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    walk(subparser, f"{path} {name}")
+            elif not action.help:
+                missing.append(
+                    f"{path} {'/'.join(action.option_strings) or action.dest}"
+                )
+
+    walk(parser, "live_oauth_mail")
+    assert len(parser._subparsers._group_actions[0].choices) == 8  # type: ignore[union-attr]
+    assert missing == []
+
+
+def test_help_for_a_subcommand_describes_its_options() -> None:
+    out = io.StringIO()
+    command = load_command_class("django_live_oauth_mail", "live_oauth_mail")
+    parser = command.create_parser("manage.py", "live_oauth_mail")
+    refresh = parser._subparsers._group_actions[0].choices["refresh"]  # type: ignore[union-attr]
+    refresh.print_help(out)
+    assert "not refreshed for N days or more" in out.getvalue()

@@ -3,9 +3,7 @@ transport, rotate-keys, and outbox (status, retry, resume, purge)."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import math
 from argparse import ArgumentParser
 from typing import Any
 
@@ -22,87 +20,14 @@ from ...identity.accounts import add_app_mailbox, choose_transport, link_mailbox
 from ...identity.tokens import get_access_token
 from ...models import MailAccount, OutboundMessage
 from ...queue import outbox, service
+from ._arguments import add_arguments
 
 
 class Command(BaseCommand):
     help = "Inspect and maintain linked Microsoft mailboxes."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        commands = parser.add_subparsers(dest="subcommand", required=True)
-        commands.add_parser(
-            "status",
-            help="Show every linked mailbox; exit 1 if any needs reconnecting.",
-        )
-        refresh = commands.add_parser(
-            "refresh",
-            help="Refresh the grants of active mailboxes idle for N days, so they "
-            "do not expire (Microsoft drops refresh tokens unused for 90 days).",
-        )
-        refresh.add_argument("--idle-days", type=int, default=30, metavar="N")
-        connect = commands.add_parser(
-            "connect", help="Link a mailbox from a terminal with a device code."
-        )
-        connect.add_argument("--device-code", action="store_true", required=True)
-        connect.add_argument("--user", required=True, metavar="USERNAME")
-        test = commands.add_parser(
-            "test", help="Send one message, reporting every step."
-        )
-        test.add_argument("mailbox")
-        test.add_argument("--to", required=True, metavar="ADDRESS")
-        add_app = commands.add_parser(
-            "add-app",
-            help="Register a mailbox the app sends from with its own token "
-            "(client credentials), such as noreply@: no person links it.",
-        )
-        add_app.add_argument("mailbox")
-        add_app.add_argument("--tenant", required=True, metavar="TENANT_ID")
-        transport = commands.add_parser(
-            "transport",
-            help="Choose how a mailbox sends: smtp, graph, or setting (follow "
-            "LIVE_OAUTH_MAIL['TRANSPORT'] again, e.g. once SMTP AUTH is back on).",
-        )
-        transport.add_argument("mailbox")
-        transport.add_argument("choice", choices=["smtp", "graph", "setting"])
-        commands.add_parser(
-            "rotate-keys",
-            help="Re-encrypt every token cache and queued message with the newest "
-            "key; exit 1 if any cannot be decrypted.",
-        )
-        queue = commands.add_parser(
-            "outbox", help="Inspect and maintain the messages QueuedEmailBackend sends."
-        )
-        actions = queue.add_subparsers(dest="action", required=True)
-        actions.add_parser(
-            "status",
-            help="Count the messages in each status, after marking those whose "
-            "worker stopped mid-send as unknown.",
-        )
-        retry = actions.add_parser(
-            "retry",
-            help="Queue messages again: the given PKs, or else every failed one "
-            "(or every one in each --status).",
-        )
-        retry.add_argument("pks", nargs="*", type=int, metavar="PK")
-        retry.add_argument(
-            "--status",
-            action="append",
-            dest="statuses",
-            choices=OutboundMessage.RETRIABLE,
-            help="Retry the messages in this status (repeatable; default: failed).",
-        )
-        retry.add_argument(
-            "--mailbox", metavar="ADDRESS", help="Only messages from this mailbox."
-        )
-        resume = actions.add_parser(
-            "resume",
-            help="Schedule again the waiting messages overdue by --grace seconds "
-            "(after the task engine lost or refused their tasks).",
-        )
-        resume.add_argument("--grace", type=_days, default=300.0, metavar="SECONDS")
-        purge = actions.add_parser(
-            "purge", help="Delete the sent messages sent more than N days ago."
-        )
-        purge.add_argument("--days", type=_days, required=True, metavar="N")
+        add_arguments(parser)
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         handler = getattr(self, "handle_" + subcommand.replace("-", "_"))
@@ -367,17 +292,6 @@ def _require_engine() -> None:
         service.require_engine()
     except ConfigurationError as error:
         raise CommandError(str(error)) from None
-
-
-def _days(value: str) -> float:
-    """A number >= 0 (of days, or of seconds for --grace)."""
-    try:
-        days = float(value)
-    except ValueError:
-        days = -1.0
-    if not (math.isfinite(days) and days >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {value!r}")
-    return days
 
 
 def _when(value: datetime.datetime | None) -> str:
