@@ -92,8 +92,6 @@ def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
         return None
     # A throttled server is never waited out here: the message is deferred.
     sender = Sender(transports_from_settings(), max_throttle_wait=0.0)
-    rendered = _rendered(message)
-    delivery = Delivery([rendered])
     try:
         # An SMTP session slot is taken before connecting. A worker whose
         # session is warm holds one already: it renews it as it paces.
@@ -109,6 +107,10 @@ def deliver(pk: int, *, paced: bool) -> datetime.datetime | None:
         started, run_after = _claim(message, account, paced, renew_slot=slot)
         if not started:
             return run_after
+        # Decrypted only now: a deferred message never is, and one that
+        # cannot be decrypted fails below, saying which key is missing.
+        rendered = _rendered(message)
+        delivery = Delivery([rendered])
         if sender.send(account, rendered):
             delivery.accepted(account, rendered)
     except Exception as error:

@@ -11,6 +11,7 @@ import datetime
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -763,3 +764,24 @@ def test_the_worker_never_sends_for_a_stored_user_who_does_not_own_the_mailbox(
     assert (row.status, row.attempts) == (Status.FAILED, 0)
     assert "not the acting user's" in row.last_error
     assert smtp_server.auth_attempts == []
+
+
+def test_a_queued_message_that_cannot_be_decrypted_fails_naming_the_key(
+    alice_account: MailAccount,
+    acting_user: Any,
+    smtp_server: XOAuth2SMTPServer,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(message())
+    row = OutboundMessage.objects.get()
+    # Written with a key the site no longer has.
+    OutboundMessage.objects.filter(pk=row.pk).update(
+        encrypted_message=Fernet(Fernet.generate_key()).encrypt(b"x").decode()
+    )
+    run_tasks()
+    row.refresh_from_db()
+    assert row.status == Status.FAILED
+    assert "cannot be decrypted" in row.last_error
+    assert "ENCRYPTION_KEYS" in row.last_error
+    assert smtp_server.messages == []
